@@ -1,0 +1,90 @@
+"""The `vitdeploy` command line. Thin: parse options into config objects, call core functions.
+
+One error handler for every command: the project's errors become one line on stderr and the
+exit code of their type (see vitdeploy.errors); a traceback is shown only with --debug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from vitdeploy import __version__
+from vitdeploy.cli import _state
+from vitdeploy.cli.console import err_console
+from vitdeploy.errors import EXIT_CODES, VitdeployError
+
+EPILOG = "Exit codes: " + "; ".join(f"{k} {v.split(' (')[0]}" for k, v in EXIT_CODES.items())
+
+app = typer.Typer(
+    name="vitdeploy",
+    help="Take a trained PyTorch vision transformer to a validated, benchmarked TensorRT engine.\n\n"
+    "Example: vitdeploy export deit_tiny_patch16_224 --checkpoint deit_tiny.pth",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vitdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    _state.debug = debug or bool(os.environ.get("VITDEPLOY_DEBUG"))
+
+
+def _register() -> None:
+    from vitdeploy.cli import env_cmd, export_cmd, models_cmd
+
+    app.add_typer(models_cmd.app, name="models")
+    app.command("env", help=env_cmd.env.__doc__, epilog=env_cmd.EPILOG)(env_cmd.env)
+    export_cmd.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map errors to exit codes."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by main and by the tests)."""
+    _state.debug = bool(os.environ.get("VITDEPLOY_DEBUG")) or "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        result = app(args=argv, prog_name="vitdeploy", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except VitdeployError as exc:
+        if _state.debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # bad usage found by the parser
+        exc.show(file=sys.stderr)
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err_console.print("[bold red]interrupted[/]")
+        return 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if _state.debug:
+            err_console.print_exception()
+        else:
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                              highlight=False, soft_wrap=True)
+        return 1

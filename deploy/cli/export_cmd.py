@@ -1,0 +1,147 @@
+"""`vitdeploy export` and `vitdeploy check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from vitdeploy.cli.console import console, err_console, print_json
+from vitdeploy.cli.options import Force, Json
+from vitdeploy.errors import CompatibilityError, UsageError
+
+EXPORT_HELP = """Export a model to ONNX (dynamic batch, opset 17), validate it against PyTorch, simplify it
+and check that TensorRT can parse it. Writes OUT.onnx and OUT.json (the manifest) beside it.
+
+MODEL is a registered name (see `vitdeploy models`), `package.module:function` returning an
+nn.Module (give --input-size), or a saved torch.export program (.pt2).
+
+Examples:
+
+  vitdeploy export t2t_vit_14 --checkpoint 81.5_T2T_ViT_14.pth.tar
+
+  vitdeploy export deit_tiny_patch16_224 --dynamic-batch 1:4:16 -o deit_tiny.onnx --force
+
+  vitdeploy export mypkg.nets:build_vit --input-size 3,224,224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
+"""
+
+CHECK_HELP = """Check an ONNX file against the ONNX parsers of TensorRT versions (ops, opset, types, dynamic shapes).
+
+Example: vitdeploy check deit_tiny.onnx --target trt8.5 --target trt11 --strict
+"""
+
+
+def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"invalid {what} {text!r}: expected {n} comma-separated numbers") from None
+    if len(values) != n:
+        raise UsageError(f"invalid {what} {text!r}: expected {n} comma-separated numbers")
+    return values
+
+
+def _findings_table(findings: dict) -> Table:
+    table = Table(title="TensorRT readiness", header_style="bold")
+    for c in ("target", "severity", "kind", "finding"):
+        table.add_column(c)
+    for target, fs in findings.items():
+        if not fs:
+            table.add_row(target, "[green]ok[/]", "", "no findings")
+        for f in fs:
+            color = "red" if f.severity == "error" else "yellow"
+            table.add_row(target, f"[{color}]{f.severity}[/]", f.kind, f.message)
+    return table
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="Registered name, package.module:function, or a .pt2 program.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help=".pth/.pth.tar/.safetensors weights.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.onnx).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Static batch size (no dynamic axis).")] = None,
+    dynamic_batch: Annotated[Optional[str], typer.Option("--dynamic-batch", help="MIN:OPT:MAX batch range [default: 1:1:8].")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5 parses).")] = 17,
+    exporter: Annotated[str, typer.Option(help="auto | legacy | dynamo (auto: the family's preferred one, the other as fallback).")] = "auto",
+    simplify: Annotated[str, typer.Option(help="onnxsim | onnxslim | none (the other simplifier is the fallback).")] = "onnxsim",
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable [default: trt8.5, trt10, trt11].")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding.")] = False,
+    non_strict: Annotated[bool, typer.Option("--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")] = False,
+    atol: Annotated[float, typer.Option(help="Max abs error allowed between ONNX Runtime and PyTorch.")] = 1e-4,
+    input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Normalisation mean R,G,B (models outside the zoo).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Normalisation std R,G,B (models outside the zoo).")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(help="Classifier size (e.g. a fine-tuned checkpoint).")] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy.compare import Thresholds
+    from vitdeploy.export.config import BatchRange, ExportConfig, Preprocessing
+
+    if batch is not None and dynamic_batch is not None:
+        raise UsageError("give either --batch (static) or --dynamic-batch, not both")
+    if batch is not None and batch < 1:
+        raise UsageError(f"invalid --batch {batch}: must be >= 1")
+    batch_range = BatchRange(batch, batch, batch) if batch is not None else BatchRange.parse(dynamic_batch or "1:1:8")
+    size = _floats(input_size, 3, "--input-size")
+    config = ExportConfig(
+        model=model, checkpoint=checkpoint, output=output, batch=batch_range, opset=opset, exporter=exporter,
+        simplify=simplify, targets=tuple(target or ("trt8.5", "trt10", "trt11")), strict_check=strict,
+        strict_checkpoint=not non_strict, force=force, thresholds=Thresholds(max_abs=atol),
+        preprocessing=Preprocessing(
+            input_size=tuple(int(v) for v in size) if size else None,
+            mean=_floats(mean, 3, "--mean"), std=_floats(std, 3, "--std"), num_classes=num_classes),
+    )
+    from vitdeploy.export.pipeline import export as run_export
+    from vitdeploy.steps import Steps
+
+    status = err_console.status("exporting")
+    steps = Steps(on_start=lambda name: status.update(f"[bold]{model}[/]: {name}"),
+                  on_end=lambda r: err_console.print(f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} "
+                                                     f"[dim]{r.seconds:.2f}s[/]" + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    with status:
+        result = run_export(config, steps)
+    m = result.manifest
+    if as_json:
+        print_json(m)
+        return
+    table = Table(title=f"exported {m['model']['name']} -> {result.onnx_path}", header_style="bold", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("exporter / opset", f"{m['export']['exporter']} / {m['export']['opset']}")
+    table.add_row("nodes", f"{m['graph']['nodes_raw']} raw -> {m['graph']['nodes']} ({m['simplify']['used'] or 'not simplified'})")
+    table.add_row("batch", f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}")
+    for b, c in m["parity"]["final"].items():
+        table.add_row(f"parity batch {b}", f"max abs {c['max_abs']:.2e}  cosine {c['cosine_min']:.7f}  top-1 {c['top1_agreement']:.0%}")
+    table.add_row("file", f"{m['file_bytes'] / 1e6:.2f} MB, manifest {result.manifest_path}")
+    for note in m["notes"]:
+        table.add_row("note", f"[yellow]{note}[/]")
+    console.print(table)
+    console.print(_findings_table(result.findings))
+
+
+def check(
+    onnx_file: Annotated[Path, typer.Argument(help="ONNX model to check.")],
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable [default: trt8.5, trt10, trt11].")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding (default: only on errors).")] = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy import onnx_utils, trtcheck
+
+    model = onnx_utils.load(onnx_file)
+    findings = trtcheck.check(model, tuple(target or ("trt8.5", "trt10", "trt11")))
+    if as_json:
+        print_json(trtcheck.summarize(findings))
+    else:
+        console.print(_findings_table(findings))
+    errors = [f for fs in findings.values() for f in fs if f.severity == "error" or strict]
+    if errors:
+        raise CompatibilityError(f"{len(errors)} finding(s) that block TensorRT, e.g. [{errors[0].target}] {errors[0].message}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", help=EXPORT_HELP)(export)
+    app.command("check", help=CHECK_HELP)(check)

@@ -1,0 +1,94 @@
+"""ONNX Runtime runner (CPU by default; CUDA / TensorRT execution providers when asked)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vitdeploy.deps import require
+from vitdeploy.errors import InputError, MissingDependencyError
+from vitdeploy.runners.base import BaseRunner, TensorMeta
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+}
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class OnnxRuntimeRunner(BaseRunner):
+    def __init__(self, model: str | os.PathLike | bytes, providers: tuple[str, ...] = ("cpu",),
+                 threads: int | None = None, optimization: str = "all"):
+        super().__init__()
+        self.model = model
+        self.providers = tuple(PROVIDER_ALIASES.get(p, p) for p in providers)
+        self.threads = threads
+        self.optimization = optimization
+        self.session = None
+        self.name = f"onnxruntime[{','.join(p.replace('ExecutionProvider', '') for p in self.providers)}]"
+
+    def activate(self) -> None:
+        ort = require("onnxruntime", "running ONNX models")
+        available = ort.get_available_providers()
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            raise MissingDependencyError(
+                f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}); "
+                "install onnxruntime-gpu (or JetPack's onnxruntime wheel) for CUDA/TensorRT providers"
+            )
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[self.optimization]
+        opts.graph_optimization_level = level
+        if isinstance(self.model, (str, os.PathLike)) and not Path(self.model).exists():
+            raise InputError(f"ONNX model {self.model} not found")
+        try:
+            src = self.model if isinstance(self.model, bytes) else str(self.model)
+            self.session = ort.InferenceSession(src, sess_options=opts, providers=list(self.providers))
+        except Exception as exc:  # ORT raises its own exception types for invalid graphs
+            raise InputError(f"ONNX Runtime cannot load {self._label()}: {str(exc).splitlines()[0]}") from exc
+        self.is_active = True
+
+    def _label(self) -> str:
+        return "the model" if isinstance(self.model, bytes) else str(self.model)
+
+    def deactivate(self) -> None:
+        self.session = None
+        super().deactivate()
+
+    def input_metadata(self) -> list[TensorMeta]:
+        assert self.session is not None, "activate() first"
+        return [
+            TensorMeta(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)),
+                       tuple(d if isinstance(d, int) else None for d in i.shape))
+            for i in self.session.get_inputs()
+        ]
+
+    def output_names(self) -> list[str]:
+        assert self.session is not None, "activate() first"
+        return [o.name for o in self.session.get_outputs()]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.session is not None, "activate() first"
+        outs = self.session.run(None, feed)
+        return dict(zip(self.output_names(), outs))

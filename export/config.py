@@ -1,0 +1,85 @@
+"""Typed options of `vitdeploy export`; the CLI builds one, the pipeline reads it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vitdeploy.compare import Thresholds
+from vitdeploy.errors import UsageError
+
+EXPORTERS = ("auto", "legacy", "dynamo")
+SIMPLIFIERS = ("onnxsim", "onnxslim", "none")
+MIN_OPSET = 17
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """Batch sizes the ONNX file serves: min <= opt <= max (TensorRT optimisation profile)."""
+
+    min: int
+    opt: int
+    max: int
+
+    @property
+    def dynamic(self) -> bool:
+        return self.min != self.max
+
+    @classmethod
+    def parse(cls, text: str) -> BatchRange:
+        """'1:4:8' (min:opt:max), '1:8' (opt = min), or '4' (static)."""
+        parts = text.strip().split(":")
+        if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"\d+", p) for p in parts):
+            raise UsageError(f"invalid batch range {text!r}: expected MIN:OPT:MAX, MIN:MAX or N with positive integers")
+        nums = [int(p) for p in parts]
+        if len(nums) == 1:
+            nums = nums * 3
+        elif len(nums) == 2:
+            nums = [nums[0], nums[0], nums[1]]
+        lo, opt, hi = nums
+        if lo < 1 or not lo <= opt <= hi:
+            raise UsageError(f"invalid batch range {text!r}: need 1 <= MIN <= OPT <= MAX")
+        return cls(lo, opt, hi)
+
+    def __str__(self) -> str:
+        return f"{self.min}:{self.opt}:{self.max}"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Input description for models outside the zoo (the zoo's specs carry their own)."""
+
+    input_size: tuple[int, int, int] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    model: str
+    checkpoint: Path | None = None
+    output: Path | None = None
+    batch: BatchRange = BatchRange(1, 1, 8)
+    opset: int = MIN_OPSET
+    exporter: str = "auto"
+    simplify: str = "onnxsim"
+    targets: tuple[str, ...] = ("trt8.5", "trt10", "trt11")
+    strict_check: bool = False
+    strict_checkpoint: bool = True
+    force: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    seed: int = 0
+    validation_samples: int | None = None  # None: the batch range's min and max
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise UsageError(f"unknown exporter {self.exporter!r}; choose from {', '.join(EXPORTERS)}")
+        if self.simplify not in SIMPLIFIERS:
+            raise UsageError(f"unknown simplifier {self.simplify!r}; choose from {', '.join(SIMPLIFIERS)}")
+        if self.opset < MIN_OPSET:
+            raise UsageError(f"opset {self.opset} is below {MIN_OPSET} (LayerNormalization and TensorRT-friendly ops need 17+)")

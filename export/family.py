@@ -1,0 +1,44 @@
+"""Per-family export configuration (in the spirit of optimum's exporter configs).
+
+What differs between families at export time lives here, not in if-branches of the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Ops a deploy-ready zoo graph must not contain after simplification: they are what the
+# deploy forms exist to remove (Einsum, Unfold chains, randperm, GatherND/TopK permutations,
+# control flow), so finding one means a deploy rewrite regressed.
+DEPLOY_FORBIDDEN_OPS = frozenset({
+    "Einsum", "Col2Im", "GatherND", "ScatterND", "TopK", "NonZero", "Loop", "If", "Scan",
+    "RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial",
+})
+
+
+@dataclass(frozen=True)
+class FamilyExportConfig:
+    family: str
+    preferred_exporter: str = "legacy"
+    forbidden_ops: frozenset[str] = DEPLOY_FORBIDDEN_OPS
+    why: str = ""
+
+
+_LEGACY_WHY = ("legacy exporter first: it writes the requested opset 17 directly and is 3-10x faster; "
+               "after simplification its graph matches dynamo's")
+
+FAMILY_CONFIGS: dict[str, FamilyExportConfig] = {
+    "vit": FamilyExportConfig("vit", why=_LEGACY_WHY),
+    "t2t_vit": FamilyExportConfig("t2t_vit", why=_LEGACY_WHY + "; dynamo asked for 17 writes 18 on T2T-ViT (no Pad adapter)"),
+    "convit": FamilyExportConfig("convit", why=_LEGACY_WHY + "; dynamo also corrupts the live ConViT (always exported from a copy)"),
+    "sret": FamilyExportConfig("sret", why=_LEGACY_WHY + "; dynamo writes the permutation as GatherND/TopK"),
+    "ceit": FamilyExportConfig("ceit", why=_LEGACY_WHY),
+}
+
+USER_MODEL_CONFIG = FamilyExportConfig("user", forbidden_ops=frozenset(), why=_LEGACY_WHY)
+
+
+def family_config(family: str | None) -> FamilyExportConfig:
+    if family is None:
+        return USER_MODEL_CONFIG
+    return FAMILY_CONFIGS.get(family, FamilyExportConfig(family, why=_LEGACY_WHY))

@@ -1,0 +1,161 @@
+"""Resolve what `vitdeploy export MODEL` names into a module plus its description.
+
+MODEL is one of
+- a registered zoo name (``t2t_vit_14``),
+- ``package.module:function``: a user factory returning an ``nn.Module`` (input size and
+  normalisation come from options),
+- a saved ``torch.export`` program (``.pt2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.errors import InputError, UsageError
+from vitdeploy.export.config import ExportConfig, Preprocessing
+from vitdeploy.io import sha256_file
+
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelSource:
+    kind: str  # "zoo" | "factory" | "exported_program"
+    name: str
+    module: Any  # the plain (reference) module, untouched by export
+    family: str | None
+    preprocessing: dict[str, Any]
+    num_classes: int | None
+    checkpoint: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    exported_program: Any = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.preprocessing["input_size"])  # type: ignore[return-value]
+
+
+def _checkpoint_info(path: Path | None, report: Any = None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    info = {"path": str(path), "sha256": sha256_file(path)}
+    if report is not None:
+        info.update({k: v for k, v in report.to_dict().items() if k != "path"})
+    return info
+
+
+def _user_preprocessing(pre: Preprocessing, notes: list[str], default_size: tuple[int, int, int] | None) -> dict[str, Any]:
+    size = pre.input_size or default_size
+    if size is None:
+        raise UsageError("a model outside the zoo needs --input-size C,H,W (e.g. 3,224,224)")
+    if pre.mean is None or pre.std is None:
+        notes.append("mean/std not given: ImageNet defaults assumed; pass --mean/--std if the model was trained otherwise")
+    return {
+        "input_size": list(size),
+        "interpolation": pre.interpolation or "bicubic",
+        "crop_pct": pre.crop_pct if pre.crop_pct is not None else 0.875,
+        "mean": list(pre.mean or IMAGENET_MEAN),
+        "std": list(pre.std or IMAGENET_STD),
+        "layout": "NCHW",
+        "channel_order": "RGB",
+    }
+
+
+def _override(spec_pre: dict[str, Any], pre: Preprocessing) -> dict[str, Any]:
+    out = dict(spec_pre)
+    for key in ("input_size", "mean", "std", "interpolation", "crop_pct"):
+        value = getattr(pre, key)
+        if value is not None:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def resolve(config: ExportConfig) -> ModelSource:
+    target = config.model
+    if target.endswith(".pt2") or (Path(target).suffix in (".pt2", ".ep") and Path(target).exists()):
+        return _from_exported_program(Path(target), config)
+    if _FACTORY_RE.match(target):
+        return _from_factory(target, config)
+    return _from_zoo(target, config)
+
+
+def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
+    from vitdeploy.models import create_model, get_spec
+
+    spec = get_spec(name)  # raises UnknownModelError
+    kwargs = {}
+    if config.preprocessing.num_classes is not None:
+        kwargs["num_classes"] = config.preprocessing.num_classes
+    model = create_model(name, checkpoint=config.checkpoint, strict=config.strict_checkpoint, **kwargs)
+    report = getattr(model, "vitdeploy_load_report", None)
+    notes = list(report.notes) if report is not None else []
+    if report is not None and not report.ok:
+        notes.append(f"non-strict checkpoint load: {report.summary()}")
+    if config.checkpoint is None:
+        notes.append("no checkpoint given: random initial weights (parity is still checked; accuracy is meaningless)")
+    pre = _override(spec.preprocessing(), config.preprocessing)
+    if pre["input_size"] != list(spec.input_size):
+        notes.append(f"input size {pre['input_size']} differs from the trained {list(spec.input_size)}: "
+                     "position embeddings are fixed, expect a shape error unless the model adapts")
+    return ModelSource("zoo", name, model, spec.family, pre, kwargs.get("num_classes", spec.num_classes),
+                       _checkpoint_info(config.checkpoint, report), notes)
+
+
+def _from_factory(target: str, config: ExportConfig) -> ModelSource:
+    import torch
+
+    module_name, func_name = target.split(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the working directory's modules are importable
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import {module_name!r} for {target}: {exc}") from exc
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise InputError(f"{module_name} has no callable {func_name!r}")
+    model = fn()
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
+    notes: list[str] = []
+    report = None
+    if config.checkpoint is not None:
+        from vitdeploy.models.checkpoint import load_checkpoint
+
+        report = load_checkpoint(model, config.checkpoint, strict=config.strict_checkpoint, name=target)
+    pre = _user_preprocessing(config.preprocessing, notes, None)
+    model.eval()
+    return ModelSource("factory", func_name, model, None, pre, config.preprocessing.num_classes,
+                       _checkpoint_info(config.checkpoint, report), notes)
+
+
+def _from_exported_program(path: Path, config: ExportConfig) -> ModelSource:
+    import torch
+
+    if not path.is_file():
+        raise InputError(f"exported program {path} not found")
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot load torch.export program {path}: {exc}") from exc
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
+    default_size = None
+    if len(placeholders) == 1 and "val" in placeholders[0].meta:
+        shape = placeholders[0].meta["val"].shape
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]):
+            default_size = tuple(int(d) for d in shape[1:])
+    notes: list[str] = []
+    pre = _user_preprocessing(config.preprocessing, notes, default_size)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    src = ModelSource("exported_program", path.stem, ep.module(), None, pre, config.preprocessing.num_classes,
+                      None, notes, exported_program=ep)
+    src.checkpoint = {"path": str(path), "sha256": digest}
+    return src

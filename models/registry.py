@@ -1,0 +1,98 @@
+"""Name -> factory registry in the style of timm: ``@register_model(spec fields)`` on a factory.
+
+Families register once with ``register_family`` (checkpoint filter, default tolerances); each
+variant's factory is decorated with ``@register_model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vitdeploy.errors import UnknownModelError
+from vitdeploy.models.spec import ModelSpec
+
+ModelFactory = Callable[..., Any]
+# filter(state_dict, model, notes) -> state_dict; appends a line to notes for each change it makes
+CheckpointFilter = Callable[[dict, Any, list], dict]
+
+
+@dataclass
+class FamilyInfo:
+    name: str
+    title: str
+    source: str
+    checkpoint_filter: CheckpointFilter | None = None
+
+
+@dataclass
+class Entry:
+    spec: ModelSpec
+    factory: ModelFactory
+
+
+_MODELS: dict[str, Entry] = {}
+_FAMILIES: dict[str, FamilyInfo] = {}
+
+
+def register_family(name: str, title: str, source: str, checkpoint_filter: CheckpointFilter | None = None) -> FamilyInfo:
+    info = FamilyInfo(name, title, source, checkpoint_filter)
+    _FAMILIES[name] = info
+    return info
+
+
+def register_model(family: str, **spec_fields: Any) -> Callable[[ModelFactory], ModelFactory]:
+    """Register a factory under its function name with the given spec fields."""
+
+    def wrap(fn: ModelFactory) -> ModelFactory:
+        name = fn.__name__
+        if name in _MODELS:
+            raise ValueError(f"model {name} registered twice")
+        fam = _FAMILIES.get(family)
+        spec = ModelSpec(name=name, family=family, source=spec_fields.pop("source", fam.source if fam else ""), **spec_fields)
+        _MODELS[name] = Entry(spec, fn)
+        fn.spec = spec  # type: ignore[attr-defined]
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the families registers them; done lazily so `vitdeploy.models.spec` stays light.
+    from vitdeploy.models import ceit, convit, sret, t2t_vit, vit  # noqa: F401
+
+
+def list_models(family: str | None = None, include_tiny: bool = True) -> list[str]:
+    _ensure_loaded()
+    return [
+        n
+        for n, e in _MODELS.items()
+        if (family is None or e.spec.family == family) and (include_tiny or not e.spec.tiny)
+    ]
+
+
+def list_families() -> list[FamilyInfo]:
+    _ensure_loaded()
+    return list(_FAMILIES.values())
+
+
+def get_entry(name: str) -> Entry:
+    _ensure_loaded()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, _MODELS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `vitdeploy models`"
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+def get_spec(name: str) -> ModelSpec:
+    return get_entry(name).spec
+
+
+def get_family(name: str) -> FamilyInfo:
+    _ensure_loaded()
+    return _FAMILIES[name]
