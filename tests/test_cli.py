@@ -1,0 +1,63 @@
+import json
+
+from vitdeploy.errors import EXIT_CODES
+
+
+def test_help_lists_commands_and_exit_codes(cli):
+    code, out, _ = cli("--help")
+    assert code == 0
+    for cmd in ("models", "env", "export", "check"):
+        assert cmd in out
+    assert "Exit codes" in out
+
+
+def test_every_command_help_has_an_example(cli):
+    for cmd in ("models", "env", "export", "check"):
+        code, out, _ = cli(cmd, "--help")
+        assert code == 0
+        assert "Example" in out, cmd
+
+
+def test_models_json_lists_every_family_with_matching_params(cli):
+    code, out, _ = cli("models", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    families = {r["family"] for r in rows}
+    assert families == {"vit", "t2t_vit", "convit", "sret", "ceit"}
+    for r in rows:
+        assert r["params"] > 0
+        assert r["input_size"][0] == 3 and len(r["mean"]) == 3
+        if not r["tiny"]:
+            assert r["official_params"] is not None, r["name"]
+            assert r["params_match_official"] is True, (r["name"], r["params"], r["official_params"])
+            assert r["paper_top1"] is not None and r["macs_g"] is not None, r["name"]
+
+
+def test_unknown_model_is_one_line_with_exit_code(cli):
+    code, out, err = cli("models", "show", "deit_tinyy")
+    assert code == 3
+    assert "unknown model 'deit_tinyy'" in err and "deit_tiny_patch16_224" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_env_runs_and_reports_json(cli):
+    code, out, _ = cli("env", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["packages"]["tensorrt"]["installed"] in (True, False)
+    assert "onnxruntime" in info["packages"]
+
+
+def test_bad_option_value_is_usage_error(cli):
+    code, _, err = cli("export", "vit_tiny_test", "--dynamic-batch", "8:1:4")
+    assert code == 2
+    assert "invalid batch range" in err
+
+
+def test_exit_code_table_is_documented_in_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for code in EXIT_CODES:
+        assert f"| {code} |" in readme, f"exit code {code} missing from README"

@@ -1,0 +1,121 @@
+"""`vitdeploy export`: parity, opset honesty, manifest contents, and bad input."""
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from vitdeploy.errors import ExportError, ValueMismatchError
+from vitdeploy.export import BatchRange, ExportConfig, Preprocessing, export
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_zoo_tiny_export_dynamic_batch_and_manifest(tmp_path):
+    out = tmp_path / "vit.onnx"
+    res = export(ExportConfig("vit_tiny_test", output=out, batch=BatchRange(1, 1, 8), targets=("ort",)))
+    model = onnx.load(str(out))
+    assert [i.version for i in model.opset_import if i.domain in ("", "ai.onnx")] == [17]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
+    m = json.loads((tmp_path / "vit.json").read_text())
+    assert m == res.manifest | {"sha256": m["sha256"]}
+    assert m["export"]["opset"] == 17 and m["precision"] == "fp32"
+    assert set(m["parity"]["final"]) == {"1", "8"}
+    for fig in m["parity"]["final"].values():
+        assert fig["max_abs"] <= 1e-4 and fig["cosine_min"] >= 0.99999 and fig["top1_agreement"] == 1.0
+    assert m["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and m["batch"] == {"min": 1, "opt": 1, "max": 8}
+    assert m["graph"]["nodes"] <= m["graph"]["nodes_raw"]
+    assert "Einsum" not in m["graph"]["ops"]
+    assert _files(tmp_path) == ["vit.json", "vit.onnx"]
+
+
+def test_user_factory_exports_and_validates(tmp_path):
+    out = tmp_path / "user.onnx"
+    res = export(ExportConfig("usermodels:build_small_vit", output=out, targets=("ort",),
+                              preprocessing=Preprocessing(input_size=(3, 32, 32))))
+    m = res.manifest
+    assert m["model"]["source"] == "factory"
+    assert all(f["max_abs"] <= 1e-4 for f in m["parity"]["final"].values())
+    assert any("ImageNet defaults assumed" in n for n in m["notes"])
+    # the SDPA patch turned attention into the MatMul -> Softmax -> MatMul pattern
+    assert m["graph"]["ops"].get("Softmax") == 1 and m["graph"]["ops"]["MatMul"] >= 2
+
+
+def test_asking_opset_17_never_yields_another_opset(tmp_path):
+    out = tmp_path / "pad.onnx"
+    cfg = ExportConfig("usermodels:build_reflect_pad", output=out, exporter="dynamo", targets=("ort",),
+                       preprocessing=Preprocessing(input_size=(3, 32, 32)))
+    with pytest.raises(ExportError, match="asked for opset 17 but the dynamo exporter wrote opset 18"):
+        export(cfg)
+    assert _files(tmp_path) == []
+    # auto: the family's exporter order finds one that honours the opset, and says which
+    res = export(ExportConfig("usermodels:build_reflect_pad", output=out, targets=("ort",),
+                              preprocessing=Preprocessing(input_size=(3, 32, 32))))
+    assert onnx.load(str(out)).opset_import[0].version == 17
+    assert res.manifest["export"]["opset"] == 17
+
+
+def test_planted_parity_failure_reports_figures(tmp_path):
+    cfg = ExportConfig("usermodels:build_drift", output=tmp_path / "d.onnx", targets=("ort",),
+                       preprocessing=Preprocessing(input_size=(3, 32, 32)))
+    with pytest.raises(ValueMismatchError) as err:
+        export(cfg)
+    assert "max_abs 0.05" in str(err.value) and "batch 1" in str(err.value)
+    assert err.value.figures["max_abs"] == pytest.approx(0.05, rel=1e-3)
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["export", "no_such_model"], 3, "unknown model"),
+        (["export", "usermodels:not_a_module", "--input-size", "3,32,32"], 3, "not a torch.nn.Module"),
+        (["export", "vit_tiny_test", "--dynamic-batch", "0:1:4"], 2, "invalid batch range"),
+        (["export", "vit_tiny_test", "--dynamic-batch", "a:b"], 2, "invalid batch range"),
+        (["export", "vit_tiny_test", "--batch", "2", "--dynamic-batch", "1:8"], 2, "not both"),
+        (["export", "usermodels:build_small_vit"], 2, "--input-size"),
+    ],
+)
+def test_bad_input_one_line_error(cli, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(*args)
+    assert rc == code, err
+    assert message in err and "Traceback" not in err
+    assert _files(tmp_path) == []
+
+
+def test_existing_output_needs_force(cli, tmp_path):
+    out = tmp_path / "v.onnx"
+    out.write_bytes(b"keep me")
+    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--target", "ort")
+    assert rc == 5 and "--force" in err
+    assert out.read_bytes() == b"keep me"
+    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--target", "ort", "--force")
+    assert rc == 0, err
+    assert onnx.load(str(out)).graph.node
+
+
+def test_unwritable_output(cli, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should be")  # fails even for root
+    rc, _, err = cli("export", "vit_tiny_test", "-o", blocker / "v.onnx", "--target", "ort")
+    assert rc == 5, err
+    assert "cannot create output folder" in err
+    assert _files(tmp_path) == ["blocker"]
+
+
+def test_checkpoint_of_another_architecture(cli, tmp_path):
+    import torch
+
+    from vitdeploy.models import create_model
+
+    other = create_model("deit_tiny_patch16_224")
+    torch.save({"model": other.state_dict()}, tmp_path / "deit.pth")
+    rc, _, err = cli("export", "vit_tiny_test", "-c", tmp_path / "deit.pth", "-o", tmp_path / "x.onnx", "--target", "ort")
+    assert rc == 4
+    assert "does not match vit_tiny_test" in err and "shape mismatch" in err
+    assert not (tmp_path / "x.onnx").exists()
