@@ -21,7 +21,7 @@ import torch
 from vitdeploy import onnx_utils, trtcheck
 from vitdeploy.compare import Comparison
 from vitdeploy.errors import CompatibilityError, ExportError, ParityError
-from vitdeploy.export import patches, simplify
+from vitdeploy.export import passes, patches, simplify
 from vitdeploy.export.config import ExportConfig
 from vitdeploy.export.family import family_config
 from vitdeploy.export.source import ModelSource, resolve
@@ -129,6 +129,19 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
         if config.simplify != "none" and simplify_info["used"] is None:
             notes.append("no simplifier result kept: the raw export is written")
 
+        graph_passes: list[str] = []
+        lacking = passes.targets_without("LayerNormalization", config.targets)
+        if lacking and "LayerNormalization" in onnx_utils.op_histogram(final):
+            with steps.step("decompose LayerNorm"):
+                n = passes.decompose_layernorm(final)
+                onnx_utils.check_model(final)
+                final_bytes = final.SerializeToString()
+                parity_final = validate_against_torch(final_bytes, source.module, input_shape, batches,
+                                                      config.thresholds, config.seed, "LayerNorm-decomposed ONNX vs PyTorch")
+            graph_passes.append("decompose_layernorm")
+            notes.append(f"{n} LayerNormalization node(s) decomposed into primitive ops: {', '.join(lacking)} has no "
+                         "LayerNormalization importer (export with only --target trt10/trt11 to keep the fused op)")
+
         histogram = onnx_utils.op_histogram(final)
         with steps.step("TensorRT readiness"):
             forbidden = sorted(set(histogram) & fam.forbidden_ops)
@@ -159,7 +172,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                     "patches": applied_patches, "messages": run.messages},
             deploy_form=deploy,
             simplify=simplify_info,
-            passes=[p for p in ["deploy_form" if exportable is not None else None, simplify_info["used"]] if p],
+            passes=[p for p in ["deploy_form" if exportable is not None else None, simplify_info["used"]] if p] + graph_passes,
             parity={"reference": "pytorch (untouched original module, eval)",
                     "thresholds": {k: v for k, v in config.thresholds.__dict__.items()},
                     "raw": _figures(parity_raw), "final": _figures(parity_final)},

@@ -52,18 +52,20 @@ __all__ = [
 
 
 def create_model(name: str, *, checkpoint: str | os.PathLike | None = None, strict: bool = True,
-                 prefer_ema: bool = True, deploy: bool = False, **kwargs: Any) -> nn.Module:
+                 prefer_ema: bool | None = None, deploy: bool = False, **kwargs: Any) -> nn.Module:
     """Build a registered model in eval mode, optionally loading ``checkpoint``.
 
     ``kwargs`` go to the factory (e.g. ``num_classes``). With ``deploy=True`` the deploy-ready
-    form is returned (see ``make_deploy_ready``).
+    form is returned (see ``make_deploy_ready``). ``prefer_ema`` picks EMA weights when a
+    checkpoint holds both; None means the family's default (what its official evaluation used).
     """
     entry = get_entry(name)
     model = entry.factory(**kwargs)
     model.vitdeploy_name = name  # type: ignore[attr-defined]
     if checkpoint is not None:
         family = get_family(entry.spec.family)
-        report = load_checkpoint(model, checkpoint, strict=strict, prefer_ema=prefer_ema,
+        ema = family.prefer_ema if prefer_ema is None else prefer_ema
+        report = load_checkpoint(model, checkpoint, strict=strict, prefer_ema=ema,
                                  checkpoint_filter=family.checkpoint_filter, name=name)
         model.vitdeploy_load_report = report  # type: ignore[attr-defined]
     model.eval()

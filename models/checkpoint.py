@@ -23,8 +23,7 @@ from torch import nn
 
 from vitdeploy.errors import CheckpointError, InputError
 
-# Preference order when a checkpoint holds several state dicts. EMA weights first: they are
-# what the official T2T-ViT and ConViT evaluations report.
+# Preference order when a checkpoint holds several state dicts (the family decides which).
 WRAPPER_KEYS_EMA_FIRST = ("state_dict_ema", "model_ema", "state_dict", "model", "net", "params")
 WRAPPER_KEYS_RAW_FIRST = ("state_dict", "model", "state_dict_ema", "model_ema", "net", "params")
 

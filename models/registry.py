@@ -24,6 +24,10 @@ class FamilyInfo:
     title: str
     source: str
     checkpoint_filter: CheckpointFilter | None = None
+    # Which weights a training checkpoint holding both should give: the ones the official
+    # evaluation reports. DeiT-style scripts (DeiT, ConViT, CeiT) evaluate checkpoint["model"];
+    # T2T-ViT's released evaluation loads the EMA weights.
+    prefer_ema: bool = False
 
 
 @dataclass
@@ -36,8 +40,9 @@ _MODELS: dict[str, Entry] = {}
 _FAMILIES: dict[str, FamilyInfo] = {}
 
 
-def register_family(name: str, title: str, source: str, checkpoint_filter: CheckpointFilter | None = None) -> FamilyInfo:
-    info = FamilyInfo(name, title, source, checkpoint_filter)
+def register_family(name: str, title: str, source: str, checkpoint_filter: CheckpointFilter | None = None,
+                    prefer_ema: bool = False) -> FamilyInfo:
+    info = FamilyInfo(name, title, source, checkpoint_filter, prefer_ema)
     _FAMILIES[name] = info
     return info
 
