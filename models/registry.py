@@ -89,7 +89,14 @@ def get_entry(name: str) -> Entry:
     except KeyError:
         import difflib
 
-        close = difflib.get_close_matches(name, _MODELS, n=3)
+        # compare against name heads too, so "deit_tiny" suggests deit_tiny_patch16_224
+        query = name.lower()
+        lower = {n.lower(): n for n in _MODELS}
+        heads = {n[: len(query) + 1]: lower[n] for n in sorted(lower, key=len, reverse=True)}
+        close = list(dict.fromkeys(
+            [lower[n] for n in lower if n.startswith(query)][:3]
+            + [heads[h] for h in difflib.get_close_matches(query, heads, n=3, cutoff=0.75)]
+            + [lower[n] for n in difflib.get_close_matches(query, lower, n=3)]))[:3]
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `vitdeploy models`"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 

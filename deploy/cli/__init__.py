@@ -46,11 +46,12 @@ def _root(
 
 
 def _register() -> None:
-    from vitdeploy.cli import env_cmd, export_cmd, models_cmd
+    from vitdeploy.cli import env_cmd, export_cmd, models_cmd, quantize_cmd
 
     app.add_typer(models_cmd.app, name="models")
     app.command("env", help=env_cmd.env.__doc__, epilog=env_cmd.EPILOG)(env_cmd.env)
     export_cmd.register(app)
+    quantize_cmd.register(app)
 
 
 _register()

@@ -1,0 +1,76 @@
+"""Small ONNX graph utilities for the precision passes (torch-free)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+import numpy as np
+
+from vitdeploy.deps import require
+
+
+def initializers(model) -> dict:
+    return {i.name: i for i in model.graph.initializer}
+
+
+def consumers(model) -> dict[str, list[tuple[object, int]]]:
+    """tensor name -> [(node, input index)]"""
+    out: dict[str, list[tuple[object, int]]] = defaultdict(list)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name:
+                out[name].append((node, i))
+    return out
+
+
+def producers(model) -> dict[str, object]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def to_array(tensor) -> np.ndarray:
+    onnx = require("onnx")
+    return onnx.numpy_helper.to_array(tensor)
+
+
+def from_array(arr: np.ndarray, name: str):
+    onnx = require("onnx")
+    return onnx.numpy_helper.from_array(arr, name)
+
+
+def toposort(model) -> None:
+    """Reorder graph nodes topologically in place (after appending nodes)."""
+    graph = model.graph
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    nodes = list(graph.node)
+    need = [sum(1 for x in n.input if x not in available) for n in nodes]
+    waiting: dict[str, list[int]] = defaultdict(list)
+    for idx, n in enumerate(nodes):
+        for x in set(n.input):
+            if x not in available:
+                waiting[x].append(idx)
+    ready = deque(i for i, k in enumerate(need) if k == 0)
+    order = []
+    produced = set()
+    while ready:
+        i = ready.popleft()
+        order.append(nodes[i])
+        for o in nodes[i].output:
+            if o in produced:
+                continue
+            produced.add(o)
+            for j in waiting.get(o, ()):
+                need[j] -= len([x for x in set(nodes[j].input) if x == o])
+                if need[j] == 0:
+                    ready.append(j)
+    if len(order) != len(nodes):
+        raise ValueError("graph has a cycle or a dangling input")
+    del graph.node[:]
+    graph.node.extend(order)
+
+
+def float_tensor_names(model) -> list[str]:
+    """Outputs of nodes that are float32 (from shape inference), in graph order."""
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    return [o for n in model.graph.node for o in n.output if types.get(o) == onnx.TensorProto.FLOAT]

@@ -1,0 +1,260 @@
+"""`vitdeploy quantize`: an FP32 ONNX -> INT8 (Q/DQ) or FP16 ONNX, with its accuracy measured on the CPU.
+
+INT8: calibration images -> activation histograms (cached) -> ranges by the chosen method ->
+Q/DQ on MatMul/Gemm/Conv inputs -> accuracy against the FP32 model on held-out images, all in
+ONNX Runtime. FP16: FP32 islands for normalisation/softmax/reductions and for nodes whose
+calibrated range overflows FP16. Nothing is written unless every step passed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitdeploy import onnx_utils
+from vitdeploy.calib import data as D
+from vitdeploy.calib import fp16 as F16
+from vitdeploy.calib import qdq, stats, trtcache
+from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
+from vitdeploy.compare import compare
+from vitdeploy.errors import UsageError
+from vitdeploy.io import check_output, manifest_path, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.steps import Steps
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    model: Path
+    precision: str  # "int8" | "fp16"
+    calib: Path | None = None
+    method: str = "entropy"
+    percentile: float = 99.99
+    samples: int = 512
+    holdout: int | None = None  # default: samples // 8, at least 8, at most 256
+    target: str = "trt"
+    exclude: tuple[str, ...] = ()
+    keep_fp32: tuple[str, ...] = ()
+    quantize_attention: bool = True
+    output: Path | None = None
+    force: bool = False
+    seed: int = 0
+    batch_size: int = 16
+    on_error: str = "skip"
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # overrides: input_size, mean, std, interpolation, crop_pct
+    trt_calibration_cache: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("int8", "fp16"):
+            raise UsageError("choose --int8 or --fp16")
+        if self.method not in METHODS:
+            raise UsageError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.target not in qdq.TARGETS:
+            raise UsageError(f"unknown --target {self.target!r}; choose from {', '.join(qdq.TARGETS)}")
+        if self.precision == "int8" and self.calib is None:
+            raise UsageError("--int8 needs calibration data: --calib DATA (image folder, .txt list, .npy/.npz)")
+        if self.samples < 1:
+            raise UsageError("--samples must be >= 1")
+        if not 50.0 < self.percentile < 100.0:
+            raise UsageError("--percentile must be in (50, 100)")
+
+
+@dataclass
+class QuantizeResult:
+    onnx_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+def default_output(model: Path, precision: str, target: str) -> Path:
+    suffix = precision if target == "trt" or precision == "fp16" else f"{precision}-ort"
+    stem = model.stem
+    return model.with_name(f"{stem}.{suffix}.onnx")
+
+
+def _split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint calibration and held-out indices, deterministic in ``seed``."""
+    order = np.random.default_rng(seed).permutation(n)
+    hold = holdout if holdout is not None else int(np.clip(samples // 8, 8, 256))
+    hold = min(hold, n // 2) if n > 1 else 0
+    calib = order[hold: hold + samples] if n > hold else order
+    return np.sort(calib), np.sort(order[:hold])
+
+
+def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.ndarray | None,
+              input_name: str, threads: int | None) -> dict[str, Any]:
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    outs = []
+    for m in (ref_model, cand_model):
+        with OnnxRuntimeRunner(m, threads=threads) as r:
+            outs.append(np.concatenate([r.infer({input_name: x[i:i + 32]})[r.output_names()[0]] for i in range(0, len(x), 32)]))
+    ref, cand = outs
+    result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict()}
+    if labels is not None:
+        result["top1_fp32"] = float((ref.argmax(1) == labels).mean())
+        result["top1"] = float((cand.argmax(1) == labels).mean())
+        result["top1_drop_points"] = 100.0 * (result["top1_fp32"] - result["top1"])
+    return result
+
+
+def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) -> QuantizeResult:
+    """``progress(kind, total)`` returns an advance(n) callback for long loops (or None)."""
+    steps = steps or Steps()
+    with steps.step("load model"):
+        model = onnx_utils.load(config.model)
+        parent = read_manifest(config.model)
+        pre = D.Preprocess.from_manifest(parent, **config.preprocessing)
+        input_name = onnx_utils.io_summary(model)["inputs"][0]["name"]
+        if parent and parent.get("precision", "fp32") != "fp32":
+            raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
+    out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
+    for p in (out, manifest_path(out)):
+        check_output(p, config.force)
+    cache_out = out.with_suffix(".calib") if config.trt_calibration_cache else None
+    if cache_out is not None:
+        check_output(cache_out, config.force)
+
+    # validate user selections before any heavy work
+    op_types = {n.op_type for n in model.graph.node}
+    node_names = {n.name for n in model.graph.node}
+    if config.precision == "int8":
+        qplan = qdq.plan(model, config.exclude, config.quantize_attention)
+    else:
+        unknown = [k for k in config.keep_fp32 if k not in op_types and k not in node_names]
+        if unknown:
+            raise UsageError(f"--keep-fp32 {', '.join(unknown)}: neither an op type nor a node name in this model")
+
+    samples = labels_hold = x_hold = None
+    data_info: dict[str, Any] | None = None
+    if config.calib is not None:
+        with steps.step("read calibration data"):
+            ds = D.open_dataset(config.calib)
+            D.check_shape(ds, pre)
+            calib_idx, hold_idx = _split(len(ds), config.samples, config.holdout, config.seed)
+            advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
+            samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance)
+            if len(hold_idx):
+                x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
+                labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
+            digest = D.data_hash(ds, calib_idx, pre)
+            data_info = {"source": ds.source, "kind": ds.kind, "available": len(ds), "calibration_samples": int(len(samples)),
+                         "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": digest,
+                         "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
+                         "labels": ds.labels is not None}
+
+    model_digest = stats.model_hash(model)
+    if config.precision == "int8":
+        tensors = qplan.activations
+        if config.trt_calibration_cache:
+            from vitdeploy.calib.graph import float_tensor_names
+
+            tensors = list(dict.fromkeys([input_name] + tensors + float_tensor_names(model)))
+        collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"], tensors, samples,
+                                                    input_name, config, steps, progress)
+        with steps.step(f"ranges ({config.method})"):
+            symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
+                         if config.target == "trt" or config.trt_calibration_cache else {})
+            if config.target == "trt":
+                ranges = {t: symmetric[t] for t in qplan.activations}
+            else:
+                ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
+        with steps.step("write Q/DQ"):
+            result_model = qdq.write(model, qplan, ranges, config.target)
+            onnx_utils.check_model(result_model)
+        precision_info = {
+            "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
+            "target": config.target,
+            "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
+            "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
+            "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
+            "attention_matmuls": "quantized" if config.quantize_attention else "float",
+            "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
+            "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
+            "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
+            "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
+        }
+    else:
+        keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
+        keep_nodes = tuple(k for k in config.keep_fp32 if k in node_names and k not in op_types)
+        overflow: list[str] = []
+        stats_info = None
+        if samples is not None:
+            from vitdeploy.calib.graph import float_tensor_names
+
+            tensors = float_tensor_names(model)
+            subset = samples[: min(len(samples), 64)]
+            collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"] + ":fp16", tensors, subset,
+                                                        input_name, config, steps, progress)
+            overflow = F16.overflow_nodes(model, {t: s.amax for t, s in collected.items()})
+            stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
+        with steps.step("convert FP16"):
+            result_model = F16.convert(model, keep_ops, keep_nodes + tuple(overflow))
+            onnx_utils.check_model(result_model)
+        precision_info = {"fp32_ops": sorted(set(F16.KEEP_FP32_OPS) | set(keep_ops)), "fp32_nodes": list(keep_nodes),
+                          "fp32_overflow_nodes": overflow, "io": "float32", "statistics": stats_info}
+
+    result_bytes = result_model.SerializeToString()
+    with steps.step("accuracy vs FP32"):
+        if x_hold is not None and len(x_hold):
+            accuracy = _evaluate(model.SerializeToString(), result_bytes, x_hold, labels_hold, input_name, config.threads)
+            accuracy["data"] = "held-out calibration images"
+        else:
+            from vitdeploy.export.validate import seeded_inputs
+
+            x = seeded_inputs(8, tuple(pre.input_size), config.seed)
+            accuracy = _evaluate(model.SerializeToString(), result_bytes, x, None, input_name, config.threads)
+            accuracy["data"] = "seeded random inputs (no calibration data given)"
+
+    keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
+    manifest = new_manifest(
+        "onnx", out, **{k: parent[k] for k in keep if parent and k in parent},
+        precision=config.precision,
+        parent={"artifact": str(config.model), "sha256": sha256_file(config.model), "precision": "fp32"},
+        quantization=precision_info if config.precision == "int8" else None,
+        fp16=precision_info if config.precision == "fp16" else None,
+        calibration_data=data_info,
+        accuracy=accuracy,
+        graph={"nodes": onnx_utils.node_count(result_model), "ops": onnx_utils.op_histogram(result_model)},
+    )
+    if parent is None:
+        manifest["preprocessing"] = {"input_size": list(pre.input_size), "mean": list(pre.mean), "std": list(pre.std),
+                                     "interpolation": pre.interpolation, "crop_pct": pre.crop_pct, "layout": "NCHW"}
+    with steps.step("write"):
+        write_bytes_atomic(out, result_bytes)
+        try:
+            if cache_out is not None:
+                trtcache.write(cache_out, symmetric)
+                manifest["trt_calibration_cache"] = {"path": cache_out.name, "tensors": len(symmetric),
+                                                     "for": "TensorRT < 10.12 implicit INT8 build of the FP32 ONNX"}
+            manifest["file_bytes"] = os.path.getsize(out)
+            manifest["steps"] = steps.to_list()
+            mpath = write_manifest(out, manifest)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            if cache_out is not None:
+                cache_out.unlink(missing_ok=True)
+            raise
+    return QuantizeResult(out, mpath, manifest)
+
+
+def _statistics(model, model_digest, data_digest, tensors, samples, input_name, config, steps, progress):
+    key = stats.stats_key(model_digest, data_digest, tensors)
+    path = stats.cache_dir() / f"{key}.npz"
+    with steps.step("activation statistics") as rec:
+        collected = stats.load_stats(path)
+        if collected is not None and all(t in collected for t in tensors):
+            rec.detail = "from cache"
+            return collected, path, True
+        advance = progress("calibrate", len(samples)) if progress else None
+        batches = (samples[i:i + config.batch_size] for i in range(0, len(samples), config.batch_size))
+        collected = stats.collect(model, tensors, batches, input_name, advance, config.threads)
+        try:
+            stats.save_stats(path, collected, {"model": model_digest, "data": data_digest})
+        except OSError as exc:  # an unwritable cache costs time, not correctness
+            rec.detail = f"cache not written: {exc}"
+        return collected, path, False

@@ -1,0 +1,85 @@
+"""Activation statistics: run the FP32 ONNX model in ONNX Runtime on calibration batches and
+accumulate per-tensor histograms, cached on disk by model hash + data hash + tensor set."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from vitdeploy.calib.methods import TensorStats
+from vitdeploy.deps import require
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "calib-stats"
+
+
+def model_hash(model) -> str:
+    return hashlib.sha256(model.SerializeToString()).hexdigest()
+
+
+def stats_key(model_digest: str, data_digest: str, tensors: Iterable[str]) -> str:
+    h = hashlib.sha256(f"{model_digest}:{data_digest}:".encode())
+    for t in sorted(tensors):
+        h.update(t.encode() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def with_outputs(model, names: list[str]):
+    """A copy of ``model`` that also outputs the named intermediate tensors."""
+    onnx = require("onnx")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in existing:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    return m
+
+
+def collect(model, tensors: list[str], batches: Iterable[np.ndarray], input_name: str,
+            progress: Callable[[int], None] | None = None, threads: int | None = None) -> dict[str, TensorStats]:
+    """Histogram statistics of ``tensors`` over ``batches`` (each an N,C,H,W float32 array)."""
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    stats = {t: TensorStats() for t in tensors}
+    probe = with_outputs(model, tensors)
+    with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads, optimization="basic") as runner:
+        for batch in batches:
+            outs = runner.infer({input_name: batch})
+            for t in tensors:
+                stats[t].update(outs[t])
+            if progress:
+                progress(batch.shape[0])
+    return stats
+
+
+def save_stats(path: Path, stats: dict[str, TensorStats], meta: dict[str, str]) -> None:
+    from vitdeploy.io import atomic_path
+
+    arrays: dict[str, np.ndarray] = {"__names__": np.array(list(stats), dtype=object).astype(str)}
+    for i, (name, s) in enumerate(stats.items()):
+        for k, v in s.to_arrays().items():
+            arrays[f"{i}.{k}"] = v
+    for k, v in meta.items():
+        arrays[f"__meta__.{k}"] = np.array(v)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_stats(path: Path) -> dict[str, TensorStats] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = [str(n) for n in z["__names__"]]
+            return {n: TensorStats.from_arrays({k: z[f"{i}.{k}"] for k in ("minmax", "pos", "neg")})
+                    for i, n in enumerate(names)}
+    except (OSError, KeyError, ValueError):
+        return None  # a damaged cache entry is recomputed, not trusted

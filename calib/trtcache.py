@@ -1,0 +1,48 @@
+"""TensorRT's calibration-cache text format, for the implicit-INT8 path of TensorRT < 10.12.
+
+    TRT-8502-EntropyCalibration2
+    input: 3c010204
+    /blocks.0/attn/MatMul_output_0: 3d1f2a11
+
+Each line after the header is a tensor name and the big-endian IEEE-754 bits of its scale
+(amax / 127). The header names the TensorRT version and calibrator; build-engine rewrites it for
+the TensorRT it runs on.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from vitdeploy.io import write_bytes_atomic
+
+CALIBRATOR = "EntropyCalibration2"
+
+
+def header(trt_version: str = "8.5.2") -> str:
+    parts = (trt_version.split(".") + ["0", "0"])[:3]
+    return f"TRT-{int(parts[0])}{int(parts[1])}{int(parts[2]):02d}-{CALIBRATOR}"
+
+
+def encode(amax: dict[str, float], trt_version: str = "8.5.2") -> str:
+    lines = [header(trt_version)]
+    for name, a in amax.items():
+        scale = (a / 127.0) if a > 0 else 1.0 / 127.0
+        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    return "\n".join(lines) + "\n"
+
+
+def decode(text: str) -> tuple[str, dict[str, float]]:
+    """(header, tensor -> scale)"""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise ValueError("not a TensorRT calibration cache (no TRT- header)")
+    scales = {}
+    for ln in lines[1:]:
+        name, _, hexbits = ln.rpartition(": ")
+        scales[name] = struct.unpack(">f", bytes.fromhex(hexbits.strip()))[0]
+    return lines[0], scales
+
+
+def write(path: str | Path, amax: dict[str, float], trt_version: str = "8.5.2") -> None:
+    write_bytes_atomic(path, encode(amax, trt_version).encode())

@@ -1,0 +1,110 @@
+"""`vitdeploy quantize`: INT8 (Q/DQ) or FP16 ONNX from an FP32 export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.options import Force, Json
+from vitdeploy.errors import UsageError
+
+HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
+against the FP32 model in ONNX Runtime on held-out calibration images.
+
+Precision lives in the ONNX itself: TensorRT 10/11 builds it strongly typed, TensorRT 8.5 builds
+it with its INT8/FP16 flags; ONNX Runtime runs it on the CPU.
+
+Examples:
+
+  vitdeploy quantize deit_tiny.onnx --int8 --calib imagenet_val/ --method entropy --samples 512
+
+  vitdeploy quantize deit_tiny.onnx --int8 --calib calib.npz --target ort-cpu -o deit_tiny.ort.onnx
+
+  vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ --keep-fp32 Softmax
+"""
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX from `vitdeploy export` (its manifest gives the preprocessing).")],
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (needs --calib).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 with FP32 islands.")] = False,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Image folder (recursive, class subfolders allowed), .txt list of image paths, or preprocessed .npy/.npz.")] = None,
+    method: Annotated[str, typer.Option(help="entropy | percentile | minmax | mse")] = "entropy",
+    percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
+    samples: Annotated[int, typer.Option(help="Calibration samples (a seeded subset).")] = 512,
+    holdout: Annotated[Optional[int], typer.Option(help="Held-out images for the accuracy check [default: samples/8, 8-256].")] = None,
+    target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type or node name to leave in float (repeatable).")] = None,
+    float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized.")] = False,
+    keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
+    trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx [default: MODEL.int8.onnx / MODEL.fp16.onnx].")] = None,
+    on_error: Annotated[str, typer.Option(help="Undecodable image: skip (counted and reported) | fail.")] = "skip",
+    input_size: Annotated[Optional[str], typer.Option(help="C,H,W when the model has no manifest.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="R,G,B mean when the model has no manifest.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="R,G,B std when the model has no manifest.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime threads.")] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy.calib.quantize import QuantizeConfig
+    from vitdeploy.calib.quantize import quantize as run_quantize
+    from vitdeploy.cli.export_cmd import _floats
+    from vitdeploy.steps import Steps
+
+    if int8 == fp16:
+        raise UsageError("choose exactly one of --int8 and --fp16")
+    if on_error not in ("skip", "fail"):
+        raise UsageError("--on-error must be skip or fail")
+    size = _floats(input_size, 3, "--input-size")
+    pre = {"input_size": tuple(int(v) for v in size) if size else None, "mean": _floats(mean, 3, "--mean"),
+           "std": _floats(std, 3, "--std")}
+    config = QuantizeConfig(
+        model=model, precision="int8" if int8 else "fp16", calib=calib, method=method, percentile=percentile,
+        samples=samples, holdout=holdout, target=target, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
+        quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
+        preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
+        threads=threads,
+    )
+    steps = Steps(on_end=lambda r: err_console.print(
+        f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.2f}s[/]" + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    with progress(transient=True) as bar:
+        def track(kind: str, total: int):
+            task = bar.add_task(kind, total=total)
+            return lambda n: bar.advance(task, n)
+
+        result = run_quantize(config, steps, track)
+    m = result.manifest
+    if as_json:
+        print_json(m)
+        return
+    acc = m["accuracy"]
+    c = acc["vs_fp32"]
+    table = Table(title=f"{m['precision'].upper()} -> {result.onnx_path}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    if m.get("quantization"):
+        q = m["quantization"]
+        table.add_row("method / target", f"{q['method']} / {q['target']} ({q['activations']})")
+        table.add_row("quantized", f"{q['quantized_nodes']} nodes, {q['quantized_activations']} activations, {q['quantized_weights']} weights"
+                      + (" [dim](statistics from cache)[/]" if q["statistics"]["cached"] else ""))
+    if m.get("fp16"):
+        table.add_row("kept FP32", f"ops {', '.join(m['fp16']['fp32_ops'][:6])}..., {len(m['fp16']['fp32_overflow_nodes'])} overflow nodes")
+    d = m.get("calibration_data")
+    if d:
+        table.add_row("data", f"{d['calibration_samples']} calibration + {d['holdout_samples']} held-out of {d['available']}"
+                      + (f", [yellow]{d['skipped']} undecodable skipped[/]" if d["skipped"] else ""))
+    table.add_row(f"vs FP32 ({acc['samples']} {acc['data']})",
+                  f"cosine {c['cosine_mean']:.5f} (min {c['cosine_min']:.5f})  top-1 agreement {c['top1_agreement']:.2%}  max abs {c['max_abs']:.3g}")
+    if "top1" in acc:
+        table.add_row("top-1 (labels)", f"{acc['top1']:.2%} vs FP32 {acc['top1_fp32']:.2%} ({acc['top1_drop_points']:+.2f} points drop)")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize", help=HELP)(quantize)

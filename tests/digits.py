@@ -1,0 +1,73 @@
+"""Real images for accuracy tests: scikit-learn's bundled digits (1797 8x8 scans, 10 classes).
+
+Images are upscaled to the model's input size and go through vitdeploy's own preprocessing,
+so training, calibration and evaluation see identical inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def digit_images(size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = [Image.fromarray((img / 16.0 * 255).astype(np.uint8)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+              for img in d.images]
+    return images, d.target.astype(np.int64)
+
+
+def split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    k = int(n * test_fraction)
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def write_image_folder(root: Path, images: list[Image.Image], labels: np.ndarray, indices: np.ndarray) -> Path:
+    for i in indices:
+        folder = root / str(int(labels[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        images[i].save(folder / f"{i:04d}.png")
+    return root
+
+
+def preprocessed(images: list[Image.Image], pre) -> np.ndarray:
+    from vitdeploy.calib.data import preprocess_image
+
+    return np.stack([preprocess_image(img, pre) for img in images])
+
+
+def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int = 0, lr: float = 2e-3):
+    """Time-boxed AdamW training on one thread with random-shift augmentation; returns the model in eval mode."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    model.train()
+    start, step = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        idx = torch.from_numpy(rng.integers(0, len(xt), 64))
+        xb = xt[idx]
+        dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
+        xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))
+        frac = min(1.0, (time.perf_counter() - start) / seconds)
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.5 * (1 + np.cos(np.pi * frac)))
+        out = model(xb)
+        if isinstance(out, tuple):
+            out = out[0]
+        loss = torch.nn.functional.cross_entropy(out, yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+    model.eval()
+    model.train_steps = step
+    return model

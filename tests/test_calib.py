@@ -1,0 +1,226 @@
+"""Calibration: data loading, methods that really differ, Q/DQ placement, caches, bad input."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from vitdeploy.calib import data as D
+from vitdeploy.calib import qdq, trtcache
+from vitdeploy.calib.methods import METHODS, TensorStats, asymmetric_range, symmetric_amax
+from vitdeploy.errors import InputError, UsageError
+
+PRE = D.Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+
+
+def skewed_stats(seed=0) -> TensorStats:
+    rng = np.random.default_rng(seed)
+    s = TensorStats()
+    for _ in range(3):
+        x = rng.standard_normal(200_000).astype(np.float32)
+        x[:4] = rng.uniform(40, 60, 4)  # a few large outliers, as attention/MLP activations have
+        s.update(x)
+    return s
+
+
+def test_methods_differ_and_clip_outliers():
+    s = skewed_stats()
+    amax = {m: symmetric_amax(s, m) for m in METHODS}
+    assert amax["minmax"] == pytest.approx(s.amax) and amax["minmax"] > 40
+    assert len({round(v, 4) for v in amax.values()}) == len(METHODS), amax
+    for m in ("entropy", "percentile"):
+        assert amax[m] < 0.25 * amax["minmax"], (m, amax)  # the outliers are clipped
+        assert amax[m] > 3.0  # but not the bulk of a unit Gaussian
+    lo, hi = asymmetric_range(s, "percentile")
+    assert lo < 0 < hi and hi < 10
+
+
+def test_histogram_growth_keeps_counts_and_extrema():
+    s = TensorStats()
+    s.update(np.linspace(-1, 1, 1001, dtype=np.float32))
+    s.update(np.array([-7.5, 3.0], np.float32))  # range grows: bins merge
+    assert s.count == 1003 and s.min == -7.5 and s.max == 3.0
+    assert s.folded().sum() == 1003 and s.range >= 7.5
+
+
+def _digit_folder(root, n=12, bad=0):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / f"class{i % 3}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    for i in range(bad):
+        (root / "class0" / f"broken{i}.jpg").write_bytes(b"not an image")
+    return root
+
+
+def test_image_folder_labels_and_preprocessing(tmp_path):
+    ds = D.open_dataset(_digit_folder(tmp_path / "imgs"))
+    assert ds.classes == ["class0", "class1", "class2"] and len(ds) == 12
+    x, idx = D.load_samples(ds, PRE, np.arange(len(ds)))
+    assert x.shape == (12, 3, 32, 32) and x.dtype == np.float32
+    assert -1.0 - 1e-6 <= x.min() and x.max() <= 1.0 + 1e-6
+    assert list(ds.labels[idx][:3]) == [0, 0, 0]
+
+
+def test_undecodable_images_are_counted_or_fatal(tmp_path):
+    root = _digit_folder(tmp_path / "imgs", n=6, bad=2)
+    ds = D.open_dataset(root)
+    x, _ = D.load_samples(ds, PRE, np.arange(len(ds)))
+    assert len(x) == 6 and len(ds.skipped) == 2 and "broken" in ds.skipped[0][0]
+    with pytest.raises(InputError, match="cannot decode .*broken0.jpg"):
+        D.load_samples(D.open_dataset(root), PRE, np.arange(len(ds)), on_error="fail")
+
+
+def test_npz_and_text_list(tmp_path):
+    arr = np.zeros((5, 3, 32, 32), np.float32)
+    np.savez(tmp_path / "c.npz", images=arr, labels=np.arange(5))
+    ds = D.open_dataset(tmp_path / "c.npz")
+    assert ds.kind == "array" and list(ds.labels) == [0, 1, 2, 3, 4]
+    root = _digit_folder(tmp_path / "imgs", n=3)
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(str(p) for p in sorted(root.rglob("*.png"))))
+    assert len(D.open_dataset(lst)) == 3
+    np.save(tmp_path / "bad.npy", np.zeros((4, 3, 16, 16), np.float32))
+    with pytest.raises(InputError, match=r"samples are \(3, 16, 16\) but the model takes \(3, 32, 32\)"):
+        D.check_shape(D.open_dataset(tmp_path / "bad.npy"), PRE)
+
+
+def test_sampling_is_deterministic():
+    a = D.sample_indices(100, 10, seed=3)
+    assert np.array_equal(a, D.sample_indices(100, 10, seed=3))
+    assert not np.array_equal(a, D.sample_indices(100, 10, seed=4))
+
+
+def test_trt_calibration_cache_round_trip():
+    text = trtcache.encode({"input": 2.54, "/blocks.0/x": 127.0}, "8.5.2")
+    header, scales = trtcache.decode(text)
+    assert header == "TRT-8502-EntropyCalibration2"
+    assert scales["input"] == pytest.approx(0.02) and scales["/blocks.0/x"] == pytest.approx(1.0)
+    assert text.splitlines()[2] == "/blocks.0/x: 3f800000"  # 1.0f big-endian
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from vitdeploy.export import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("m") / "vit.onnx"
+    export(ExportConfig("vit_tiny_test", output=out, targets=("trt10",)))  # keeps LayerNormalization
+    return out
+
+
+def test_qdq_placement_is_vit_aware(tiny_onnx):
+    model = onnx.load(str(tiny_onnx))
+    plan = qdq.plan(model)
+    ops = {q.op for q in plan.inputs}
+    assert ops <= {"MatMul", "Gemm", "Conv"} and {"MatMul", "Conv"} <= ops
+    consumers = {n.op_type for n in model.graph.node for x in n.input if x in plan.activations}
+    assert "LayerNormalization" not in {q.op for q in plan.inputs}
+    assert consumers & {"MatMul", "Gemm", "Conv"}
+    attention = [q for q in plan.inputs if q.op == "MatMul" and not q.is_weight]
+    no_attn = qdq.plan(model, quantize_attention=False)
+    assert len(no_attn.inputs) < len(plan.inputs) and any("attention" in why for _, why in no_attn.skipped_nodes)
+    assert attention
+    with pytest.raises(UsageError, match="neither an op type nor a node name"):
+        qdq.plan(model, exclude=("NoSuchOp",))
+    excl = qdq.plan(model, exclude=("Conv",))
+    assert "Conv" not in {q.op for q in excl.inputs}
+
+
+def test_quantize_int8_trt_and_cache_reuse(cli, tiny_onnx, tmp_path):
+    data = _digit_folder(tmp_path / "imgs", n=40)
+    out = tmp_path / "q.onnx"
+    rc, _, err = cli("quantize", tiny_onnx, "--int8", "--calib", data, "--samples", "24", "--holdout", "8", "-o", out,
+                     "--trt-calibration-cache")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "q.json").read_text())
+    q = m["quantization"]
+    assert q["method"] == "entropy" and q["statistics"]["cached"] is False
+    assert m["calibration_data"]["calibration_samples"] == 24 and m["calibration_data"]["holdout_samples"] == 8
+    assert m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9 and m["parent"]["precision"] == "fp32"
+    model = onnx.load(str(out))
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs and all(onnx.numpy_helper.to_array(i).dtype == np.int8 for i in model.graph.initializer if i.name.endswith("__zero_point"))
+    header, scales = trtcache.decode((tmp_path / "q.calib").read_text())
+    assert "input" in scales and len(scales) > len(qs) // 2
+    # another method reuses the statistics: the model is not run again
+    rc, _, err = cli("quantize", tiny_onnx, "--int8", "--calib", data, "--samples", "24", "--holdout", "8", "-o", out,
+                     "--method", "minmax", "--force", "--trt-calibration-cache")
+    assert rc == 0, err
+    m2 = json.loads((tmp_path / "q.json").read_text())
+    assert m2["quantization"]["statistics"]["cached"] is True
+    r1, r2 = q["ranges"], m2["quantization"]["ranges"]
+    assert any(r2[t] > r1[t] for t in r1)  # minmax keeps outliers that entropy clipped
+
+
+def test_quantize_ort_cpu_uses_uint8_activations(cli, tiny_onnx, tmp_path):
+    data = _digit_folder(tmp_path / "imgs", n=20)
+    rc, _, err = cli("quantize", tiny_onnx, "--int8", "--calib", data, "--samples", "12", "--target", "ort-cpu",
+                     "-o", tmp_path / "o.onnx")
+    assert rc == 0, err
+    model = onnx.load(str(tmp_path / "o.onnx"))
+    zps = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("__zero_point")]
+    assert zps and all(z.dtype == np.uint8 for z in zps)
+    assert any(i.name.endswith("__int8") for i in model.graph.initializer)  # weights stored quantized
+
+
+def test_quantize_fp16(cli, tiny_onnx, tmp_path):
+    rc, _, err = cli("quantize", tiny_onnx, "--fp16", "-o", tmp_path / "h.onnx")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "h.json").read_text())
+    assert m["precision"] == "fp16" and m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9999
+    model = onnx.load(str(tmp_path / "h.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    ln = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    assert ln and all(types.get(n.input[1]) == onnx.TensorProto.FLOAT for n in ln)  # LayerNorm kept FP32
+    assert any(t == onnx.TensorProto.FLOAT16 for t in types.values())
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("empty", 3, "no images"),
+    ("undecodable", 3, "no decodable image"),
+    ("wrong_npy", 3, "but the model takes"),
+    ("no_manifest", 2, "no preprocessing known"),
+    ("bad_exclude", 2, "neither an op type nor a node name"),
+    ("no_calib", 2, "--int8 needs calibration data"),
+    ("bad_method", 2, "unknown method"),
+])
+def test_quantize_bad_input(cli, tiny_onnx, tmp_path, case, code, message):
+    model = tiny_onnx
+    args = ["--int8", "--calib"]
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        args += [tmp_path / "empty"]
+    elif case == "undecodable":
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "a.png").write_bytes(b"junk")
+        args += [tmp_path / "bad"]
+    elif case == "wrong_npy":
+        np.save(tmp_path / "w.npy", np.zeros((4, 3, 8, 8), np.float32))
+        args += [tmp_path / "w.npy"]
+    else:
+        np.save(tmp_path / "ok.npy", np.zeros((4, 3, 32, 32), np.float32))
+        args += [tmp_path / "ok.npy"]
+        if case == "no_manifest":
+            model = tmp_path / "bare.onnx"
+            model.write_bytes(tiny_onnx.read_bytes())
+        elif case == "bad_exclude":
+            args += ["--exclude", "Blocks42"]
+        elif case == "no_calib":
+            args = ["--int8"]
+        elif case == "bad_method":
+            args += ["--method", "magic"]
+    out = tmp_path / "out.onnx"
+    rc, _, err = cli("quantize", model, *args, "-o", out)
+    assert rc == code, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "out.json").exists()
