@@ -42,7 +42,7 @@ def toposort(model) -> None:
     graph = model.graph
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
     nodes = list(graph.node)
-    need = [sum(1 for x in n.input if x not in available) for n in nodes]
+    need = [len({x for x in n.input if x not in available}) for n in nodes]  # unique: Mul(x, x) waits once
     waiting: dict[str, list[int]] = defaultdict(list)
     for idx, n in enumerate(nodes):
         for x in set(n.input):
@@ -59,7 +59,7 @@ def toposort(model) -> None:
                 continue
             produced.add(o)
             for j in waiting.get(o, ()):
-                need[j] -= len([x for x in set(nodes[j].input) if x == o])
+                need[j] -= 1
                 if need[j] == 0:
                     ready.append(j)
     if len(order) != len(nodes):

@@ -5,7 +5,7 @@ What differs between families at export time lives here, not in if-branches of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Ops a deploy-ready zoo graph must not contain after simplification: they are what the
 # deploy forms exist to remove (Einsum, Unfold chains, randperm, GatherND/TopK permutations,
@@ -22,6 +22,8 @@ class FamilyExportConfig:
     preferred_exporter: str = "legacy"
     forbidden_ops: frozenset[str] = DEPLOY_FORBIDDEN_OPS
     why: str = ""
+    # Written into the manifest; `vitdeploy quantize` applies them unless --no-family-hints.
+    quantization_hints: dict = field(default_factory=dict)
 
 
 _LEGACY_WHY = ("legacy exporter first: it writes the requested opset 17 directly and is 3-10x faster; "
@@ -30,7 +32,13 @@ _LEGACY_WHY = ("legacy exporter first: it writes the requested opset 17 directly
 FAMILY_CONFIGS: dict[str, FamilyExportConfig] = {
     "vit": FamilyExportConfig("vit", why=_LEGACY_WHY),
     "t2t_vit": FamilyExportConfig("t2t_vit", why=_LEGACY_WHY + "; dynamo asked for 17 writes 18 on T2T-ViT (no Pad adapter)"),
-    "convit": FamilyExportConfig("convit", why=_LEGACY_WHY + "; dynamo also corrupts the live ConViT (always exported from a copy)"),
+    "convit": FamilyExportConfig(
+        "convit", why=_LEGACY_WHY + "; dynamo also corrupts the live ConViT (always exported from a copy)",
+        quantization_hints={
+            "float_mixed_attention": True,
+            "why": "GPSA blends content attention with sharply peaked positional attention; one INT8 scale "
+                   "cannot hold both (convit_tiny attn@V in INT8: cosine 0.980, in float: 0.998)",
+        }),
     "sret": FamilyExportConfig("sret", why=_LEGACY_WHY + "; dynamo writes the permutation as GatherND/TopK"),
     "ceit": FamilyExportConfig("ceit", why=_LEGACY_WHY),
 }

@@ -42,8 +42,10 @@ def preprocessed(images: list[Image.Image], pre) -> np.ndarray:
     return np.stack([preprocess_image(img, pre) for img in images])
 
 
-def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int = 0, lr: float = 2e-3):
-    """Time-boxed AdamW training on one thread with random-shift augmentation; returns the model in eval mode."""
+def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int = 0, lr: float = 2e-3,
+          steps: int | None = None):
+    """AdamW training with random-shift augmentation, boxed by ``seconds`` (or exactly ``steps``
+    steps when given: deterministic whatever the machine's load); returns the model in eval mode."""
     import torch
 
     torch.manual_seed(seed)
@@ -52,12 +54,15 @@ def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
     start, step = time.perf_counter(), 0
-    while time.perf_counter() - start < seconds:
+    def progress() -> float:
+        return step / steps if steps else (time.perf_counter() - start) / seconds
+
+    while progress() < 1.0:
         idx = torch.from_numpy(rng.integers(0, len(xt), 64))
         xb = xt[idx]
         dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
         xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))
-        frac = min(1.0, (time.perf_counter() - start) / seconds)
+        frac = min(1.0, progress())
         for g in opt.param_groups:
             g["lr"] = lr * (0.5 * (1 + np.cos(np.pi * frac)))
         out = model(xb)

@@ -63,11 +63,11 @@ def export(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help=".pth/.pth.tar/.safetensors weights.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.onnx).")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Static batch size (no dynamic axis).")] = None,
-    dynamic_batch: Annotated[Optional[str], typer.Option("--dynamic-batch", help="MIN:OPT:MAX batch range [default: 1:1:8].")] = None,
+    dynamic_batch: Annotated[Optional[str], typer.Option("--dynamic-batch", help="MIN:OPT:MAX batch range (default: 1:1:8).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5 parses).")] = 17,
     exporter: Annotated[str, typer.Option(help="auto | legacy | dynamo (auto: the family's preferred one, the other as fallback).")] = "auto",
     simplify: Annotated[str, typer.Option(help="onnxsim | onnxslim | none (the other simplifier is the fallback).")] = "onnxsim",
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable [default: trt8.5, trt10, trt11].")] = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding.")] = False,
     non_strict: Annotated[bool, typer.Option("--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")] = False,
     atol: Annotated[float, typer.Option(help="Max abs error allowed between ONNX Runtime and PyTorch.")] = 1e-4,
@@ -125,7 +125,7 @@ def export(
 
 def check(
     onnx_file: Annotated[Path, typer.Argument(help="ONNX model to check.")],
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable [default: trt8.5, trt10, trt11].")] = None,
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding (default: only on errors).")] = False,
     as_json: Json = False,
 ) -> None:

@@ -36,13 +36,15 @@ def quantize(
     method: Annotated[str, typer.Option(help="entropy | percentile | minmax | mse")] = "entropy",
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
     samples: Annotated[int, typer.Option(help="Calibration samples (a seeded subset).")] = 512,
-    holdout: Annotated[Optional[int], typer.Option(help="Held-out images for the accuracy check [default: samples/8, 8-256].")] = None,
+    holdout: Annotated[Optional[int], typer.Option(help="Held-out images for the accuracy check (default: samples/8, 8-256).")] = None,
     target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type or node name to leave in float (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type, node name or node-name glob ('*/attn/MatMul_1') to leave in float (repeatable).")] = None,
     float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized.")] = False,
+    quantize_depthwise: Annotated[bool, typer.Option("--quantize-depthwise", help="Also quantize depthwise convs (left float by default: per-tensor scales hurt them).")] = False,
+    no_family_hints: Annotated[bool, typer.Option("--no-family-hints", help="Ignore the model family's quantization hints from the export manifest.")] = False,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx [default: MODEL.int8.onnx / MODEL.fp16.onnx].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx / MODEL.fp16.onnx).")] = None,
     on_error: Annotated[str, typer.Option(help="Undecodable image: skip (counted and reported) | fail.")] = "skip",
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W when the model has no manifest.")] = None,
     mean: Annotated[Optional[str], typer.Option(help="R,G,B mean when the model has no manifest.")] = None,
@@ -69,7 +71,7 @@ def quantize(
         samples=samples, holdout=holdout, target=target, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
         quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
         preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
-        threads=threads,
+        threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
     )
     steps = Steps(on_end=lambda r: err_console.print(
         f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.2f}s[/]" + (f" [dim]({r.detail})[/]" if r.detail else "")))

@@ -1,0 +1,147 @@
+"""`vitdeploy bench`: latency and throughput of artifacts side by side, with their conditions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.options import Force, Json
+from vitdeploy.errors import UsageError
+
+HELP = """Time ONNX files, TensorRT engines or zoo models side by side at several batch sizes:
+p50/p90/p99/mean/std latency, throughput (images/s) and the speedup over the first artifact,
+with the machine's conditions (CPU, threads, load, versions, GPU clocks, Jetson power mode)
+recorded beside every result.
+
+Artifacts are timed interleaved (one call of each per round) so machine load hits all alike. """ \
+    """On a GPU runner that exposes CUDA-event timing, both "with copies" and "device only" times are reported. """ \
+    """Inputs are seeded random arrays of each artifact's input shape.
+
+Examples:
+
+  vitdeploy bench deit_tiny.onnx deit_tiny.int8.onnx --batch 1,8,32 --threads 1
+
+  vitdeploy bench deit_tiny.engine deit_tiny.int8.engine --batch 1,8 --duration 10 --report reports/orin
+
+  vitdeploy bench deit_tiny_patch16_224 deit_tiny.onnx --iterations 50 --json > bench.json
+"""
+
+
+def bench(
+    artifacts: Annotated[list[str], typer.Argument(help="One or more .onnx / .engine files or zoo model names; the first is the speedup baseline.", show_default=False)],
+    backend: Annotated[Optional[str], typer.Option(help="torch | ort-cpu | ort-cuda | ort-trt | trt.", show_default="ort-cpu for .onnx, trt for engines, torch for zoo names")] = None,
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, comma-separated.")] = "1",
+    warmup: Annotated[int, typer.Option(help="Untimed calls per artifact and batch before timing.")] = 10,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Timed calls per artifact and batch.", show_default="100")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Instead of --iterations: time about S seconds per artifact and batch.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / torch; 1 gives the steadiest numbers on a shared machine.", show_default="the backend's own")] = None,
+    interleave: Annotated[bool, typer.Option("--interleave/--no-interleave", help="Round-robin the artifacts per call (default) or time them one after another.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for bench.json, bench.md and bench.png.", show_default=False)] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy.bench import BenchConfig, parse_batches, run_bench
+
+    if iterations is not None and duration is not None:
+        raise UsageError("--iterations and --duration are mutually exclusive: give one")
+    config = BenchConfig(artifacts=tuple(artifacts), backend=backend, batches=parse_batches(batch), warmup=warmup,
+                         iterations=iterations, duration=duration, threads=threads, interleave=interleave, seed=seed)
+    if report is not None:
+        from vitdeploy.report import check_report_dir
+
+        check_report_dir(report, force)  # fail now, not after minutes of timing
+
+    bars = []  # the progress display starts with the first timed batch: errors before it stay one clean line
+
+    def track(description: str, total: int | None):
+        if not bars:
+            bars.append(progress(transient=True))
+            bars[0].start()
+        task = bars[0].add_task(description, total=total)
+        return lambda n: bars[0].advance(task, n)
+
+    try:
+        doc = run_bench(config, track)
+    finally:
+        if bars:
+            bars[0].stop()
+
+    written = None
+    if report is not None:
+        from vitdeploy.report import write_report
+
+        written = write_report(doc, report, force=force)
+    if as_json:
+        print_json(doc)
+    else:
+        show(doc)
+    if written is not None:
+        files = ", ".join(str(p) for p in written.written())
+        err_console.print(f"report: {files}" + (f" [yellow](plot skipped: {written.plot_skipped})[/]" if written.plot_skipped else ""),
+                          highlight=False)
+
+
+def _ms(v: float | None) -> str:
+    from vitdeploy.report import _ms as fmt
+
+    return fmt(v)
+
+
+def show(doc: dict) -> None:
+    """The rich view: one table per batch, then conditions and warnings."""
+    from vitdeploy.bench import environment_label
+    from vitdeploy.report import _by_batch
+
+    cfg = doc["config"]
+    first = doc["artifacts"][0]["label"]
+    any_device = any(r.get("device") for r in doc["results"])
+    wide = console.width >= 110
+    for b, rows in _by_batch(doc).items():
+        table = Table(title=f"batch {b} (latency in ms)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                      pad_edge=False)
+        table.add_column("artifact", overflow="fold")
+        for name in ("p50", "p90", "p99", "mean", "std", "images/s", "speedup"):
+            table.add_column(name, justify="right", no_wrap=True)
+        if any_device:
+            table.add_column("GPU p50\nwith copies", justify="right")
+            table.add_column("GPU p50\ndevice only", justify="right")
+        if wide:
+            table.add_column("RSS growth\nMiB", justify="right")
+        for r in rows:
+            lat = r["latency_ms"]
+            sp = r.get("speedup")
+            sp_text = "-" if sp is None else f"{sp:.2f}×"
+            if sp is not None and r["artifact"] != first:
+                sp_text = f"[green]{sp_text}[/]" if sp >= 1.05 else f"[red]{sp_text}[/]" if sp <= 0.95 else sp_text
+            ips = r.get("throughput_ips")
+            cells = [f"{escape(r['artifact'])}\n[dim]{r['backend']} · {r['precision']}[/]",
+                     _ms(lat["p50"]), _ms(lat["p90"]), _ms(lat["p99"]), _ms(lat["mean"]), _ms(lat["std"]),
+                     "-" if ips is None else f"{ips:,.0f}" if ips >= 100 else f"{ips:.1f}", sp_text]
+            if any_device:
+                dev = r.get("device") or {}
+                cells += [_ms((dev.get("end_to_end_ms") or {}).get("p50")), _ms((dev.get("device_only_ms") or {}).get("p50"))]
+            if wide:
+                rss = (r.get("memory") or {}).get("host_peak_rss_delta_mib")
+                cells.append("-" if rss is None else f"{rss:.1f}")
+            table.add_row(*cells)
+        console.print(table)
+    console.print(f"[dim]speedup = p50 of {escape(first)} / p50 at the same batch[/]", highlight=False)
+    count = f"{cfg['iterations']} iterations" if cfg.get("iterations") else f"~{cfg['duration']} s"
+    c = doc["conditions"]
+    load = c["cpu"].get("load_1min_start")
+    console.print(f"[dim]{environment_label(doc)}; {cfg['warmup']} warm-up + {count}; "
+                  f"{'interleaved' if cfg.get('interleave') else 'sequential'}; load {'-' if load is None else f'{load:.2f}'} "
+                  f"on {c['cpu'].get('cores')} cores; {c.get('seconds', 0):.1f} s[/]", highlight=False)
+    for w in doc["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=HELP, no_args_is_help=True)(bench)

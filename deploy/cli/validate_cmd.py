@@ -1,0 +1,94 @@
+"""`vitdeploy validate`: accuracy parity of candidates against a reference; exits 6 when one fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from vitdeploy.cli.console import console, print_json, progress
+from vitdeploy.cli.options import Force, Json
+from vitdeploy.errors import ParityError
+
+HELP = """Check that candidates (ONNX at FP32/FP16/INT8, TensorRT engines) still agree with a reference
+(a zoo model with its checkpoint, or the FP32 ONNX) on real data. Exits 6 when a candidate fails
+its precision's thresholds, so it can gate CI.
+
+Examples:
+
+  vitdeploy validate deit.onnx deit.fp16.onnx deit.int8.onnx --data imagenet_val/ --samples 500
+
+  vitdeploy validate deit_tiny_patch16_224 --checkpoint deit_tiny.pth deit.engine --data val.npz --report out/
+
+  vitdeploy validate deit.onnx deit.int8.onnx --data val/ --thresholds strict
+"""
+
+
+def validate(
+    reference: Annotated[str, typer.Argument(help="FP32 ONNX, or a zoo model name (with --checkpoint).")],
+    candidates: Annotated[list[str], typer.Argument(help="ONNX files and/or engines to check.")],
+    data: Annotated[Path, typer.Option("--data", help="Image folder (class subfolders = labels), .txt list, or .npy/.npz (with 'labels').")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights for a zoo-model reference.")] = None,
+    samples: Annotated[int, typer.Option(help="Samples to use (a seeded subset).")] = 256,
+    thresholds: Annotated[Optional[str], typer.Option(help="Preset (default, strict, loose) or a JSON file of per-precision thresholds.")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size (clamped to each artifact's range).")] = 8,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write validate.json and validate.md into this folder.")] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy.io import check_output, write_bytes_atomic, write_json_atomic
+    from vitdeploy.validate import ValidateConfig, load_thresholds, markdown
+    from vitdeploy.validate import validate as run_validate
+
+    limits, drops = load_thresholds(thresholds)
+    if report is not None:
+        for name in ("validate.json", "validate.md"):
+            check_output(report / name, force)
+    config = ValidateConfig(reference=reference, candidates=tuple(candidates), data=data, checkpoint=checkpoint,
+                            samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads)
+    with progress(transient=True) as bar:
+        def track(kind: str, total: int):
+            task = bar.add_task(kind, total=total)
+            return lambda n: bar.advance(task, n)
+
+        doc = run_validate(config, track)
+    if report is not None:
+        write_json_atomic(report / "validate.json", doc)
+        write_bytes_atomic(report / "validate.md", markdown(doc).encode())
+    if as_json:
+        print_json(doc)
+    else:
+        _table(doc)
+    failed = [c for c in doc["candidates"] if not c["passed"]]
+    if failed:
+        raise ParityError(f"{len(failed)} of {len(doc['candidates'])} candidate(s) failed: "
+                          + "; ".join(f"{c['artifact']}: {c['failures'][0]}" for c in failed))
+
+
+def _table(doc: dict) -> None:
+    ref = doc["reference"]
+    labels = doc["data"]["labels"]
+    title = f"validation against {ref['artifact']} on {doc['data']['samples']} samples"
+    if labels:
+        title += f" (reference top-1 {ref['top1']:.2%})"
+    table = Table(title=title, header_style="bold")
+    cols = ["artifact", "precision", "backend", "cosine mean/min", "top-1 agree", "max abs"]
+    cols += ["top-1", "drop pt"] if labels else []
+    for c in cols + ["result"]:
+        table.add_column(c, justify="left" if c in ("artifact", "precision", "backend", "result") else "right")
+    for c in doc["candidates"]:
+        cmp_ = c["comparison"]
+        row = [c["artifact"], c["precision"], c["backend"], f"{cmp_['cosine_mean']:.5f} / {cmp_['cosine_min']:.5f}",
+               f"{cmp_['top1_agreement']:.2%}", f"{cmp_['max_abs']:.3g}"]
+        if labels:
+            row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
+        row.append("[green]pass[/]" if c["passed"] else f"[red]FAIL[/] {'; '.join(c['failures'])}")
+        table.add_row(*row)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate", help=HELP)(validate)

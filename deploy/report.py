@@ -1,0 +1,328 @@
+"""Report writers for a bench document (vitdeploy.bench/1): JSON, Markdown and a PNG plot.
+
+    paths = write_report(doc, "reports/orin-maxn")   # bench.json, bench.md, bench.png
+    paths.plot is None when matplotlib is missing: JSON and Markdown are still written and the
+    Markdown says the plot was skipped (paths.plot_skipped says why).
+
+matplotlib is imported lazily (the `plot` / `dev` extras) and drawn with the Agg canvas directly,
+so no GUI backend and no pyplot global state are involved.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.bench import environment_label, validate_result
+from vitdeploy.errors import MissingDependencyError, OutputError, OutputExistsError
+from vitdeploy.io import atomic_path, write_bytes_atomic, write_json_atomic
+
+REPORT_FILES = {"json": "bench.json", "markdown": "bench.md", "plot": "bench.png"}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    json: Path
+    markdown: Path
+    plot: Path | None
+    plot_skipped: str | None = None
+
+    def written(self) -> list[Path]:
+        return [p for p in (self.json, self.markdown, self.plot) if p is not None]
+
+
+def report_paths(directory: str | os.PathLike) -> dict[str, Path]:
+    d = Path(directory)
+    return {k: d / v for k, v in REPORT_FILES.items()}
+
+
+def check_report_dir(directory: str | os.PathLike, force: bool = False) -> None:
+    """Fail before benchmarking when the report cannot be written; creates nothing."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"report folder {d} exists and is not a folder")
+    for p in report_paths(d).values():
+        if p.exists() and not force:
+            raise OutputExistsError(f"{p} exists; pass --force to overwrite the report")
+    probe = d
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the report into {d}: {probe} is not writable")
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
+    validate_result(doc)
+    write_json_atomic(path, doc)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+def _cell(v: Any) -> str:
+    return str(v).replace("|", "\\|")
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _by_batch(doc: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in doc["results"]:
+        out.setdefault(int(r["batch"]), []).append(r)
+    return dict(sorted(out.items()))
+
+
+def markdown(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: str | None = None) -> str:
+    cfg, cond = doc["config"], doc["conditions"]
+    labels = [a["label"] for a in doc["artifacts"]]
+    first = labels[0]
+    lines = [f"# Benchmark: {', '.join(labels)}", ""]
+    count = (f"{cfg['iterations']} timed iterations" if cfg.get("iterations") else f"about {cfg['duration']} s")
+    lines.append(f"Measured {cond.get('finished', doc.get('created'))} on {environment_label(doc)}. "
+                 f"{cfg['warmup']} warm-up + {count} per artifact and batch, "
+                 + ("artifacts interleaved round-robin" if cfg.get("interleave") else "artifacts one after another")
+                 + f". Latency is host wall clock per call (end to end, host-device copies included on a GPU); "
+                 f"throughput = batch / mean latency; speedup = p50 of {_cell(first)} / p50 at the same batch.")
+    lines.append("")
+    if doc["warnings"]:
+        lines += ["**Warnings:**", ""] + [f"- {_cell(w)}" for w in doc["warnings"]] + [""]
+    any_device = any(r.get("device") for r in doc["results"])
+    any_devmem = any((r.get("memory") or {}).get("device_mib") is not None for r in doc["results"])
+    for batch, rows in _by_batch(doc).items():
+        lines += [f"## Batch {batch}", ""]
+        head = ["artifact", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "images/s", "speedup"]
+        if any_device:
+            head += ["GPU with copies p50 ms", "GPU device-only p50 ms"]
+        head += ["peak RSS growth MiB"] + (["device MiB"] if any_devmem else [])
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|"]
+        for r in rows:
+            lat = r["latency_ms"]
+            row = [_cell(r["artifact"]), r["backend"], r["precision"], _ms(lat["p50"]), _ms(lat["p90"]), _ms(lat["p99"]),
+                   f"{_ms(lat['mean'])} ± {_ms(lat['std'])}", _num(r.get("throughput_ips"), ",.1f"),
+                   _num(r.get("speedup"), ".2f") + ("×" if r.get("speedup") is not None else "")]
+            if any_device:
+                dev = r.get("device") or {}
+                e2e, only = dev.get("end_to_end_ms"), dev.get("device_only_ms")
+                row += [_ms(e2e["p50"]) if e2e else "-", _ms(only["p50"]) if only else "-"]
+            mem = r.get("memory") or {}
+            row.append(_num(mem.get("host_peak_rss_delta_mib"), ".1f"))
+            if any_devmem:
+                row.append(_num(mem.get("device_mib"), ".1f"))
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    acc = doc.get("accuracy")
+    if acc:
+        lines += ["## Accuracy (from vitdeploy validate)", "",
+                  "| artifact | precision | cosine | top-1 agreement | top-1 | top-1 drop (points) |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for label, a in acc.items():
+            lines.append(f"| {_cell(label)} | {a.get('precision')} | {_num(a.get('cosine'), '.5f')} | "
+                         f"{_num(a.get('top1_agreement'), '.2%')} | {_num(a.get('top1'), '.2%')} | "
+                         f"{_num(a.get('top1_drop_points'), '+.2f')} |")
+        lines.append("")
+    lines += ["## Conditions", ""] + [f"- {line}" for line in _condition_lines(doc)] + [""]
+    lines += ["## Artifacts", ""]
+    for a in doc["artifacts"]:
+        shape = "×".join("N" if d is None else str(d) for d in a["input"]["shape"])
+        rng = a.get("batch_range")
+        lines.append(f"- {_cell(a['label'])}: {a['kind']} ({a.get('path') or a['spec']}), {a['precision']}, "
+                     f"runner {a.get('runner', a['backend'])}, input {a['input']['name']} {shape} {a['input']['dtype']}"
+                     + (f", batches {rng['min']}-{rng['max']}" if rng else "")
+                     + (f", sha256 {a['sha256'][:12]}" if a.get("sha256") else ""))
+    lines.append("")
+    if plot_file:
+        lines += [f"![p50 latency vs batch]({plot_file})", ""]
+    elif plot_skipped:
+        lines += [f"_Plot skipped: {plot_skipped}_", ""]
+    return "\n".join(lines)
+
+
+def _condition_lines(doc: dict[str, Any]) -> list[str]:
+    c = doc["conditions"]
+    cpu, pk = c["cpu"], c["packages"]
+    load = " / ".join(_num(cpu.get(k), ".2f") for k in ("load_1min_start", "load_1min_end"))
+    own = cpu.get("bench_cpu_cores")
+    out = [f"CPU: {cpu.get('model')} ({cpu.get('cores')} cores, {cpu.get('machine') or '?'}); 1-min load average start / end: {load}"
+           + (f" (the bench itself used {own:.2f} cores on average)" if own is not None else ""),
+           f"Threads: {c['threads'] if c.get('threads') else 'backend default'}"]
+    ort = f"onnxruntime {pk['onnxruntime']} ({', '.join(pk.get('onnxruntime_providers') or [])})" if pk.get("onnxruntime") else "onnxruntime not installed"
+    out.append(f"Software: vitdeploy {c.get('vitdeploy', doc.get('vitdeploy'))}, Python {c.get('python', '?')}, {ort}, "
+               f"TensorRT {pk.get('tensorrt') or 'not installed'}, torch {pk.get('torch') or 'not installed'}, numpy {pk.get('numpy') or '?'}")
+    if c.get("platform"):
+        out.append(f"Platform: {c['platform']}")
+    if c.get("gpus"):
+        for i, g in enumerate(c["gpus"]):
+            out.append(f"GPU {i}: {g.get('name')} (sm {g.get('compute_capability')}, {_num(g.get('memory_mib'), '.0f')} MiB, "
+                       f"driver {g.get('driver')}); SM clock {_num(g.get('sm_clock_mhz'), '.0f')} / max "
+                       f"{_num(g.get('sm_clock_max_mhz'), '.0f')} MHz, memory clock {_num(g.get('mem_clock_mhz'), '.0f')} MHz")
+    else:
+        out.append("GPU: none found (nvidia-smi absent or no device)")
+    j = c.get("jetson")
+    if j:
+        locked = {True: "locked", False: "not locked"}.get(j.get("clocks_locked"), "unknown")
+        out.append(f"Jetson: {j.get('module') or '?'}, L4T {j.get('l4t')} (JetPack {j.get('jetpack') or '?'}), "
+                   f"power mode {j.get('power_mode') or 'unknown'}, clocks {locked}")
+    else:
+        out.append("Jetson: no (no /etc/nv_tegra_release)")
+    if c.get("process_max_rss_mib") is not None:
+        out.append(f"Process peak RSS: {c['process_max_rss_mib']:.0f} MiB")
+    out.append(f"Run: {c.get('started')} to {c.get('finished')} ({_num(c.get('seconds'), '.1f')} s)")
+    return out
+
+
+def write_markdown(doc: dict[str, Any], path: str | os.PathLike, plot_file: str | None = None,
+                   plot_skipped: str | None = None) -> Path:
+    write_bytes_atomic(path, markdown(doc, plot_file, plot_skipped).encode())
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+# --------------------------------------------------------------------------------------------
+def _accuracy_points(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str, int | None]:
+    """(points, y-axis label, batch the speedups come from) for the accuracy-vs-speedup panel."""
+    acc = doc.get("accuracy") or {}
+    if not acc or not doc["results"]:
+        return [], "", None
+    batch = max(int(r["batch"]) for r in doc["results"])
+    speedups = {r["artifact"]: r.get("speedup") for r in doc["results"] if int(r["batch"]) == batch}
+    entries = [(label, a) for label, a in acc.items() if speedups.get(label) is not None]
+    use_top1 = bool(entries) and all(a.get("top1_drop_points") is not None for _, a in entries)
+    points = []
+    for label, a in entries:
+        if use_top1:
+            y = float(a["top1_drop_points"])
+        elif a.get("cosine") is not None:
+            y = 1.0 - float(a["cosine"])
+        else:
+            continue
+        points.append({"label": label, "precision": a.get("precision", "?"), "speedup": float(speedups[label]), "y": y})
+    ylabel = "top-1 drop vs reference (percentage points)" if use_top1 else "1 − cosine similarity vs reference (no labels)"
+    return points, ylabel, batch
+
+
+def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
+    """PNG: p50 latency vs batch per artifact (log x); with an accuracy section, a second panel of
+    accuracy drop (or 1 - cosine) vs speedup per precision, each point labelled."""
+    matplotlib = require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    points, ylabel, acc_batch = _accuracy_points(doc)
+    two = bool(points)
+    fig = Figure(figsize=(13.5 if two else 8, 5.4), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 2, 1) if two else fig.add_subplot(1, 1, 1)
+    colors = matplotlib.colormaps["tab10"]
+    by_art: dict[str, list[dict[str, Any]]] = {}
+    for r in doc["results"]:
+        by_art.setdefault(r["artifact"], []).append(r)
+    meta = {a["label"]: a for a in doc["artifacts"]}
+    all_lat: list[float] = []
+    for i, (label, rows) in enumerate(by_art.items()):
+        rows = sorted(rows, key=lambda r: r["batch"])
+        xs = [r["batch"] for r in rows]
+        p50 = [r["latency_ms"]["p50"] for r in rows]
+        p90 = [r["latency_ms"]["p90"] for r in rows]
+        all_lat += p50 + p90
+        a = meta.get(label, {})
+        color = colors(i % 10)
+        ax.plot(xs, p50, marker="o", color=color, linewidth=2,
+                label=f"{label} ({a.get('precision', rows[0]['precision'])}, {a.get('backend', rows[0]['backend'])})")
+        ax.fill_between(xs, p50, p90, color=color, alpha=0.15, linewidth=0)
+        if len(by_art) <= 3:  # value labels: first artifact below its line, the others above, offset apart
+            dy = -13 if i == 0 else 7 + 10 * (i - 1)
+            for x, y in zip(xs, p50):
+                ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, dy), ha="center", fontsize=8, color=color)
+    batches = sorted({int(r["batch"]) for r in doc["results"]})
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(batches))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(b) for b in batches])
+    if len(batches) == 1:
+        ax.set_xlim(batches[0] / 2, batches[0] * 2)
+    positive = [v for v in all_lat if v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+        ax.set_ylabel("latency per call, p50 (ms, log scale)")
+    else:
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("latency per call, p50 (ms)")
+    ax.set_xlabel("batch size (images per call, log scale)")
+    ax.set_title("Latency vs batch (line: p50, band: p50 to p90)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left")
+
+    if two:
+        ax2 = fig.add_subplot(1, 2, 2)
+        precisions = list(dict.fromkeys(p["precision"] for p in points))
+        markers = "osD^vP*X"
+        for k, prec in enumerate(precisions):
+            pts = [p for p in points if p["precision"] == prec]
+            ax2.scatter([p["speedup"] for p in pts], [p["y"] for p in pts], s=70, color=colors(k % 10),
+                        marker=markers[k % len(markers)], label=prec, zorder=3)
+            for p in pts:
+                ax2.annotate(p["label"], (p["speedup"], p["y"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax2.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+        ax2.axvline(1, color="grey", linewidth=0.8, linestyle=":")
+        first = doc["artifacts"][0]["label"]
+        ax2.set_xlabel(f"speedup vs {first} at batch {acc_batch} (ratio of p50 latencies, ×)")
+        ax2.set_ylabel(ylabel)
+        ax2.set_title("Accuracy cost vs speedup per precision")
+        ax2.grid(True, alpha=0.3)
+        ax2.legend(title="precision", fontsize=9)
+        ax2.margins(0.2)
+        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    fig.suptitle(f"vitdeploy bench: {environment_label(doc)}", fontsize=10)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def require_matplotlib():
+    from vitdeploy.deps import require
+
+    return require("matplotlib", "the PNG plot")
+
+
+# --------------------------------------------------------------------------------------------
+# All three
+# --------------------------------------------------------------------------------------------
+def write_report(doc: dict[str, Any], directory: str | os.PathLike, force: bool = False) -> ReportPaths:
+    """bench.json, bench.md and bench.png in ``directory`` (created if needed).
+
+    Without matplotlib the plot is skipped (ReportPaths.plot is None, plot_skipped says why) and
+    the Markdown says so. The document is validated against the schema before anything is written.
+    """
+    validate_result(doc)
+    check_report_dir(directory, force)
+    paths = report_paths(directory)
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create report folder {directory}: {exc.strerror or exc}") from exc
+    plot: Path | None = None
+    skipped: str | None = None
+    try:
+        plot = write_plot(doc, paths["plot"])
+    except MissingDependencyError as exc:
+        skipped = str(exc)
+    write_json(doc, paths["json"])
+    write_markdown(doc, paths["markdown"], plot.name if plot else None, skipped)
+    return ReportPaths(paths["json"], paths["markdown"], plot, skipped)

@@ -1,0 +1,103 @@
+"""From what the user names (an .onnx, an .engine, or a zoo model) to a runner.
+
+    runner = open_runner("deit.int8.onnx")                 # ONNX Runtime, CPU (the default)
+    runner = open_runner("deit.onnx", backend="ort-cuda")
+    runner = open_runner("deit.engine")                    # TensorRT
+    runner = open_runner("deit_tiny_patch16_224", checkpoint="deit.pth")   # PyTorch reference
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.errors import InputError, UsageError
+from vitdeploy.io import read_manifest
+from vitdeploy.runners.base import BaseRunner
+
+BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_ORT_PROVIDERS = {"ort-cpu": ("cpu",), "ort-cuda": ("cuda", "cpu"), "ort-trt": ("trt", "cuda", "cpu")}
+
+
+@dataclass
+class Artifact:
+    """What was named, its kind and (from its manifest) precision and preprocessing."""
+
+    spec: str
+    kind: str  # "onnx" | "engine" | "torch"
+    path: Path | None
+    manifest: dict[str, Any] | None = None
+    checkpoint: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.path else self.spec
+
+    @property
+    def precision(self) -> str:
+        if self.manifest and self.manifest.get("precision"):
+            return str(self.manifest["precision"])
+        return "fp32"
+
+    @property
+    def default_backend(self) -> str:
+        return {"onnx": "ort-cpu", "engine": "trt", "torch": "torch"}[self.kind]
+
+
+def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Artifact:
+    text = str(spec)
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES + ENGINE_SUFFIXES:
+        if not path.is_file():
+            raise InputError(f"{path} not found")
+        kind = "onnx" if suffix in ONNX_SUFFIXES else "engine"
+        return Artifact(text, kind, path, read_manifest(path))
+    if path.exists() or suffix:
+        raise InputError(f"unknown artifact type {text!r}: give an .onnx file, an .engine/.plan file, or a zoo model name")
+    from vitdeploy.deps import require
+
+    require("torch", f"running the zoo model {text!r} in PyTorch")
+    from vitdeploy.models import get_spec
+
+    spec_ = get_spec(text)  # UnknownModelError for a typo
+    pre = spec_.preprocessing()
+    ckpt = Path(checkpoint) if checkpoint else None
+    return Artifact(text, "torch", None, {"precision": "fp32", "preprocessing": pre,
+                                          "model": {"name": text, "family": spec_.family}}, ckpt)
+
+
+def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = None, threads: int | None = None,
+                device: str = "cpu") -> BaseRunner:
+    art = artifact if isinstance(artifact, Artifact) else resolve_artifact(artifact)
+    backend = backend or art.default_backend
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if art.kind == "onnx":
+        if backend not in _ORT_PROVIDERS:
+            raise UsageError(f"{art.label} is an ONNX file: use an ort-* backend, or build an engine for trt")
+        from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+        runner = OnnxRuntimeRunner(art.path, providers=_ORT_PROVIDERS[backend], threads=threads)
+    elif art.kind == "engine":
+        if backend != "trt":
+            raise UsageError(f"{art.label} is a TensorRT engine: only the trt backend runs it")
+        from vitdeploy.trt.runner import TensorRTRunner
+
+        runner = TensorRTRunner(art.path)
+    else:
+        if backend != "torch":
+            raise UsageError(f"{art.spec} is a PyTorch model: only the torch backend runs it (export it for ONNX Runtime)")
+        from vitdeploy.models import create_model
+        from vitdeploy.runners.torch_runner import TorchRunner
+
+        model = create_model(art.spec, checkpoint=art.checkpoint)
+        runner = TorchRunner(model, tuple(art.manifest["preprocessing"]["input_size"]), threads=threads, device=device)
+    runner.artifact = art  # type: ignore[attr-defined]
+    runner.backend = backend  # type: ignore[attr-defined]
+    return runner

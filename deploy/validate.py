@@ -1,0 +1,214 @@
+"""`vitdeploy validate`: is each candidate (ONNX at any precision, engine) still as right as the reference?
+
+Runs the reference (a zoo model with its checkpoint, or the FP32 ONNX) and every candidate on
+the same preprocessed samples. With labels: top-1/top-5 accuracy and the drop against the
+reference. Always: top-1/top-5 agreement, cosine, max abs/rel error, the worst samples.
+Each candidate passes or fails against the thresholds of its precision; the CLI exits 6 when
+one fails, so this can gate CI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitdeploy.compare import PRECISION_THRESHOLDS, Thresholds, compare
+from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
+from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
+
+VALIDATE_SCHEMA = "vitdeploy.validate/1"
+
+# Largest allowed top-1 accuracy drop (percentage points) against the reference, per precision.
+MAX_TOP1_DROP = {"fp32": 0.1, "fp16": 0.3, "int8": 1.5}
+
+PRESETS: dict[str, dict[str, Thresholds]] = {
+    "default": PRECISION_THRESHOLDS,
+    "strict": {
+        "fp32": Thresholds(max_abs=1e-4, cosine_min=0.99999, top1_agreement=1.0),
+        "fp16": Thresholds(max_abs=None, cosine_min=0.9999, top1_agreement=0.99),
+        "int8": Thresholds(max_abs=None, cosine_min=0.99, top1_agreement=0.97),
+    },
+    "loose": {
+        "fp32": Thresholds(max_abs=1e-3, cosine_min=0.9999, top1_agreement=0.99),
+        "fp16": Thresholds(max_abs=None, cosine_min=0.995, top1_agreement=0.95),
+        "int8": Thresholds(max_abs=None, cosine_min=0.95, top1_agreement=0.90),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    reference: str
+    candidates: tuple[str, ...]
+    data: Path
+    checkpoint: Path | None = None  # for a zoo-model reference
+    samples: int | None = 256
+    thresholds: dict[str, Thresholds] = field(default_factory=lambda: dict(PRECISION_THRESHOLDS))
+    max_top1_drop: dict[str, float] = field(default_factory=lambda: dict(MAX_TOP1_DROP))
+    batch_size: int = 8
+    seed: int = 0
+    threads: int | None = None
+    backends: dict[str, str] = field(default_factory=dict)  # artifact -> backend override
+    on_error: str = "skip"
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise UsageError("give at least one candidate to validate against the reference")
+        if self.samples is not None and self.samples < 1:
+            raise UsageError("--samples must be >= 1")
+
+
+def load_thresholds(spec: str | None) -> tuple[dict[str, Thresholds], dict[str, float]]:
+    """A preset name (default, strict, loose) or a JSON file {"int8": {"cosine_min": 0.99, "max_top1_drop": 1.0}, ...}."""
+    if spec is None or spec in PRESETS:
+        return dict(PRESETS[spec or "default"]), dict(MAX_TOP1_DROP)
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"--thresholds {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: invalid JSON ({exc})") from exc
+    thresholds, drops = dict(PRECISION_THRESHOLDS), dict(MAX_TOP1_DROP)
+    allowed = {"max_abs", "cosine_min", "top1_agreement", "top5_agreement", "max_top1_drop"}
+    for precision, values in raw.items():
+        if precision not in thresholds or not isinstance(values, dict) or set(values) - allowed:
+            raise UsageError(f"{path}: expected {{precision: {{{', '.join(sorted(allowed))}}}}} with precision in fp32/fp16/int8")
+        if "max_top1_drop" in values:
+            drops[precision] = float(values.pop("max_top1_drop"))
+        thresholds[precision] = replace(thresholds[precision], **values)
+    return thresholds, drops
+
+
+def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
+    meta = runner.input_metadata()[0]
+    return tuple(int(d) if d is not None else -1 for d in meta.shape[1:]), (meta.shape[0] if isinstance(meta.shape[0], int) else None)
+
+
+def _allowed_batch(art: Artifact, static: int | None, wanted: int) -> int:
+    if static is not None:
+        return static
+    batch = (art.manifest or {}).get("batch") or {}
+    return max(1, min(wanted, int(batch.get("max", wanted))))
+
+
+def run_batched(runner, x: np.ndarray, batch: int, static: bool) -> np.ndarray:
+    """Outputs for all of ``x`` in chunks of ``batch``; a static-batch model gets its last chunk padded."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        n = len(chunk)
+        if static and n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        outs.append(runner.infer_one(np.ascontiguousarray(chunk))[:n])
+    return np.concatenate(outs).astype(np.float32)
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    top5 = np.argsort(-logits, axis=1)[:, : min(5, logits.shape[1])]
+    return {"top1": float((top5[:, 0] == labels).mean()), "top5": float((top5 == labels[:, None]).any(axis=1).mean())}
+
+
+def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
+    """The validation document; ``progress(label, total)`` returns an advance(n) callback."""
+    from vitdeploy.calib import data as D
+
+    ref_art = resolve_artifact(config.reference, config.checkpoint)
+    pre = D.Preprocess.from_manifest(ref_art.manifest)
+    ds = D.open_dataset(config.data)
+    D.check_shape(ds, pre)
+    indices = D.sample_indices(len(ds), config.samples, config.seed)
+    advance = progress("decode data", len(indices)) if progress else None
+    x, kept = D.load_samples(ds, pre, indices, config.on_error, advance)
+    labels = ds.labels[kept] if ds.labels is not None else None
+    names = [str(ds.files[i]) for i in kept] if ds.kind == "images" else [f"{ds.source}[{int(i)}]" for i in kept]
+
+    doc: dict[str, Any] = {
+        "schema": VALIDATE_SCHEMA,
+        "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision},
+        "data": {"source": ds.source, "samples": int(len(x)), "labels": labels is not None,
+                 "skipped": len(ds.skipped), "seed": config.seed},
+        "candidates": [],
+    }
+    with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
+        ref_shape, ref_static = _input_shape(ref_runner)
+        if ref_shape != tuple(pre.input_size):
+            raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, its preprocessing says {tuple(pre.input_size)}")
+        batch = _allowed_batch(ref_art, ref_static, config.batch_size)
+        ref_logits = run_batched(ref_runner, x, batch, ref_static is not None)
+    doc["reference"]["backend"] = ref_runner.backend
+    if labels is not None:
+        doc["reference"].update(_accuracy(ref_logits, labels))
+
+    for spec in config.candidates:
+        art = resolve_artifact(spec)
+        with open_runner(art, config.backends.get(spec), config.threads) as runner:
+            shape, static = _input_shape(runner)
+            if shape != ref_shape:
+                raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
+            logits = run_batched(runner, x, _allowed_batch(art, static, config.batch_size), static is not None)
+        if logits.shape != ref_logits.shape:
+            raise ShapeMismatchError(f"{art.label} outputs {logits.shape[1:]}, the reference {ref_logits.shape[1:]}")
+        comparison = compare(ref_logits, logits, worst=5)
+        precision = art.precision if art.precision in config.thresholds else "fp32"
+        failures = config.thresholds[precision].failures(comparison)
+        entry: dict[str, Any] = {"artifact": art.label, "kind": art.kind, "backend": runner.backend, "precision": art.precision,
+                                 "comparison": comparison.to_dict(),
+                                 "worst_samples": [names[i] for i in comparison.worst],
+                                 "thresholds": {**config.thresholds[precision].__dict__,
+                                                "max_top1_drop": config.max_top1_drop.get(precision)}}
+        if labels is not None:
+            acc = _accuracy(logits, labels)
+            drop = 100.0 * (doc["reference"]["top1"] - acc["top1"])
+            entry.update(acc, top1_drop_points=drop)
+            limit = config.max_top1_drop.get(precision)
+            if limit is not None and drop > limit:
+                failures.append(f"top-1 drop {drop:.2f} points > {limit}")
+        entry["passed"] = not failures
+        entry["failures"] = failures
+        doc["candidates"].append(entry)
+    doc["passed"] = all(c["passed"] for c in doc["candidates"])
+    return doc
+
+
+def accuracy_section(doc: dict[str, Any]) -> dict[str, Any]:
+    """The per-artifact accuracy block a bench document takes (see vitdeploy.bench)."""
+    out = {doc["reference"]["artifact"]: {"precision": doc["reference"]["precision"], "cosine": 1.0, "top1_agreement": 1.0,
+                                          "top1": doc["reference"].get("top1"), "top1_drop_points": 0.0 if "top1" in doc["reference"] else None}}
+    for c in doc["candidates"]:
+        out[c["artifact"]] = {"precision": c["precision"], "cosine": c["comparison"]["cosine_mean"],
+                              "top1_agreement": c["comparison"]["top1_agreement"], "top1": c.get("top1"),
+                              "top1_drop_points": c.get("top1_drop_points")}
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    ref = doc["reference"]
+    lines = [f"# Validation against {ref['artifact']} ({ref['precision']}, {ref['backend']})", "",
+             f"Data: {doc['data']['source']}, {doc['data']['samples']} samples"
+             + (" with labels" if doc["data"]["labels"] else " (no labels: agreement only)")
+             + (f", {doc['data']['skipped']} undecodable skipped" if doc["data"]["skipped"] else ""), ""]
+    head = "| artifact | precision | backend | cosine (min) | top-1 agree | max abs |"
+    sep = "|---|---|---|---|---|---|"
+    if doc["data"]["labels"]:
+        head += " top-1 | drop (pt) |"
+        sep += "---|---|"
+        lines += [f"Reference top-1: {ref['top1']:.2%}, top-5: {ref['top5']:.2%}", ""]
+    lines += [head + " result |", sep + "---|"]
+    for c in doc["candidates"]:
+        cmp_ = c["comparison"]
+        row = (f"| {c['artifact']} | {c['precision']} | {c['backend']} | {cmp_['cosine_mean']:.5f} ({cmp_['cosine_min']:.5f}) | "
+               f"{cmp_['top1_agreement']:.2%} | {cmp_['max_abs']:.3g} |")
+        if doc["data"]["labels"]:
+            row += f" {c['top1']:.2%} | {c['top1_drop_points']:+.2f} |"
+        row += " pass |" if c["passed"] else f" **FAIL**: {'; '.join(c['failures'])} |"
+        lines.append(row)
+    worst = [c for c in doc["candidates"] if c["worst_samples"]]
+    if worst:
+        lines += ["", "Worst samples (lowest cosine first):", ""]
+        lines += [f"- {c['artifact']}: {', '.join(Path(s).name for s in c['worst_samples'][:5])}" for c in worst]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,310 @@
+"""vitdeploy bench: interleaved timing, conditions and warnings, the result schema, the reports, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import struct
+
+import numpy as np
+import onnx
+import pytest
+import typer
+
+from vitdeploy import bench as B
+from vitdeploy import report as R
+from vitdeploy.errors import InputError, MissingDependencyError, UsageError
+from vitdeploy.runners.base import BaseRunner, TensorMeta
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A dynamic-batch FP32 export (batches 1-8), its FP16 version, and a static batch-1 copy without manifest."""
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import ExportConfig, export
+
+    d = tmp_path_factory.mktemp("bench")
+    fp32 = d / "vit.onnx"
+    export(ExportConfig("vit_tiny_test", output=fp32, targets=("ort",)))
+    fp16 = d / "vit.fp16.onnx"
+    quantize(QuantizeConfig(fp32, "fp16", output=fp16))
+    m = onnx.load(str(fp32))
+    for v in list(m.graph.input) + list(m.graph.output):
+        dim = v.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    static = d / "static.onnx"
+    onnx.save(m, str(static))
+    return {"fp32": fp32, "fp16": fp16, "static": static}
+
+
+@pytest.fixture(scope="module")
+def doc(models):
+    config = B.BenchConfig((str(models["fp32"]), str(models["fp16"])), batches=(1, 4), warmup=2, iterations=6, threads=1)
+    return B.run_bench(config)
+
+
+@pytest.fixture
+def bench_cli(capsys, monkeypatch):
+    """The CLI with `bench` registered (the lead wires it into vitdeploy.cli; until then, onto a fresh app)."""
+    import vitdeploy.cli as cli
+    from vitdeploy.cli import bench_cmd
+
+    if "bench" not in {c.name for c in cli.app.registered_commands}:
+        app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+
+        @app.callback()
+        def _root() -> None:
+            pass
+
+        bench_cmd.register(app)
+        monkeypatch.setattr(cli, "app", app)
+
+    def invoke(*args):
+        code = cli.run([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ---------------------------------------------------------------------------------------------
+def test_interleaved_results_carry_conditions(doc, models):
+    rs = doc["results"]
+    assert [(r["artifact"], r["batch"]) for r in rs] == [
+        ("vit.onnx", 1), ("vit.fp16.onnx", 1), ("vit.onnx", 4), ("vit.fp16.onnx", 4)]
+    assert [r["precision"] for r in rs] == ["fp32", "fp16", "fp32", "fp16"]
+    for r in rs:
+        lat = r["latency_ms"]
+        assert r["iterations"] == 6 and r["backend"] == "ort-cpu" and r["device"] is None
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["std"] >= 0
+        assert r["throughput_ips"] == pytest.approx(r["batch"] / (lat["mean"] / 1e3))
+        assert r["input_shape"] == [r["batch"], 3, 32, 32] and r["memory"]["host_peak_rss_delta_mib"] >= 0
+    assert rs[0]["speedup"] == 1.0 and rs[2]["speedup"] == 1.0
+    assert rs[1]["speedup"] == pytest.approx(rs[0]["latency_ms"]["p50"] / rs[1]["latency_ms"]["p50"])
+    c = doc["conditions"]
+    assert c["cpu"]["model"] and c["cpu"]["cores"] >= 1 and c["threads"] == 1
+    assert c["cpu"]["load_1min_start"] is not None and c["cpu"]["load_1min_end"] is not None
+    assert c["packages"]["onnxruntime"] and "CPUExecutionProvider" in c["packages"]["onnxruntime_providers"]
+    assert isinstance(c["gpus"], list) and "jetson" in c and c["started"] <= c["finished"]
+    assert doc["config"]["interleave"] is True and doc["config"]["iterations"] == 6
+    arts = {a["label"]: a for a in doc["artifacts"]}
+    assert arts["vit.onnx"]["batch_range"] == {"min": 1, "max": 8} and arts["vit.fp16.onnx"]["precision"] == "fp16"
+    assert any("timed iteration" in w for w in doc["warnings"])  # 6 < 20
+
+
+def test_schema_accepts_results_and_rejects_broken_ones(doc):
+    B.validate_result(doc)
+    assert B.validation_errors(doc, use_jsonschema=True) == []
+    assert B.validation_errors(doc, use_jsonschema=False) == []
+    broken = []
+    d = copy.deepcopy(doc); del d["conditions"]; broken.append(d)  # noqa: E702
+    d = copy.deepcopy(doc); d["results"][0]["latency_ms"]["p50"] = "fast"; broken.append(d)  # noqa: E702
+    d = copy.deepcopy(doc); d["schema"] = "vitdeploy.bench/2"; broken.append(d)  # noqa: E702
+    d = copy.deepcopy(doc); d["accuracy"] = {"vit.onnx": {"precision": "fp32"}}; broken.append(d)  # noqa: E702
+    for d in broken:
+        assert B.validation_errors(d, use_jsonschema=True)
+        assert B.validation_errors(d, use_jsonschema=False)
+        with pytest.raises(InputError, match="not a valid vitdeploy.bench/1"):
+            B.validate_result(d)
+    ok = copy.deepcopy(doc)
+    ok["accuracy"] = {"vit.fp16.onnx": {"precision": "fp16", "cosine": 0.9999, "top1_agreement": 1.0, "top1": None,
+                                        "top1_drop_points": None}}
+    assert B.validation_errors(ok, use_jsonschema=True) == B.validation_errors(ok, use_jsonschema=False) == []
+
+
+def test_high_load_and_jetson_mode_warn(models, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    d = B.run_bench(B.BenchConfig((str(models["fp32"]),), warmup=0, iterations=20, threads=1))
+    assert any(w.startswith("machine loaded") for w in d["warnings"])
+    assert not any("timed iteration" in w for w in d["warnings"])
+    # the bench's own CPU use is discounted from the end-of-run load
+    assert B.condition_warnings({"cpu": {"cores": 2, "load_1min_start": 0.4, "load_1min_end": 1.9, "bench_cpu_cores": 1.0}}, [50]) == []
+    assert "at the end" in B.condition_warnings({"cpu": {"cores": 2, "load_1min_start": 0.4, "load_1min_end": 2.5,
+                                                         "bench_cpu_cores": 1.0}}, [50])[0]
+    cond = {"cpu": {"cores": 8, "load_1min_start": 0.1, "load_1min_end": 0.2},
+            "jetson": {"l4t": "36.4.3", "power_mode": "mode 2", "clocks_locked": False}}
+    ws = B.condition_warnings(cond, [100])
+    assert len(ws) == 2 and "nvpmodel -m 0" in ws[0] and "jetson_clocks" in ws[1]
+    cond["jetson"].update(power_mode="MAXN", clocks_locked=True)
+    assert B.condition_warnings(cond, [100]) == []
+
+
+class _FakeGpuRunner(BaseRunner):
+    """A runner with the optional CUDA-event hooks; records the order of calls."""
+
+    def __init__(self, name, calls):
+        super().__init__()
+        self.name, self.calls = name, calls
+
+    def activate(self):
+        self.is_active = True
+
+    def input_metadata(self):
+        return [TensorMeta("input", np.dtype(np.float16), (None, 3, 8, 8))]
+
+    def infer(self, feed):
+        self.calls.append(self.name)
+        return {"y": feed["input"][:, :1]}
+
+    def timed_infer(self, feed):
+        return self.infer(feed), 0.5
+
+    def infer_device_only(self, feed):
+        assert feed["input"].dtype == np.float16
+        return 0.25
+
+    def device_memory_bytes(self):
+        return 3 * 2**20
+
+
+def test_gpu_hooks_and_interleaving(models, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(B, "_open", lambda art, backend, threads: _FakeGpuRunner(art.label, calls))
+    config = B.BenchConfig((str(models["fp32"]), str(models["fp16"])), batches=(2,), warmup=0, iterations=4)
+    d = B.run_bench(config)
+    # one untimed first call each, then rounds with the starting artifact rotating
+    assert calls == ["vit.onnx", "vit.fp16.onnx"] + ["vit.onnx", "vit.fp16.onnx", "vit.fp16.onnx", "vit.onnx"] * 2
+    r = d["results"][1]
+    assert r["device"]["end_to_end_ms"]["p50"] == 0.5 and r["device"]["device_only_ms"]["p50"] == 0.25
+    assert r["device"]["throughput_ips_device_only"] == pytest.approx(2 / 0.25e-3)
+    assert r["memory"]["device_mib"] == 3.0 and d["artifacts"][0]["hooks"]["infer_device_only"] is True
+    B.validate_result(d)
+    calls.clear()
+    B.run_bench(B.BenchConfig(config.artifacts, batches=(2,), warmup=0, iterations=2, interleave=False))
+    assert calls == ["vit.onnx", "vit.fp16.onnx", "vit.onnx", "vit.onnx", "vit.fp16.onnx", "vit.fp16.onnx"]
+    assert "with copies" in R.markdown(d)
+
+
+def test_zoo_model_in_torch_and_shape_mismatch_warning(models, monkeypatch):
+    d = B.run_bench(B.BenchConfig(("vit_tiny_test", str(models["fp32"])), batches=(2,), warmup=1, iterations=3, threads=1))
+    assert [(a["kind"], a["backend"]) for a in d["artifacts"]] == [("torch", "torch"), ("onnx", "ort-cpu")]
+    assert d["artifacts"][0]["batch_range"] is None and not any("different input shapes" in w for w in d["warnings"])
+    B.validate_result(d)
+    real_open = B._open
+    monkeypatch.setattr(B, "_open", lambda art, backend, threads: _FakeGpuRunner(art.label, [])
+                        if art.label == "vit.fp16.onnx" else real_open(art, backend, threads))
+    d = B.run_bench(B.BenchConfig((str(models["fp32"]), str(models["fp16"])), warmup=0, iterations=2, threads=1))
+    assert any("different input shapes" in w for w in d["warnings"])
+
+
+def test_duration_mode(models):
+    d = B.run_bench(B.BenchConfig((str(models["fp32"]),), warmup=0, duration=0.05, threads=1))
+    assert d["config"]["duration"] == 0.05 and d["config"]["iterations"] is None
+    assert d["results"][0]["iterations"] >= 1
+    B.validate_result(d)
+
+
+def test_report_files(doc, tmp_path):
+    paths = R.write_report(doc, tmp_path / "rep")
+    assert paths.json.name == "bench.json" and paths.markdown.name == "bench.md" and paths.plot.name == "bench.png"
+    B.validate_result(json.loads(paths.json.read_text()))
+    md = paths.markdown.read_text()
+    assert "## Batch 1" in md and "## Batch 4" in md and "| vit.fp16.onnx | ort-cpu | fp16 |" in md
+    assert "p50 ms" in md and "speedup" in md and "## Conditions" in md and "CPU:" in md and "Jetson:" in md
+    assert "## Warnings" not in md and "**Warnings:**" in md and "![p50 latency vs batch](bench.png)" in md
+    w, h = _png_size(paths.plot)
+    assert 600 <= w <= 2500 and 300 <= h <= 1500
+    with pytest.raises(Exception, match="exists"):
+        R.write_report(doc, tmp_path / "rep")
+
+    with_acc = copy.deepcopy(doc)
+    with_acc["accuracy"] = {
+        "vit.onnx": {"precision": "fp32", "cosine": 1.0, "top1_agreement": 1.0, "top1": 0.9, "top1_drop_points": 0.0},
+        "vit.fp16.onnx": {"precision": "fp16", "cosine": 0.99991, "top1_agreement": 1.0, "top1": 0.895, "top1_drop_points": 0.5},
+    }
+    p2 = R.write_report(with_acc, tmp_path / "acc")
+    w2, _ = _png_size(p2.plot)
+    assert w2 > w  # a second panel: accuracy drop vs speedup
+    assert "## Accuracy" in p2.markdown.read_text()
+    points, ylabel, batch = R._accuracy_points(with_acc)
+    assert {p["label"] for p in points} == {"vit.onnx", "vit.fp16.onnx"} and "top-1 drop" in ylabel and batch == 4
+
+
+def test_report_without_matplotlib(doc, tmp_path, monkeypatch):
+    def missing():
+        raise MissingDependencyError("matplotlib is not installed for the PNG plot: pip install matplotlib")
+
+    monkeypatch.setattr(R, "require_matplotlib", missing)
+    paths = R.write_report(doc, tmp_path / "rep")
+    assert paths.plot is None and "matplotlib" in paths.plot_skipped
+    assert paths.json.exists() and "Plot skipped" in paths.markdown.read_text()
+    assert not (tmp_path / "rep" / "bench.png").exists()
+
+
+def test_cli_table_json_and_report(bench_cli, models, tmp_path):
+    code, out, err = bench_cli("bench", models["fp32"], models["fp16"], "--batch", "1,2", "-n", "3", "--warmup", "1",
+                               "--threads", "1")
+    assert code == 0, err
+    assert "batch 1" in out and "batch 2" in out and "speedup" in out and "vit.fp16.onnx" in out
+    assert "warning:" in out and "timed iteration" in out
+    rep = tmp_path / "rep"
+    code, out, err = bench_cli("bench", models["fp32"], "-n", "3", "--warmup", "0", "--threads", "1", "--json",
+                               "--report", rep)
+    assert code == 0, err
+    d = json.loads(out)
+    B.validate_result(d)
+    assert sorted(p.name for p in rep.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+    code, _, err = bench_cli("bench", models["fp32"], "-n", "3", "--report", rep)
+    assert code == 5 and "--force" in err
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("unknown_type", 3, "unknown artifact type"),
+    ("missing_file", 3, "not found"),
+    ("engine_no_trt", 7, "tensorrt is not installed"),
+    ("static_batch", 2, "static batch of 1"),
+    ("manifest_range", 2, "serves batches 1 to 8"),
+    ("iterations_and_duration", 2, "mutually exclusive"),
+    ("bad_batch", 2, "invalid --batch"),
+    ("onnx_on_trt", 2, "is an ONNX file"),
+])
+def test_bad_input(bench_cli, models, tmp_path, monkeypatch, case, code, message):
+    args = []
+    if case == "unknown_type":
+        (tmp_path / "x.txt").write_text("not a model")
+        args = [tmp_path / "x.txt"]
+    elif case == "missing_file":
+        args = [tmp_path / "nope.onnx"]
+    elif case == "engine_no_trt":
+        from vitdeploy import deps
+
+        real = deps.is_available
+        monkeypatch.setattr(deps, "is_available", lambda name: False if name == "tensorrt" else real(name))
+        (tmp_path / "m.engine").write_bytes(b"\0" * 64)
+        args = [tmp_path / "m.engine"]
+    elif case == "static_batch":
+        args = [models["static"], "--batch", "1,4"]
+    elif case == "manifest_range":
+        args = [models["fp32"], "--batch", "16"]
+    elif case == "iterations_and_duration":
+        args = [models["fp32"], "--iterations", "5", "--duration", "1"]
+    elif case == "bad_batch":
+        args = [models["fp32"], "--batch", "1,x"]
+    elif case == "onnx_on_trt":
+        args = [models["fp32"], "--backend", "trt"]
+    rep = tmp_path / "report"
+    rc, out, err = bench_cli("bench", *args, "-n", "2", "--report", rep)
+    assert rc == code, err
+    assert message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not rep.exists()
+
+
+def test_config_checks():
+    with pytest.raises(UsageError, match="at least one artifact"):
+        B.BenchConfig(())
+    with pytest.raises(UsageError, match="repeat"):
+        B.BenchConfig(("a.onnx",), batches=(1, 1))
+    with pytest.raises(UsageError, match="unknown backend"):
+        B.BenchConfig(("a.onnx",), backend="cuda")
+    assert B.parse_batches("1, 8,32") == (1, 8, 32)
+    stats = B.latency_stats([1.0, 2.0, 3.0, 4.0])
+    assert stats["p50"] == 2.5 and stats["mean"] == 2.5 and stats["min"] == 1.0

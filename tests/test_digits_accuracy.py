@@ -1,0 +1,95 @@
+"""Accuracy on real images, measured in ONNX Runtime on the CPU (slow: trains five models).
+
+Each family's tiny variant is trained on scikit-learn's bundled digits for ~25 s on one
+thread, exported, quantized to INT8 with every calibration method (--target trt) and to FP16,
+and evaluated on a held-out split the calibration never saw.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import digits
+
+pytestmark = pytest.mark.slow
+
+FAMILY_TINY = {
+    "vit": "vit_tiny_test",
+    "t2t_vit": "t2t_vit_tiny_test",
+    "convit": "convit_tiny_test",
+    "sret": "sret_tiny_test",
+    "ceit": "ceit_tiny_test",
+}
+TRAIN_SECONDS = 25.0
+
+
+@pytest.fixture(scope="module")
+def digit_data(tmp_path_factory):
+    images, labels = digits.digit_images(32)
+    train_idx, test_idx = digits.split(len(images))
+    root = tmp_path_factory.mktemp("digits")
+    calib = digits.write_image_folder(root / "train", images, labels, train_idx)
+    return images, labels, train_idx, test_idx, calib
+
+
+def _ort_logits(path, x):
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(path, threads=1) as r:
+        return np.concatenate([r.infer_one(x[i:i + 64]) for i in range(0, len(x), 64)])
+
+
+@pytest.mark.parametrize("family", list(FAMILY_TINY))
+def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from vitdeploy.calib.data import Preprocess
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import ExportConfig, export
+    from vitdeploy.models import create_model, get_spec
+    from vitdeploy.models.checkpoint import LoadReport  # noqa: F401  (import check)
+
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+    images, labels, train_idx, test_idx, calib = digit_data
+    name = FAMILY_TINY[family]
+    spec = get_spec(name)
+    pre = Preprocess(spec.input_size, spec.mean, spec.std, spec.interpolation, spec.crop_pct)
+    x = digits.preprocessed(images, pre)
+    model = digits.train(create_model(name), x[train_idx], labels[train_idx], seconds=TRAIN_SECONDS)
+    ckpt = tmp_path / f"{name}.pth"
+    torch.save({"model": model.state_dict()}, ckpt)
+
+    onnx_path = tmp_path / f"{name}.onnx"
+    export(ExportConfig(name, checkpoint=ckpt, output=onnx_path))
+    x_test, y_test = x[test_idx], labels[test_idx]
+    ref = _ort_logits(onnx_path, x_test)
+    top1_fp32 = float((ref.argmax(1) == y_test).mean())
+
+    rows = {}
+    for precision, method in [("int8", m) for m in ("entropy", "percentile", "minmax", "mse")] + [("fp16", None)]:
+        out = tmp_path / f"{name}.{precision}.{method or 'x'}.onnx"
+        cfg = QuantizeConfig(model=onnx_path, precision=precision, calib=calib if precision == "int8" else None,
+                             method=method or "entropy", samples=512, output=out, threads=1)
+        res = quantize(cfg)
+        logits = _ort_logits(out, x_test)
+        rows[f"{precision}-{method}" if method else precision] = {
+            "top1": float((logits.argmax(1) == y_test).mean()),
+            "agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
+            "cached_stats": bool(res.manifest.get("quantization", {}) and res.manifest["quantization"]["statistics"]["cached"]),
+        }
+    with capsys.disabled():
+        print(f"\n[digits] {name} ({model.train_steps} steps): FP32 top-1 {top1_fp32:.2%} on {len(y_test)} held-out")
+        for k, r in rows.items():
+            print(f"[digits]   {k:16s} top-1 {r['top1']:.2%} ({100 * (r['top1'] - top1_fp32):+.2f} pt)  "
+                  f"agreement {r['agreement']:.2%}")
+        print("[digits-json] " + json.dumps({"model": name, "fp32": top1_fp32, **rows}))
+
+    assert top1_fp32 >= 0.85, "the tiny model did not learn digits: the accuracy checks below would be vacuous"
+    best = max(("int8-entropy", "int8-percentile"), key=lambda k: rows[k]["top1"])
+    assert top1_fp32 - rows[best]["top1"] <= 0.010 + 1e-9, rows
+    assert rows[best]["agreement"] >= 0.97, rows
+    assert abs(top1_fp32 - rows["fp16"]["top1"]) <= 0.001 + 1e-9, rows
+    assert rows["int8-percentile"]["cached_stats"], "a second method must reuse the cached statistics"
