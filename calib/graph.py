@@ -74,3 +74,27 @@ def float_tensor_names(model) -> list[str]:
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     return [o for n in model.graph.node for o in n.output if types.get(o) == onnx.TensorProto.FLOAT]
+
+
+def constants_to_initializers(model) -> int:
+    """Move tensor-valued Constant nodes into initializers (in place); returns how many.
+
+    onnxsim leaves some folded weights (e.g. BatchNorm folded into a depthwise conv) as Constant
+    nodes; the precision passes must see them as weights, not activations.
+    """
+    onnx = require("onnx")
+    keep, moved = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 \
+                and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+            moved += 1
+        else:
+            keep.append(node)
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return moved

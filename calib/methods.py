@@ -146,6 +146,11 @@ def symmetric_amax(stats: TensorStats, method: str, percentile: float = 99.99) -
     if method == "percentile":
         return _percentile_threshold(hist, width, percentile, amax)
     if method == "entropy":
+        # Zeros are exact in INT8; a ReLU's spike at zero otherwise dominates the KL search and
+        # drags the threshold down (SReT's conv stem: 37% of the range, cosine 0.91).
+        if stats.min >= 0:
+            hist = hist.copy()
+            hist[0] = 0
         return _entropy_threshold(hist, width, amax)
     if method == "mse":
         return _mse_threshold(hist, width, amax)

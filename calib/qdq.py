@@ -98,7 +98,8 @@ def _mixed_probabilities(model, tensor: str, prod: dict, hops: int = 6) -> bool:
 
 
 def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
-         quantize_depthwise: bool = False, float_mixed_attention: bool = False) -> QuantPlan:
+         quantize_depthwise: bool = False, float_mixed_attention: bool = False,
+         float_input_layer: bool = False) -> QuantPlan:
     """Which inputs get Q/DQ. ``exclude`` holds op types, node names or node-name globs
     (``*/attn/MatMul_1``); one that matches nothing is an error."""
     graph = model.graph
@@ -116,12 +117,16 @@ def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
     from vitdeploy.calib.graph import producers
 
     prod = producers(model)
+    graph_inputs = {i.name for i in graph.input}
     result = QuantPlan()
     for node in graph.node:
         if node.op_type not in QUANTIZABLE_OPS:
             continue
         if excluded(node):
             result.skipped_nodes.append((node.name, "excluded"))
+            continue
+        if float_input_layer and node.input[0] in graph_inputs:
+            result.skipped_nodes.append((node.name, "layer reading the model input left in float (family hint)"))
             continue
         if node.op_type == "Conv" and _is_depthwise(node, inits) and not quantize_depthwise:
             # One per-tensor activation scale cannot serve channels whose ranges differ by orders of

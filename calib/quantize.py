@@ -19,6 +19,7 @@ from vitdeploy import onnx_utils
 from vitdeploy.calib import data as D
 from vitdeploy.calib import fp16 as F16
 from vitdeploy.calib import qdq, stats, trtcache
+from vitdeploy.calib.graph import constants_to_initializers
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
 from vitdeploy.compare import compare
 from vitdeploy.errors import UsageError
@@ -31,7 +32,7 @@ class QuantizeConfig:
     model: Path
     precision: str  # "int8" | "fp16"
     calib: Path | None = None
-    method: str = "entropy"
+    method: str = "percentile"
     percentile: float = 99.99
     samples: int = 512
     holdout: int | None = None  # default: samples // 8, at least 8, at most 256
@@ -109,6 +110,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     steps = steps or Steps()
     with steps.step("load model"):
         model = onnx_utils.load(config.model)
+        constants_to_initializers(model)
         parent = read_manifest(config.model)
         pre = D.Preprocess.from_manifest(parent, **config.preprocessing)
         input_name = onnx_utils.io_summary(model)["inputs"][0]["name"]
@@ -127,7 +129,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     if config.precision == "int8":
         hints = dict((parent or {}).get("quantization_hints") or {}) if config.family_hints else {}
         qplan = qdq.plan(model, config.exclude, config.quantize_attention, config.quantize_depthwise,
-                         float_mixed_attention=bool(hints.get("float_mixed_attention")))
+                         float_mixed_attention=bool(hints.get("float_mixed_attention")),
+                         float_input_layer=bool(hints.get("float_input_layer")))
     else:
         unknown = [k for k in config.keep_fp32 if k not in op_types and k not in node_names]
         if unknown:

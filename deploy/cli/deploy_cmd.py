@@ -1,0 +1,103 @@
+"""`vitdeploy deploy`: export -> precisions -> engines (if TensorRT) -> validate -> bench -> report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.options import Json
+from vitdeploy.errors import ParityError, UsageError
+
+HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
+engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
+against FP32, benchmark them, and write OUT/report.md, report.json and report.png.
+
+Resumable: a step whose inputs did not change is not redone (--force redoes everything).
+Without --calib a built-in synthetic sample is used, and the report says loudly that its INT8
+figures mean nothing.
+
+Examples:
+
+  vitdeploy deploy deit_tiny_patch16_224 --checkpoint deit_tiny.pth --calib val_images/ --out out/deit_tiny
+
+  vitdeploy deploy t2t_vit_7 --precisions fp32,int8 --batch 1,8,32 --out out/t2t7
+
+  vitdeploy deploy mypkg.nets:build --input-size 3,224,224 --calib calib.npz --out out/mine
+"""
+
+
+def deploy(
+    model: Annotated[str, typer.Argument(help="Registered name or package.module:function.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Model weights.")] = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration data: image folder, .txt list or .npy/.npz.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Validation data (default: the calibration data).")] = None,
+    precisions: Annotated[str, typer.Option(help="Comma list of fp32, fp16, int8.")] = "fp32,fp16,int8",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes to benchmark, e.g. 1,8.")] = "1,8",
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("vitdeploy_out"),
+    method: Annotated[str, typer.Option(help="INT8 calibration method.")] = "percentile",
+    int8_target: Annotated[str, typer.Option(help="auto (trt when engines are built, else ort-cpu) | trt | ort-cpu.")] = "auto",
+    engines: Annotated[str, typer.Option(help="auto (when TensorRT is installed) | always | never.")] = "auto",
+    iterations: Annotated[int, typer.Option(help="Timed iterations per artifact and batch.")] = 50,
+    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = 1,
+    input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Redo every step, even unchanged ones.")] = False,
+    as_json: Json = False,
+) -> None:
+    from vitdeploy.bench import parse_batches
+    from vitdeploy.cli.export_cmd import _floats
+    from vitdeploy.pipeline import DeployConfig, run_deploy
+    from vitdeploy.steps import Steps
+
+    size = _floats(input_size, 3, "--input-size")
+    if iterations < 1:
+        raise UsageError("--iterations must be >= 1")
+    config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
+                          precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+                          batches=parse_batches(batch), int8_target=int8_target, method=method, iterations=iterations,
+                          threads=threads, engines=engines, input_size=tuple(int(v) for v in size) if size else None,
+                          force=force)
+    steps = Steps(on_end=lambda r: err_console.print(
+        f"{'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.1f}s[/]"
+        + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    with progress(transient=True) as bar:
+        def track(kind: str, total):
+            task = bar.add_task(kind, total=total)
+            return lambda n: bar.advance(task, n)
+
+        report = run_deploy(config, steps, track)
+    if as_json:
+        print_json(report)
+    else:
+        _table(report, out)
+    failed = [r for r in report["precisions"] if r["validation"].startswith("FAIL")]
+    if failed:
+        raise ParityError(f"{', '.join(r['precision'] for r in failed)} failed validation; see {out / 'report.md'}")
+
+
+def _table(r: dict, out: Path) -> None:
+    for n in r["notes"]:
+        console.print(f"[bold yellow]note:[/] {n}")
+    table = Table(title=f"{r['model']}: accuracy and latency per precision", header_style="bold")
+    cols = ["precision", "backend", "top-1", "drop pt", "cosine"]
+    for b in r["batches"]:
+        cols += [f"p50 ms @{b}", f"speedup @{b}"]
+    for c in cols + ["validation"]:
+        table.add_column(c, justify="left" if c in ("precision", "backend", "validation") else "right")
+    for row in r["precisions"]:
+        cells = [row["precision"], row["backend"], "-" if row["top1"] is None else f"{row['top1']:.2%}",
+                 "-" if row["top1_drop_points"] is None else f"{row['top1_drop_points']:+.2f}", f"{row['cosine']:.5f}"]
+        for b in r["batches"]:
+            lat = row["latency"].get(str(b), {})
+            cells += [f"{lat.get('p50_ms', float('nan')):.2f}", f"{lat.get('speedup') or 1.0:.2f}x"]
+        cells.append(row["validation"] if row["validation"] != "reference" else "[dim]reference[/]")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy", help=HELP)(deploy)

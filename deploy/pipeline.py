@@ -1,0 +1,340 @@
+"""`vitdeploy deploy`: the whole job in one command, resumable.
+
+export -> precision passes (FP16, INT8) -> TensorRT engines when TensorRT is here (ONNX Runtime
+CPU otherwise) -> validate -> bench -> one report (Markdown + JSON + PNG) with accuracy and
+latency of every precision side by side and the manifest chain of every artifact.
+
+Each step records the hash of its inputs in OUT/deploy-state.json; a step whose inputs did
+not change and whose outputs are still there (same hash) is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.errors import UsageError
+from vitdeploy.io import read_manifest, sha256_file, write_bytes_atomic, write_json_atomic
+from vitdeploy.steps import Steps
+
+PRECISIONS = ("fp32", "fp16", "int8")
+STATE_FILE = "deploy-state.json"
+REPORT_SCHEMA = "vitdeploy.deploy-report/1"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    model: str
+    out: Path
+    checkpoint: Path | None = None
+    calib: Path | None = None
+    data: Path | None = None  # validation data (default: the calibration data)
+    precisions: tuple[str, ...] = PRECISIONS
+    batches: tuple[int, ...] = (1, 8)
+    int8_target: str = "auto"  # auto: trt when engines are built, else ort-cpu
+    method: str = "percentile"
+    samples: int = 256
+    validate_samples: int = 256
+    iterations: int = 50
+    warmup: int = 5
+    threads: int | None = 1
+    engines: str = "auto"  # auto | always | never
+    input_size: tuple[int, int, int] | None = None  # for package.module:function models
+    force: bool = False  # redo every step
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise UsageError(f"--precisions takes a comma list of {', '.join(PRECISIONS)}; got {','.join(self.precisions)}")
+        if "fp32" not in self.precisions:
+            raise UsageError("--precisions must include fp32: it is the reference every other precision is checked against")
+        if self.engines not in ("auto", "always", "never"):
+            raise UsageError("--engines must be auto, always or never")
+        if self.int8_target not in ("auto", "trt", "ort-cpu"):
+            raise UsageError("--int8-target must be auto, trt or ort-cpu")
+
+
+@dataclass
+class StepState:
+    inputs: str
+    outputs: dict[str, str] = field(default_factory=dict)  # path -> sha256
+
+
+class State:
+    """The resumability record: step name -> hash of its inputs and its outputs' hashes."""
+
+    def __init__(self, path: Path, reset: bool):
+        self.path = path
+        self.steps: dict[str, StepState] = {}
+        if path.exists() and not reset:
+            try:
+                self.steps = {k: StepState(**v) for k, v in json.loads(path.read_text()).get("steps", {}).items()}
+            except (json.JSONDecodeError, TypeError):
+                self.steps = {}
+
+    def fresh(self, name: str, inputs: str) -> bool:
+        s = self.steps.get(name)
+        return bool(s and s.inputs == inputs and s.outputs and all(
+            Path(p).exists() and sha256_file(p) == h for p, h in s.outputs.items()))
+
+    def record(self, name: str, inputs: str, outputs: list[Path]) -> None:
+        self.steps[name] = StepState(inputs, {str(p): sha256_file(p) for p in outputs if Path(p).exists()})
+        write_json_atomic(self.path, {"steps": {k: asdict(v) for k, v in self.steps.items()}})
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path) and p.is_file():
+            h.update(sha256_file(p).encode())
+        elif isinstance(p, Path) and p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    h.update(str(f.relative_to(p)).encode())
+                    h.update(str(f.stat().st_size).encode())
+                    h.update(str(int(f.stat().st_mtime)).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def tensorrt_available() -> bool:
+    from vitdeploy.deps import is_available
+
+    return is_available("tensorrt")
+
+
+def run_deploy(config: DeployConfig, steps: Steps | None = None,
+               progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, Any]:
+    """Run (or resume) the job; returns the report document (also written to OUT/report.*)."""
+    steps = steps or Steps()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    state = State(out / STATE_FILE, reset=config.force)
+    notes: list[str] = []
+    skipped: list[str] = []
+    base = config.model.split(":")[-1]
+
+    use_engines = config.engines == "always" or (config.engines == "auto" and tensorrt_available())
+    if config.engines == "always" and not tensorrt_available():
+        from vitdeploy.deps import require
+
+        require("tensorrt", "--engines always")
+    if not use_engines:
+        notes.append("TensorRT not found here: no engines built; every precision was measured with ONNX Runtime on the CPU"
+                     if config.engines == "auto" else "engines not built (--engines never)")
+    int8_target = config.int8_target if config.int8_target != "auto" else ("trt" if use_engines else "ort-cpu")
+    if "int8" in config.precisions and int8_target == "ort-cpu":
+        notes.append("INT8 ONNX written for ONNX Runtime CPU (uint8 activations); for TensorRT run "
+                     "`vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
+
+    calib = config.calib
+    if calib is None and ("int8" in config.precisions or config.data is None):
+        from vitdeploy.calib.builtin import BUILTIN_NOTE, write_builtin_sample
+
+        calib = write_builtin_sample(out / "builtin-calibration")
+        notes.insert(0, BUILTIN_NOTE)
+    data = config.data or calib
+
+    def run_step(name: str, inputs: str, outputs: list[Path], fn: Callable[[], None]) -> None:
+        if state.fresh(name, inputs):
+            skipped.append(name)
+            with steps.step(f"{name} (unchanged, skipped)"):
+                pass
+            return
+        with steps.step(name):
+            fn()
+        state.record(name, inputs, outputs)
+
+    # 1. export
+    from vitdeploy.export import BatchRange, ExportConfig, Preprocessing, export
+
+    fp32 = out / f"{base}.onnx"
+    batch_range = BatchRange(1, min(config.batches), max(max(config.batches), 1))
+    export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=batch_range, force=True,
+                              preprocessing=Preprocessing(input_size=config.input_size))
+    run_step("export", _digest(config.model, config.checkpoint and Path(config.checkpoint), str(batch_range),
+                               config.input_size, "export/1"),
+             [fp32, fp32.with_suffix(".json")], lambda: export(export_cfg))
+    artifacts: dict[str, Path] = {"fp32": fp32}
+
+    # 2. precision passes
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+
+    for precision in [p for p in config.precisions if p != "fp32"]:
+        target = int8_target if precision == "int8" else "trt"
+        path = out / (f"{base}.{precision}.onnx" if target == "trt" or precision == "fp16" else f"{base}.{precision}-ort.onnx")
+        qcfg = QuantizeConfig(model=fp32, precision=precision, calib=calib, method=config.method, samples=config.samples,
+                              target=target, output=path, force=True, threads=config.threads)
+        run_step(f"quantize {precision}", _digest(fp32, calib, precision, target, config.method, config.samples, "q/1"),
+                 [path, path.with_suffix(".json")], lambda q=qcfg: quantize(q, progress=progress))
+        artifacts[precision] = path
+
+    # 3. engines
+    engines: dict[str, Path] = {}
+    if use_engines:
+        from vitdeploy.trt.deploy_support import build_for_deploy
+
+        for precision, onnx_path in list(artifacts.items()):
+            engine = onnx_path.with_suffix(".engine")
+            run_step(f"engine {precision}", _digest(onnx_path, precision, "engine/1"), [engine, engine.with_suffix(".json")],
+                     lambda o=onnx_path, e=engine, p=precision: build_for_deploy(o, e, p))
+            engines[precision] = engine
+
+    measured = engines or artifacts
+    # 4. validate
+    from vitdeploy.validate import ValidateConfig, accuracy_section, markdown, validate
+
+    vdoc: dict[str, Any] = {}
+    candidates = tuple(str(p) for k, p in measured.items() if not (k == "fp32" and not engines))
+    vpath = out / "validate.json"
+
+    def do_validate() -> None:
+        nonlocal vdoc
+        vdoc = validate(ValidateConfig(reference=str(fp32), candidates=candidates, data=data,
+                                       samples=config.validate_samples, threads=config.threads), progress)
+        write_json_atomic(vpath, vdoc)
+        write_bytes_atomic(out / "validate.md", markdown(vdoc).encode())
+
+    run_step("validate", _digest(*(Path(c) for c in candidates), fp32, data, config.validate_samples, "v/1"),
+             [vpath], do_validate)
+    vdoc = vdoc or json.loads(vpath.read_text())
+
+    # 5. bench
+    from vitdeploy.bench import BenchConfig, run_bench
+
+    bpath = out / "bench.json"
+    bench_items = tuple(str(p) for p in measured.values())
+    bdoc: dict[str, Any] = {}
+
+    def do_bench() -> None:
+        nonlocal bdoc
+        bdoc = run_bench(BenchConfig(artifacts=bench_items, batches=tuple(config.batches), warmup=config.warmup,
+                                     iterations=config.iterations, threads=config.threads), progress)
+        write_json_atomic(bpath, bdoc)
+
+    run_step("bench", _digest(*(Path(a) for a in bench_items), config.batches, config.iterations, config.threads, "b/1"),
+             [bpath], do_bench)
+    bdoc = bdoc or json.loads(bpath.read_text())
+    bdoc["accuracy"] = accuracy_section(vdoc)
+
+    # 6. report
+    report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped)
+    with steps.step("report"):
+        from vitdeploy import report as R
+
+        write_json_atomic(out / "report.json", report)
+        write_bytes_atomic(out / "report.md", report_markdown(report).encode())
+        from vitdeploy.errors import MissingDependencyError
+
+        try:
+            report["files"]["plot"] = R.write_plot(bdoc, out / "report.png").name
+        except MissingDependencyError as exc:
+            report["files"]["plot"] = None
+            report["notes"].append(f"plot skipped: {exc}")
+            write_bytes_atomic(out / "report.md", report_markdown(report).encode())
+        write_json_atomic(out / "report.json", report)
+    return report
+
+
+def _chain(path: Path) -> list[dict[str, Any]]:
+    """The manifest chain of an artifact: itself, its parent ONNX, ..., up to the checkpoint."""
+    chain = []
+    current: Path | None = path
+    while current is not None and current.exists():
+        m = read_manifest(current) or {}
+        chain.append({"artifact": current.name, "kind": m.get("kind"), "precision": m.get("precision"),
+                      "sha256": m.get("sha256") or sha256_file(current)})
+        parent = (m.get("parent") or {}).get("artifact")
+        if parent is None and m.get("checkpoint"):
+            chain.append({"artifact": Path(m["checkpoint"]["path"]).name, "kind": "checkpoint",
+                          "sha256": m["checkpoint"]["sha256"]})
+        current = Path(parent) if parent else None
+        if current is not None and not current.is_absolute() and not current.exists():
+            current = path.parent / current.name
+    return chain
+
+
+def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict[str, Path], vdoc: dict[str, Any],
+                 bdoc: dict[str, Any], notes: list[str], skipped: list[str]) -> dict[str, Any]:
+    from vitdeploy import __version__
+
+    measured = engines or artifacts
+    acc = {c["artifact"]: c for c in vdoc["candidates"]}
+    rows = []
+    for precision, path in measured.items():
+        label = path.name
+        lat = {str(r["batch"]): {"p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
+                                 "throughput_ips": r["throughput_ips"], "speedup": r.get("speedup")}
+               for r in bdoc["results"] if r["artifact"] == label}
+        a = acc.get(label)
+        ref = vdoc["reference"]
+        rows.append({
+            "precision": precision, "artifact": label, "backend": "trt" if engines else "ort-cpu",
+            "top1": (a or {}).get("top1", ref.get("top1") if precision == "fp32" else None),
+            "top1_drop_points": (a or {}).get("top1_drop_points", 0.0 if precision == "fp32" else None),
+            "cosine": a["comparison"]["cosine_mean"] if a else 1.0,
+            "top1_agreement": a["comparison"]["top1_agreement"] if a else 1.0,
+            "validation": "reference" if a is None else ("pass" if a["passed"] else "FAIL: " + "; ".join(a["failures"])),
+            "latency": lat,
+            "manifest_chain": _chain(path),
+        })
+    return {
+        "schema": REPORT_SCHEMA, "vitdeploy": __version__, "model": config.model,
+        "checkpoint": str(config.checkpoint) if config.checkpoint else None,
+        "calibration": str(config.calib) if config.calib else "built-in synthetic sample",
+        "validation_data": vdoc["data"], "precisions": rows, "batches": list(config.batches),
+        "conditions": bdoc.get("conditions"), "warnings": bdoc.get("warnings", []), "notes": notes,
+        "steps_skipped": skipped, "passed": vdoc.get("passed", True),
+        "files": {"validate": "validate.json", "bench": "bench.json", "markdown": "report.md"},
+    }
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    lines = [f"# vitdeploy report: {r['model']}", ""]
+    for n in r["notes"]:
+        lines.append(f"> **Note:** {n}")
+    if r["notes"]:
+        lines.append("")
+    d = r["validation_data"]
+    lines += [f"Checkpoint: {r['checkpoint'] or 'none (random weights)'}; calibration: {r['calibration']}; "
+              f"validation: {d['samples']} samples from {d['source']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]
+    head = "| precision | artifact | backend | top-1 | drop (pt) | cosine | top-1 agree |"
+    sep = "|---|---|---|---|---|---|---|"
+    for b in r["batches"]:
+        head += f" p50 ms @{b} | img/s @{b} | speedup @{b} |"
+        sep += "---|---|---|"
+    lines += [head + " validation |", sep + "---|"]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    for row in r["precisions"]:
+        line = (f"| {row['precision']} | {row['artifact']} | {row['backend']} | {fmt(row['top1'], '.2%')} | "
+                f"{fmt(row['top1_drop_points'], '+.2f')} | {row['cosine']:.5f} | {row['top1_agreement']:.2%} |")
+        for b in r["batches"]:
+            lat = row["latency"].get(str(b), {})
+            line += f" {fmt(lat.get('p50_ms'), '.2f')} | {fmt(lat.get('throughput_ips'), ',.0f')} | {fmt(lat.get('speedup'), '.2f')}x |"
+        lines.append(line + f" {row['validation']} |")
+    c = r.get("conditions") or {}
+    cpu = c.get("cpu") or {}
+    lines += ["", "## Conditions", "", f"- CPU: {cpu.get('model')} ({cpu.get('cores')} cores), threads: {c.get('threads')}"]
+    for g in c.get("gpus") or []:
+        lines.append(f"- GPU: {g.get('name')} (sm {g.get('compute_capability')})")
+    if c.get("jetson"):
+        j = c["jetson"]
+        lines.append(f"- Jetson: L4T {j.get('l4t')} (JetPack {j.get('jetpack')}), power mode {j.get('power_mode')}, clocks locked: {j.get('clocks_locked')}")
+    for w in r["warnings"]:
+        lines.append(f"- warning: {w}")
+    lines += ["", "## Manifest chains", ""]
+    for row in r["precisions"]:
+        chain = " <- ".join(f"{x['artifact']} ({(x.get('sha256') or '')[:12]})" for x in row["manifest_chain"])
+        lines.append(f"- {row['precision']}: {chain}")
+    if r["steps_skipped"]:
+        lines += ["", f"Resumed: {', '.join(r['steps_skipped'])} unchanged and not redone."]
+    lines += ["", "![latency and accuracy](report.png)", ""]
+    return "\n".join(lines)
