@@ -89,13 +89,14 @@ def _split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.nda
 
 
 def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.ndarray | None,
-              input_name: str, threads: int | None) -> dict[str, Any]:
+              input_name: str, threads: int | None, static_batch: int | None = None) -> dict[str, Any]:
     from vitdeploy.runners.ort import OnnxRuntimeRunner
+    from vitdeploy.validate import run_batched
 
     outs = []
     for m in (ref_model, cand_model):
         with OnnxRuntimeRunner(m, threads=threads) as r:
-            outs.append(np.concatenate([r.infer({input_name: x[i:i + 32]})[r.output_names()[0]] for i in range(0, len(x), 32)]))
+            outs.append(run_batched(r, x, static_batch or 32, static_batch is not None))
     ref, cand = outs
     result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict()}
     if labels is not None:
@@ -113,7 +114,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         constants_to_initializers(model)
         parent = read_manifest(config.model)
         pre = D.Preprocess.from_manifest(parent, **config.preprocessing)
-        input_name = onnx_utils.io_summary(model)["inputs"][0]["name"]
+        model_input = onnx_utils.io_summary(model)["inputs"][0]
+        input_name = model_input["name"]
+        static_batch = model_input["shape"][0] if isinstance(model_input["shape"][0], int) else None
         if parent and parent.get("precision", "fp32") != "fp32":
             raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
     out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
@@ -162,7 +165,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
             tensors = list(dict.fromkeys([input_name] + tensors + float_tensor_names(model)))
         collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"], tensors, samples,
-                                                    input_name, config, steps, progress)
+                                                    input_name, config, steps, progress, static_batch)
         with steps.step(f"ranges ({config.method})"):
             symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
                          if config.target == "trt" or config.trt_calibration_cache else {})
@@ -206,7 +209,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             tensors = float_tensor_names(model)
             subset = samples[: min(len(samples), 64)]
             collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"] + ":fp16", tensors, subset,
-                                                        input_name, config, steps, progress)
+                                                        input_name, config, steps, progress, static_batch)
             overflow = F16.overflow_nodes(model, {t: s.amax for t, s in collected.items()})
             stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
         with steps.step("convert FP16"):
@@ -218,13 +221,14 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     result_bytes = result_model.SerializeToString()
     with steps.step("accuracy vs FP32"):
         if x_hold is not None and len(x_hold):
-            accuracy = _evaluate(model.SerializeToString(), result_bytes, x_hold, labels_hold, input_name, config.threads)
+            accuracy = _evaluate(model.SerializeToString(), result_bytes, x_hold, labels_hold, input_name, config.threads,
+                                 static_batch)
             accuracy["data"] = "held-out calibration images"
         else:
             from vitdeploy.export.validate import seeded_inputs
 
-            x = seeded_inputs(8, tuple(pre.input_size), config.seed)
-            accuracy = _evaluate(model.SerializeToString(), result_bytes, x, None, input_name, config.threads)
+            x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
+            accuracy = _evaluate(model.SerializeToString(), result_bytes, x, None, input_name, config.threads, static_batch)
             accuracy["data"] = "seeded random inputs (no calibration data given)"
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
@@ -259,7 +263,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     return QuantizeResult(out, mpath, manifest)
 
 
-def _statistics(model, model_digest, data_digest, tensors, samples, input_name, config, steps, progress):
+def _statistics(model, model_digest, data_digest, tensors, samples, input_name, config, steps, progress,
+                static_batch=None):
     key = stats.stats_key(model_digest, data_digest, tensors)
     path = stats.cache_dir() / f"{key}.npz"
     with steps.step("activation statistics") as rec:
@@ -268,7 +273,12 @@ def _statistics(model, model_digest, data_digest, tensors, samples, input_name, 
             rec.detail = "from cache"
             return collected, path, True
         advance = progress("calibrate", len(samples)) if progress else None
-        batches = (samples[i:i + config.batch_size] for i in range(0, len(samples), config.batch_size))
+        size = static_batch or config.batch_size
+        if static_batch and len(samples) % static_batch:  # a static-batch model: whole batches only
+            samples = samples[: max(static_batch, len(samples) - len(samples) % static_batch)]
+            if len(samples) < static_batch:
+                samples = np.resize(samples, (static_batch, *samples.shape[1:]))
+        batches = (samples[i:i + size] for i in range(0, len(samples), size))
         collected = stats.collect(model, tensors, batches, input_name, advance, config.threads)
         try:
             stats.save_stats(path, collected, {"model": model_digest, "data": data_digest})

@@ -154,7 +154,8 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     from vitdeploy.export import BatchRange, ExportConfig, Preprocessing, export
 
     fp32 = out / f"{base}.onnx"
-    batch_range = BatchRange(1, min(config.batches), max(max(config.batches), 1))
+    # always dynamic, up to at least 8: calibration and validation run in batches too
+    batch_range = BatchRange(1, min(config.batches), max(max(config.batches), 8))
     export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=batch_range, force=True,
                               preprocessing=Preprocessing(input_size=config.input_size))
     run_step("export", _digest(config.model, config.checkpoint and Path(config.checkpoint), str(batch_range),

@@ -142,7 +142,7 @@ def test_quantize_int8_trt_and_cache_reuse(cli, tiny_onnx, tmp_path):
     assert rc == 0, err
     m = json.loads((tmp_path / "q.json").read_text())
     q = m["quantization"]
-    assert q["method"] == "entropy" and q["statistics"]["cached"] is False
+    assert q["method"] == "percentile" and q["statistics"]["cached"] is False
     assert m["calibration_data"]["calibration_samples"] == 24 and m["calibration_data"]["holdout_samples"] == 8
     assert m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9 and m["parent"]["precision"] == "fp32"
     model = onnx.load(str(out))
@@ -157,7 +157,7 @@ def test_quantize_int8_trt_and_cache_reuse(cli, tiny_onnx, tmp_path):
     m2 = json.loads((tmp_path / "q.json").read_text())
     assert m2["quantization"]["statistics"]["cached"] is True
     r1, r2 = q["ranges"], m2["quantization"]["ranges"]
-    assert any(r2[t] > r1[t] for t in r1)  # minmax keeps outliers that entropy clipped
+    assert any(r2[t] > r1[t] for t in r1)  # minmax keeps outliers that percentile clipped
 
 
 def test_quantize_ort_cpu_uses_uint8_activations(cli, tiny_onnx, tmp_path):
@@ -224,3 +224,77 @@ def test_quantize_bad_input(cli, tiny_onnx, tmp_path, case, code, message):
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
     assert not out.exists() and not (tmp_path / "out.json").exists()
+
+
+def test_entropy_ignores_the_relu_zero_spike():
+    rng = np.random.default_rng(1)
+    s = TensorStats()
+    x = np.maximum(rng.standard_normal(300_000).astype(np.float32), 0)  # half the mass exactly at 0
+    s.update(x)
+    t = symmetric_amax(s, "entropy")
+    assert t > 0.6 * s.amax, (t, s.amax)  # without the fix, the zero spike drags this to ~0.3 * amax
+
+
+def _graph_with_depthwise_and_constant_weight():
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w_dw = numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w_dw")
+    w_pw = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["w_pw"], value=numpy_helper.from_array(w_pw, "w_pw_value")),
+        helper.make_node("Conv", ["x", "w_pw"], ["a"], name="pointwise"),
+        helper.make_node("Conv", ["a", "w_dw"], ["b"], name="depthwise", group=4, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "w_pw"], ["y"], name="pointwise2"),
+    ]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w_dw])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_depthwise_constant_weights_and_input_layer_rules():
+    from vitdeploy.calib.graph import constants_to_initializers
+
+    model = _graph_with_depthwise_and_constant_weight()
+    raw = qdq.plan(model)  # Constant-node weights look like activations until hoisted
+    assert not any(q.is_weight and q.tensor == "w_pw" for q in raw.inputs)
+    assert constants_to_initializers(model) == 1
+    p = qdq.plan(model)
+    assert {q.node for q in p.inputs} == {"pointwise", "pointwise2"}
+    assert ("depthwise", "depthwise conv left in float") in p.skipped_nodes
+    assert any(q.is_weight and q.tensor == "w_pw" and q.axis == 0 for q in p.inputs)
+    assert "depthwise" in {q.node for q in qdq.plan(model, quantize_depthwise=True).inputs}
+    hinted = qdq.plan(model, float_input_layer=True)
+    assert "pointwise" not in {q.node for q in hinted.inputs}
+    globbed = qdq.plan(model, exclude=("point*2",))
+    assert "pointwise2" not in {q.node for q in globbed.inputs} and "pointwise" in {q.node for q in globbed.inputs}
+
+
+def test_family_hints_flow_from_export_manifest(tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import ExportConfig, export
+
+    onnx_path = export(ExportConfig("convit_tiny_test", output=tmp_path / "c.onnx", targets=("trt10",))).onnx_path
+    hints = json.loads((tmp_path / "c.json").read_text())["quantization_hints"]
+    assert hints["float_mixed_attention"] is True and hints["why"]
+    arr = np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "d.npy", arr)
+    with_hints = quantize(QuantizeConfig(model=onnx_path, precision="int8", calib=tmp_path / "d.npy", samples=16,
+                                         output=tmp_path / "a.onnx")).manifest["quantization"]
+    without = quantize(QuantizeConfig(model=onnx_path, precision="int8", calib=tmp_path / "d.npy", samples=16,
+                                      output=tmp_path / "b.onnx", family_hints=False)).manifest["quantization"]
+    blended = [n for n, why in with_hints["skipped_nodes"] if "blended attention" in why]
+    assert blended and with_hints["quantized_nodes"] == without["quantized_nodes"] - len(blended)
+
+
+def test_quantize_static_batch_model(tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import BatchRange, ExportConfig, export
+
+    onnx_path = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", batch=BatchRange(4, 4, 4),
+                                    targets=("ort",))).onnx_path
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((30, 3, 32, 32)).astype(np.float32))
+    for precision in ("int8", "fp16"):
+        m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=18,
+                                    holdout=7, output=tmp_path / f"{precision}.onnx")).manifest
+        assert m["accuracy"]["samples"] == 7 and m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9

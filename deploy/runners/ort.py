@@ -90,5 +90,9 @@ class OnnxRuntimeRunner(BaseRunner):
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.session is not None, "activate() first"
-        outs = self.session.run(None, feed)
+        try:
+            outs = self.session.run(None, feed)
+        except Exception as exc:  # ORT's own exception types: wrong shapes/dtypes, kernel failures
+            msg = " ".join(str(exc).split())
+            raise InputError(f"ONNX Runtime rejected the input for {self._label()}: {msg[:300]}") from exc
         return dict(zip(self.output_names(), outs))
