@@ -128,6 +128,10 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         notes.append("TensorRT not found here: no engines built; every precision was measured with ONNX Runtime on the CPU"
                      if config.engines == "auto" else "engines not built (--engines never)")
     int8_target = config.int8_target if config.int8_target != "auto" else ("trt" if use_engines else "ort-cpu")
+    if not gated(config):
+        notes.append("validation verdicts are shown but do not fail the run: "
+                     + ("no checkpoint (random weights)" if config.checkpoint is None and ":" not in config.model
+                        else "no real data (--calib/--data)"))
     if "int8" in config.precisions and int8_target == "ort-cpu":
         notes.append("INT8 ONNX written for ONNX Runtime CPU (uint8 activations); for TensorRT run "
                      "`vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
@@ -260,6 +264,12 @@ def _chain(path: Path) -> list[dict[str, Any]]:
     return chain
 
 
+def gated(config: DeployConfig) -> bool:
+    """Validation failures fail the run only when they mean something: real weights and real data."""
+    weights = config.checkpoint is not None or ":" in config.model
+    return weights and (config.calib is not None or config.data is not None)
+
+
 def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict[str, Path], vdoc: dict[str, Any],
                  bdoc: dict[str, Any], notes: list[str], skipped: list[str]) -> dict[str, Any]:
     from vitdeploy import __version__
@@ -290,7 +300,7 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
         "calibration": str(config.calib) if config.calib else "built-in synthetic sample",
         "validation_data": vdoc["data"], "precisions": rows, "batches": list(config.batches),
         "conditions": bdoc.get("conditions"), "warnings": bdoc.get("warnings", []), "notes": notes,
-        "steps_skipped": skipped, "passed": vdoc.get("passed", True),
+        "steps_skipped": skipped, "passed": vdoc.get("passed", True), "gated": gated(config),
         "files": {"validate": "validate.json", "bench": "bench.json", "markdown": "report.md"},
     }
 

@@ -50,7 +50,7 @@ def test_deploy_registered_model_report_and_resume(cli, tmp_path, digit_folders,
     chain = [c["artifact"] for c in rows["int8"]["manifest_chain"]]
     assert chain == ["vit_tiny_test.int8-ort.onnx", "vit_tiny_test.onnx", "vit.pth"]
     assert rows["fp32"]["top1"] > 0.8 and abs(rows["int8"]["top1_drop_points"]) <= 1.5
-    assert any("TensorRT not found" in n for n in report["notes"])
+    assert any("TensorRT not found" in n for n in report["notes"]) and report["gated"] is True
     assert not any("built-in" in n for n in report["notes"])
     md = (out / "report.md").read_text()
     assert "| int8 | vit_tiny_test.int8-ort.onnx | ort-cpu |" in md and "## Manifest chains" in md
@@ -68,8 +68,9 @@ def test_deploy_user_model_with_builtin_calibration(cli, tmp_path, monkeypatch):
     out = tmp_path / "user"
     rc, stdout, err = cli("deploy", "usermodels:build_small_vit", "--input-size", "3,32,32", "--precisions", "fp32,int8",
                           "--batch", "1", "--out", out, "--iterations", "3", "--json")
-    assert rc in (0, 6), err  # random weights: INT8 agreement on synthetic images may fail its threshold
+    assert rc == 0, err  # no real data: verdicts are reported, not gating
     report = json.loads((out / "report.json").read_text())
+    assert report["gated"] is False and any("do not fail the run" in n for n in report["notes"])
     assert report["notes"][0].startswith("INT8 was calibrated on vitdeploy's built-in synthetic sample")
     assert "> **Note:** INT8 was calibrated" in (out / "report.md").read_text()
     assert [r["precision"] for r in report["precisions"]] == ["fp32", "int8"]
