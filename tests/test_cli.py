@@ -3,19 +3,30 @@ import json
 from vitdeploy.errors import EXIT_CODES
 
 
+COMMANDS = ("models", "env", "export", "check", "quantize", "validate", "bench", "deploy")
+
+
 def test_help_lists_commands_and_exit_codes(cli):
     code, out, _ = cli("--help")
     assert code == 0
-    for cmd in ("models", "env", "export", "check"):
+    for cmd in COMMANDS:
         assert cmd in out
     assert "Exit codes" in out
 
 
-def test_every_command_help_has_an_example(cli):
-    for cmd in ("models", "env", "export", "check"):
+def test_every_command_help_has_an_example_and_a_readme_section(cli):
+    from pathlib import Path
+
+    from vitdeploy.cli import app
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    registered = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert set(COMMANDS) <= set(registered)
+    for cmd in registered:
         code, out, _ = cli(cmd, "--help")
         assert code == 0
         assert "Example" in out, cmd
+        assert f"vitdeploy {cmd}" in readme, f"README has no example of `vitdeploy {cmd}`"
 
 
 def test_models_json_lists_every_family_with_matching_params(cli):
