@@ -20,8 +20,10 @@ CALIBRATOR = "EntropyCalibration2"
 
 
 def header(trt_version: str = "8.5.2") -> str:
-    parts = (trt_version.split(".") + ["0", "0"])[:3]
-    return f"TRT-{int(parts[0])}{int(parts[1])}{int(parts[2]):02d}-{CALIBRATOR}"
+    """TensorRT's version tag: 8.5.2 -> TRT-8502, 10.3.0 -> TRT-100300 (two-digit minor from 10 on)."""
+    major, minor, patch = (int(p) for p in (trt_version.split(".") + ["0", "0"])[:3])
+    minor_text = f"{minor:02d}" if major >= 10 else str(minor)
+    return f"TRT-{major}{minor_text}{patch:02d}-{CALIBRATOR}"
 
 
 def encode(amax: dict[str, float], trt_version: str = "8.5.2") -> str:

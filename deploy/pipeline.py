@@ -182,10 +182,11 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     # 3. engines
     engines: dict[str, Path] = {}
     if use_engines:
+        from vitdeploy.trt.config import default_output
         from vitdeploy.trt.deploy_support import build_for_deploy
 
         for precision, onnx_path in list(artifacts.items()):
-            engine = onnx_path.with_suffix(".engine")
+            engine = default_output(onnx_path, precision)  # X.fp16.trt.engine: its manifest stays apart
             run_step(f"engine {precision}", _digest(onnx_path, precision, "engine/1"), [engine, engine.with_suffix(".json")],
                      lambda o=onnx_path, e=engine, p=precision: build_for_deploy(o, e, p))
             engines[precision] = engine

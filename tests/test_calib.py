@@ -298,3 +298,8 @@ def test_quantize_static_batch_model(tmp_path):
         m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=18,
                                     holdout=7, output=tmp_path / f"{precision}.onnx")).manifest
         assert m["accuracy"]["samples"] == 7 and m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9
+
+
+def test_trt_calibration_cache_header_per_version():
+    assert trtcache.header("8.6.1") == "TRT-8601-EntropyCalibration2"
+    assert trtcache.header("10.3.0") == "TRT-100300-EntropyCalibration2"

@@ -46,12 +46,14 @@ def _root(
 
 
 def _register() -> None:
-    from vitdeploy.cli import bench_cmd, deploy_cmd, env_cmd, export_cmd, models_cmd, quantize_cmd, validate_cmd
+    from vitdeploy.cli import (bench_cmd, deploy_cmd, engine_cmd, env_cmd, export_cmd, models_cmd, quantize_cmd,
+                               validate_cmd)
 
     app.add_typer(models_cmd.app, name="models")
     app.command("env", help=env_cmd.env.__doc__, epilog=env_cmd.EPILOG)(env_cmd.env)
     export_cmd.register(app)
     quantize_cmd.register(app)
+    engine_cmd.register(app)
     validate_cmd.register(app)
     bench_cmd.register(app)
     deploy_cmd.register(app)
