@@ -76,10 +76,11 @@ def _is_depthwise(node, inits) -> bool:
     return group > 1 and weight is not None and weight.dims[1] == 1
 
 
-def _mixed_probabilities(model, tensor: str, prod: dict, hops: int = 6) -> bool:
-    """True when ``tensor`` is derived from a Softmax through blending arithmetic (not a plain Softmax output)."""
+def _derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_arithmetic: bool = False) -> bool:
+    """True when ``tensor`` comes from a ``source`` op (Softmax, Exp) through reshapes and elementwise
+    arithmetic within ``hops`` nodes; with ``require_arithmetic`` a plain ``source`` output does not count."""
     passthrough = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Cast"}
-    arithmetic = {"Mul", "Add", "Sub", "Div", "ReduceSum"}
+    arithmetic = {"Mul", "Add", "Sub", "Div", "ReduceSum", "MatMul"}
     frontier, seen_arith = [tensor], False
     for _ in range(hops):
         nxt = []
@@ -87,8 +88,10 @@ def _mixed_probabilities(model, tensor: str, prod: dict, hops: int = 6) -> bool:
             node = prod.get(t)
             if node is None:
                 continue
-            if node.op_type == "Softmax":
-                return seen_arith
+            if node.op_type == source:
+                if seen_arith or not require_arithmetic:
+                    return True
+                continue
             if node.op_type in arithmetic:
                 seen_arith = True
             if node.op_type in arithmetic or node.op_type in passthrough:
@@ -99,7 +102,7 @@ def _mixed_probabilities(model, tensor: str, prod: dict, hops: int = 6) -> bool:
 
 def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
          quantize_depthwise: bool = False, float_mixed_attention: bool = False,
-         float_input_layer: bool = False) -> QuantPlan:
+         float_input_layer: bool = False, float_kernel_attention: bool = False) -> QuantPlan:
     """Which inputs get Q/DQ. ``exclude`` holds op types, node names or node-name globs
     (``*/attn/MatMul_1``); one that matches nothing is an error."""
     graph = model.graph
@@ -139,8 +142,11 @@ def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
             if not quantize_attention:
                 result.skipped_nodes.append((node.name, "attention matmul left unquantized"))
                 continue
-            if float_mixed_attention and _mixed_probabilities(model, node.input[0], prod):
+            if float_mixed_attention and _derived_from(node.input[0], prod, "Softmax", require_arithmetic=True):
                 result.skipped_nodes.append((node.name, "blended attention probabilities (e.g. ConViT GPSA) left in float"))
+                continue
+            if float_kernel_attention and any(_derived_from(x, prod, "Exp") for x in data_inputs):
+                result.skipped_nodes.append((node.name, "kernel (Performer) attention on exp features left in float"))
                 continue
         if any(x in inits and not w for x, w in zip(data_inputs, weight_flags)):
             result.skipped_nodes.append((node.name, "constant non-weight input"))

@@ -133,7 +133,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         hints = dict((parent or {}).get("quantization_hints") or {}) if config.family_hints else {}
         qplan = qdq.plan(model, config.exclude, config.quantize_attention, config.quantize_depthwise,
                          float_mixed_attention=bool(hints.get("float_mixed_attention")),
-                         float_input_layer=bool(hints.get("float_input_layer")))
+                         float_input_layer=bool(hints.get("float_input_layer")),
+                         float_kernel_attention=bool(hints.get("float_kernel_attention")))
     else:
         unknown = [k for k in config.keep_fp32 if k not in op_types and k not in node_names]
         if unknown:
