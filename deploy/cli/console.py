@@ -29,3 +29,20 @@ def progress(transient: bool = False) -> Progress:
         console=err_console,
         transient=transient,
     )
+
+
+def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.steps.StepRecord
+    """One line per finished step: a tick or a cross, the name, the seconds, the detail."""
+    mark = "[green]✓[/]" if record.status == "ok" else "[red]✗[/]"
+    detail = f" [dim]({record.detail})[/]" if record.detail else ""
+    err_console.print(f"  {mark} {record.name} [dim]{record.seconds:.2f}s[/]{detail}")
+
+
+def tracker(bar: Progress):
+    """A ``progress(kind, total) -> advance(n)`` callback drawing tasks on ``bar``."""
+
+    def track(kind: str, total):  # noqa: ANN001
+        task = bar.add_task(kind, total=total)
+        return lambda n: bar.advance(task, n)
+
+    return track

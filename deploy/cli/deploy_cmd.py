@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import Json
 from vitdeploy.errors import ParityError, UsageError
 
@@ -60,15 +60,9 @@ def deploy(
                           batches=parse_batches(batch), int8_target=int8_target, method=method, iterations=iterations,
                           threads=threads, engines=engines, input_size=tuple(int(v) for v in size) if size else None,
                           force=force)
-    steps = Steps(on_end=lambda r: err_console.print(
-        f"{'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.1f}s[/]"
-        + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
-        def track(kind: str, total):
-            task = bar.add_task(kind, total=total)
-            return lambda n: bar.advance(task, n)
-
-        report = run_deploy(config, steps, track)
+        report = run_deploy(config, steps, tracker(bar))
     if as_json:
         print_json(report)
     else:

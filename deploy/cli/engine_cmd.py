@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import Force, Json
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
@@ -87,15 +87,9 @@ def build_engine(
         dla_core=dla, gpu_fallback=not no_gpu_fallback, hardware_compat=hardware_compat,
         version_compatible=version_compatible, builder_opt_level=builder_opt_level, force=force, verbose=verbose,
     )
-    steps = Steps(on_end=lambda r: err_console.print(
-        f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.2f}s[/]"
-        + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
-        def track(kind: str, total: int):
-            task = bar.add_task(kind, total=total)
-            return lambda n: bar.advance(task, n)
-
-        result = run_build(config, steps, callbacks=_RichMonitor(bar), progress=track)
+        result = run_build(config, steps, callbacks=_RichMonitor(bar), progress=tracker(bar))
     m = result.manifest
     if as_json:
         print_json(m)

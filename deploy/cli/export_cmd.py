@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, print_json
+from vitdeploy.cli.console import print_step, console, err_console, print_json
 from vitdeploy.cli.options import Force, Json
 from vitdeploy.errors import CompatibilityError, UsageError
 
@@ -100,8 +100,7 @@ def export(
 
     status = err_console.status("exporting")
     steps = Steps(on_start=lambda name: status.update(f"[bold]{model}[/]: {name}"),
-                  on_end=lambda r: err_console.print(f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} "
-                                                     f"[dim]{r.seconds:.2f}s[/]" + (f" [dim]({r.detail})[/]" if r.detail else "")))
+                  on_end=print_step)
     with status:
         result = run_export(config, steps)
     m = result.manifest

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import Force, Json
 from vitdeploy.errors import UsageError
 
@@ -73,14 +73,9 @@ def quantize(
         preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
         threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
     )
-    steps = Steps(on_end=lambda r: err_console.print(
-        f"  {'[green]✓[/]' if r.status == 'ok' else '[red]✗[/]'} {r.name} [dim]{r.seconds:.2f}s[/]" + (f" [dim]({r.detail})[/]" if r.detail else "")))
+    steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
-        def track(kind: str, total: int):
-            task = bar.add_task(kind, total=total)
-            return lambda n: bar.advance(task, n)
-
-        result = run_quantize(config, steps, track)
+        result = run_quantize(config, steps, tracker(bar))
     m = result.manifest
     if as_json:
         print_json(m)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from vitdeploy.cli.console import console, print_json, progress
+from vitdeploy.cli.console import console, print_json, progress, tracker
 from vitdeploy.cli.options import Force, Json
 from vitdeploy.errors import ParityError
 
@@ -50,11 +50,7 @@ def validate(
     config = ValidateConfig(reference=reference, candidates=tuple(candidates), data=data, checkpoint=checkpoint,
                             samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads)
     with progress(transient=True) as bar:
-        def track(kind: str, total: int):
-            task = bar.add_task(kind, total=total)
-            return lambda n: bar.advance(task, n)
-
-        doc = run_validate(config, track)
+        doc = run_validate(config, tracker(bar))
     if report is not None:
         write_json_atomic(report / "validate.json", doc)
         write_bytes_atomic(report / "validate.md", markdown(doc).encode())
