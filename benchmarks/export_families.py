@@ -60,7 +60,7 @@ def main() -> None:
     for r in rows:
         table.add_row(r["model"], r["exporter"], f"{r['export_s']:.1f}", f"{r['pipeline_s']:.1f}", str(r["nodes_raw"]),
                       str(r["nodes"]), f"{r['torch_p50_ms']:.1f}", f"{r['ort_p50_ms']:.1f}", f"{r['speedup']:.2f}x")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     latency_rows, calib_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

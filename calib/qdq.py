@@ -50,6 +50,13 @@ class QuantPlan:
                 seen.setdefault(q.tensor)
         return list(seen)
 
+    def node_outputs(self, model) -> list[str]:
+        """First outputs of the quantized weight layers (ONNX Runtime CPU fuses DQ -> op -> Q into one
+        INT8 kernel). Attention matmuls are left out: their scores feed Softmax, whose peaks a
+        clipped INT8 range flattens."""
+        names = {q.node for q in self.inputs if q.is_weight}
+        return [n.output[0] for n in model.graph.node if n.name in names]
+
     @property
     def weights(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -188,8 +195,13 @@ def activation_qparams(rng, target: str) -> tuple[float, int]:
     return float(scale), zp
 
 
-def write(model, qplan: QuantPlan, act_ranges: dict, target: str):
-    """A copy of ``model`` with Q/DQ inserted per ``qplan``; ``act_ranges`` maps tensor -> amax or (lo, hi)."""
+def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges: dict | None = None):
+    """A copy of ``model`` with Q/DQ inserted per ``qplan``; ``act_ranges`` maps tensor -> amax or (lo, hi).
+
+    ``output_ranges`` (ort-cpu): Q/DQ also on the outputs of the quantized nodes, so ONNX Runtime
+    runs QLinearMatMul/QLinearConv instead of dequantizing weights at every call. TensorRT wants
+    Q/DQ on inputs only and fuses the rest itself.
+    """
     onnx = require("onnx")
     if target not in TARGETS:
         raise UsageError(f"unknown quantization target {target!r}; choose from {', '.join(TARGETS)}")
@@ -217,7 +229,10 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str):
         axis = axes[w]
         reduce_axes = tuple(i for i in range(arr.ndim) if i != axis)
         amax = np.abs(arr).max(axis=reduce_axes)
-        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        # ort-cpu: 7-bit weights. ONNX Runtime's x86 U8S8 kernels (AVX2 vpmaddubsw) add pairs of
+        # u8*s8 products in int16 and saturate with full 8-bit weights (DeiT-S cosine 0.96 -> see tests).
+        qmax = 127.0 if target == "trt" else 63.0
+        scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
         s_name, z_name = f"{w}__wscale", f"{w}__wzero_point"
         new_inits += [from_array(scale, s_name), from_array(np.zeros_like(scale, dtype=np.int8), z_name)]
         if target == "trt":
@@ -226,7 +241,7 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str):
         else:  # pre-quantized INT8 weights, DQ only
             shape = [1] * arr.ndim
             shape[axis] = -1
-            q = np.clip(np.round(arr / scale.reshape(shape)), -127, 127).astype(np.int8)
+            q = np.clip(np.round(arr / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
             src = f"{w}__int8"
             new_inits.append(from_array(q, src))
         new_nodes.append(onnx.helper.make_node("DequantizeLinear", [src, s_name, z_name], [f"{w}__dq"], name=f"{w}__DQ", axis=axis))
@@ -235,6 +250,17 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str):
     for q in qplan.inputs:
         node = by_node[q.node]
         node.input[q.index] = replaced[q.tensor]
+    graph_outputs = {o.name for o in graph.output}
+    for t, rng in (output_ranges or {}).items():
+        if t in graph_outputs:
+            continue  # the model's own outputs stay float
+        producer = next(n for n in graph.node if t in n.output)
+        scale, zp = activation_qparams(rng, target)
+        raw, s_name, z_name = f"{t}__float", f"{t}__oscale", f"{t}__ozero_point"
+        producer.output[list(producer.output).index(t)] = raw
+        new_inits += [_scalar(scale, np.float32, s_name), _scalar(zp, act_np, z_name)]
+        new_nodes.append(onnx.helper.make_node("QuantizeLinear", [raw, s_name, z_name], [f"{t}__oq"], name=f"{t}__OQ"))
+        new_nodes.append(onnx.helper.make_node("DequantizeLinear", [f"{t}__oq", s_name, z_name], [t], name=f"{t}__ODQ"))
     if target == "ort-cpu":  # float copies of quantized weights are dead unless something else reads them
         still_used = {x for n in list(graph.node) + new_nodes for x in n.input}
         keep = [i for i in graph.initializer if i.name in still_used or i.name not in qplan.weights]

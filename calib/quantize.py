@@ -160,7 +160,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     model_digest = stats.model_hash(model)
     if config.precision == "int8":
-        tensors = qplan.activations
+        outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
+        tensors = list(dict.fromkeys(qplan.activations + outputs))
         if config.trt_calibration_cache:
             from vitdeploy.calib.graph import float_tensor_names
 
@@ -182,7 +183,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 if t in symmetric:
                     symmetric[t] = collected[t].amax
         with steps.step("write Q/DQ"):
-            result_model = qdq.write(model, qplan, ranges, config.target)
+            output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
+            result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
             onnx_utils.check_model(result_model)
         precision_info = {
             "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
@@ -194,6 +196,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
             "family_hints": hints,
             "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
+            "quantized_outputs": len(outputs),
             "unclipped_probabilities": len(probabilities),
             "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
             "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},

@@ -168,7 +168,12 @@ def test_quantize_ort_cpu_uses_uint8_activations(cli, tiny_onnx, tmp_path):
     model = onnx.load(str(tmp_path / "o.onnx"))
     zps = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("__zero_point")]
     assert zps and all(z.dtype == np.uint8 for z in zps)
-    assert any(i.name.endswith("__int8") for i in model.graph.initializer)  # weights stored quantized
+    weights = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("__int8")]
+    assert weights and all(np.abs(w).max() <= 63 for w in weights)  # 7-bit: no U8S8 saturation on AVX2
+    # outputs of weight layers are quantized too, so ONNX Runtime fuses QLinearMatMul / QLinearConv
+    out_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.name.endswith("__OQ")]
+    assert out_q and json.loads((tmp_path / "o.json").read_text())["quantization"]["quantized_outputs"] == len(out_q)
+    assert model.graph.output[0].name == "logits" and not any(n.name == "logits__OQ" for n in model.graph.node)
 
 
 def test_quantize_fp16(cli, tiny_onnx, tmp_path):
