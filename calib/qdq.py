@@ -55,7 +55,8 @@ class QuantPlan:
         INT8 kernel). Attention matmuls are left out: their scores feed Softmax, whose peaks a
         clipped INT8 range flattens."""
         names = {q.node for q in self.inputs if q.is_weight}
-        return [n.output[0] for n in model.graph.node if n.name in names]
+        graph_outputs = {o.name for o in model.graph.output}  # the model's own outputs stay float
+        return [n.output[0] for n in model.graph.node if n.name in names and n.output[0] not in graph_outputs]
 
     @property
     def weights(self) -> list[str]:
@@ -250,10 +251,7 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
     for q in qplan.inputs:
         node = by_node[q.node]
         node.input[q.index] = replaced[q.tensor]
-    graph_outputs = {o.name for o in graph.output}
     for t, rng in (output_ranges or {}).items():
-        if t in graph_outputs:
-            continue  # the model's own outputs stay float
         producer = next(n for n in graph.node if t in n.output)
         scale, zp = activation_qparams(rng, target)
         raw, s_name, z_name = f"{t}__float", f"{t}__oscale", f"{t}__ozero_point"
