@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitdeploy.calib.graph import consumers, from_array, initializers, to_array, toposort
+from vitdeploy.calib.graph import from_array, initializers, to_array, toposort
 from vitdeploy.deps import require
 from vitdeploy.errors import UsageError
 
@@ -210,7 +210,6 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
     m.CopyFrom(model)
     graph = m.graph
     inits = initializers(m)
-    users = consumers(m)
     by_node = {n.name: n for n in graph.node}
     act_dtype, act_np = (onnx.TensorProto.INT8, np.int8) if target == "trt" else (onnx.TensorProto.UINT8, np.uint8)
     new_nodes, new_inits = [], []
@@ -264,7 +263,6 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
         keep = [i for i in graph.initializer if i.name in still_used or i.name not in qplan.weights]
         del graph.initializer[:]
         graph.initializer.extend(keep)
-    del users
     graph.initializer.extend(new_inits)
     graph.node.extend(new_nodes)
     toposort(m)

@@ -50,7 +50,6 @@ def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkey
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec
-    from vitdeploy.models.checkpoint import LoadReport  # noqa: F401  (import check)
 
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     images, labels, train_idx, test_idx, calib = digit_data
