@@ -288,7 +288,8 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
         rows.append({
             "precision": precision, "artifact": label, "backend": "trt" if engines else "ort-cpu",
             "top1": (a or {}).get("top1", ref.get("top1") if precision == "fp32" else None),
-            "top1_drop_points": (a or {}).get("top1_drop_points", 0.0 if precision == "fp32" else None),
+            "top1_drop_points": (a or {}).get("top1_drop_points",
+                                              0.0 if precision == "fp32" and ref.get("top1") is not None else None),
             "cosine": a["comparison"]["cosine_mean"] if a else 1.0,
             "top1_agreement": a["comparison"]["top1_agreement"] if a else 1.0,
             "validation": "reference" if a is None else ("pass" if a["passed"] else "FAIL: " + "; ".join(a["failures"])),
@@ -309,9 +310,7 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
 def report_markdown(r: dict[str, Any]) -> str:
     lines = [f"# vitdeploy report: {r['model']}", ""]
     for n in r["notes"]:
-        lines.append(f"> **Note:** {n}")
-    if r["notes"]:
-        lines.append("")
+        lines += [f"> **Note:** {n}", ""]
     d = r["validation_data"]
     lines += [f"Checkpoint: {r['checkpoint'] or 'none (random weights)'}; calibration: {r['calibration']}; "
               f"validation: {d['samples']} samples from {d['source']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]

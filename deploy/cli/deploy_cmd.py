@@ -75,18 +75,17 @@ def deploy(
 def _table(r: dict, out: Path) -> None:
     for n in r["notes"]:
         console.print(f"[bold yellow]note:[/] {n}")
-    table = Table(title=f"{r['model']}: accuracy and latency per precision", header_style="bold")
-    cols = ["precision", "backend", "top-1", "drop pt", "cosine"]
-    for b in r["batches"]:
-        cols += [f"p50 ms @{b}", f"speedup @{b}"]
-    for c in cols + ["validation"]:
-        table.add_column(c, justify="left" if c in ("precision", "backend", "validation") else "right")
+    backends = sorted({row["backend"] for row in r["precisions"]})
+    table = Table(title=f"{r['model']} on {', '.join(backends)}: accuracy and latency", header_style="bold")
+    cols = ["precision", "top-1", "drop", "cosine"] + [f"p50 ms @{b}" for b in r["batches"]] + ["validation"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("precision", "validation") else "right", no_wrap=c != "validation")
     for row in r["precisions"]:
-        cells = [row["precision"], row["backend"], "-" if row["top1"] is None else f"{row['top1']:.2%}",
-                 "-" if row["top1_drop_points"] is None else f"{row['top1_drop_points']:+.2f}", f"{row['cosine']:.5f}"]
+        cells = [row["precision"], "-" if row["top1"] is None else f"{row['top1']:.2%}",
+                 "-" if row["top1_drop_points"] is None else f"{row['top1_drop_points']:+.2f}", f"{row['cosine']:.4f}"]
         for b in r["batches"]:
             lat = row["latency"].get(str(b), {})
-            cells += [f"{lat.get('p50_ms', float('nan')):.2f}", f"{lat.get('speedup') or 1.0:.2f}x"]
+            cells.append(f"{lat.get('p50_ms', float('nan')):.1f} ({lat.get('speedup') or 1.0:.2f}x)")
         cells.append(row["validation"] if row["validation"] != "reference" else "[dim]reference[/]")
         table.add_row(*cells)
     console.print(table)
