@@ -50,9 +50,11 @@ def _dist_version(names: tuple[str, ...]) -> str | None:
 
 def package_status(module: str) -> dict[str, Any]:
     """{"installed": bool, "version": str|None, "error": str|None} without importing heavy modules."""
+    from vitdeploy.deps import is_available
+
     version = _dist_version(PACKAGES.get(module, (module,)))
-    found = importlib.util.find_spec(module) is not None if module not in sys.modules else True
-    return {"installed": bool(found), "version": version, "error": None}
+    found = sys.modules.get(module) is not None or is_available(module)
+    return {"installed": bool(found), "version": version if found else None, "error": None}
 
 
 def _onnxruntime_info() -> dict[str, Any]:
