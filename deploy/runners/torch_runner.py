@@ -13,7 +13,7 @@ class TorchRunner(BaseRunner):
                  output_name: str = "logits", threads: int | None = None, device: str = "cpu"):
         super().__init__()
         self.torch = require("torch", "the PyTorch reference runner")
-        self.module = module.eval()
+        self.module = _eval_mode(module)
         self.input_shape = tuple(input_shape)  # without the batch axis
         self.input_name = input_name
         self.output_name = output_name
@@ -24,7 +24,8 @@ class TorchRunner(BaseRunner):
     def activate(self) -> None:
         if self.threads:
             self.torch.set_num_threads(self.threads)
-        self.module.to(self.device)
+        if self.device != "cpu":
+            self.module.to(self.device)
         self.is_active = True
 
     def input_metadata(self) -> list[TensorMeta]:
@@ -38,3 +39,12 @@ class TorchRunner(BaseRunner):
         if isinstance(y, (tuple, list)):
             y = y[0]
         return {self.output_name: y.detach().float().cpu().numpy()}
+
+
+def _eval_mode(module):
+    """eval() the module; a torch.export program's module refuses eval()/train(): its mode was fixed
+    when the program was captured, so there is nothing to switch."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
