@@ -72,3 +72,9 @@ def test_exit_code_table_is_documented_in_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for code in EXIT_CODES:
         assert f"| {code} |" in readme, f"exit code {code} missing from README"
+
+
+def test_error_messages_keep_their_brackets(cli):
+    """Messages name extras and files in brackets ("vitdeploy[ort]"); rich markup must not eat them."""
+    code, _, err = cli("check", "nonexistent[ort].onnx")
+    assert code == 3 and "nonexistent[ort].onnx" in err

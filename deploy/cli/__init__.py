@@ -11,6 +11,7 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
 
 from vitdeploy import __version__
 from vitdeploy.cli import _state
@@ -77,7 +78,8 @@ def run(argv: list[str] | None = None) -> int:
     except VitdeployError as exc:
         if _state.debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # escape: messages carry brackets ("pip install 'vitdeploy[ort]'") that rich would eat as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -91,6 +93,6 @@ def run(argv: list[str] | None = None) -> int:
         if _state.debug:
             err_console.print_exception()
         else:
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
                               highlight=False, soft_wrap=True)
         return 1

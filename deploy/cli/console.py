@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 console = Console()
@@ -34,8 +35,8 @@ def progress(transient: bool = False) -> Progress:
 def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.steps.StepRecord
     """One line per finished step: a tick or a cross, the name, the seconds, the detail."""
     mark = "[green]✓[/]" if record.status == "ok" else "[red]✗[/]"
-    detail = f" [dim]({record.detail})[/]" if record.detail else ""
-    err_console.print(f"  {mark} {record.name} [dim]{record.seconds:.2f}s[/]{detail}")
+    detail = f" [dim]({escape(record.detail)})[/]" if record.detail else ""
+    err_console.print(f"  {mark} {escape(record.name)} [dim]{record.seconds:.2f}s[/]{detail}")
 
 
 def tracker(bar: Progress):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
@@ -74,7 +75,7 @@ def deploy(
 
 def _table(r: dict, out: Path) -> None:
     for n in r["notes"]:
-        console.print(f"[bold yellow]note:[/] {n}")
+        console.print(f"[bold yellow]note:[/] {escape(n)}")
     backends = sorted({row["backend"] for row in r["precisions"]})
     table = Table(title=f"{r['model']} on {', '.join(backends)}: accuracy and latency", header_style="bold")
     cols = ["precision", "top-1", "drop", "cosine"] + [f"p50 ms @{b}" for b in r["batches"]] + ["validation"]

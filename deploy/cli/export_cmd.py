@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import print_step, console, err_console, print_json
@@ -117,7 +118,7 @@ def export(
         table.add_row(f"parity batch {b}", f"max abs {c['max_abs']:.2e}  cosine {c['cosine_min']:.7f}  top-1 {c['top1_agreement']:.0%}")
     table.add_row("file", f"{m['file_bytes'] / 1e6:.2f} MB, manifest {result.manifest_path}")
     for note in m["notes"]:
-        table.add_row("note", f"[yellow]{note}[/]")
+        table.add_row("note", f"[yellow]{escape(note)}[/]")
     console.print(table)
     console.print(_findings_table(result.findings))
 
