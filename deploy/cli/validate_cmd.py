@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, progress, tracker
@@ -67,23 +68,24 @@ def validate(
 def _table(doc: dict) -> None:
     ref = doc["reference"]
     labels = doc["data"]["labels"]
-    title = f"validation against {ref['artifact']} on {doc['data']['samples']} samples"
+    title = f"vs {ref['artifact']} ({ref['backend']}) on {doc['data']['samples']} samples"
     if labels:
-        title += f" (reference top-1 {ref['top1']:.2%})"
+        title += f"; reference top-1 {ref['top1']:.2%}"
     table = Table(title=title, header_style="bold")
-    cols = ["artifact", "precision", "backend", "cosine mean/min", "top-1 agree", "max abs"]
-    cols += ["top-1", "drop pt"] if labels else []
-    for c in cols + ["result"]:
-        table.add_column(c, justify="left" if c in ("artifact", "precision", "backend", "result") else "right")
+    cols = ["candidate", "cosine", "agree", "max abs"] + (["top-1", "drop"] if labels else []) + ["result"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("candidate", "result") else "right",
+                         no_wrap=c not in ("candidate", "result"))
     for c in doc["candidates"]:
         cmp_ = c["comparison"]
-        row = [c["artifact"], c["precision"], c["backend"], f"{cmp_['cosine_mean']:.5f} / {cmp_['cosine_min']:.5f}",
-               f"{cmp_['top1_agreement']:.2%}", f"{cmp_['max_abs']:.3g}"]
+        row = [f"{c['artifact']}\n[dim]{c['precision']}, {c['backend']}[/]", f"{cmp_['cosine_min']:.5f}",
+               f"{cmp_['top1_agreement']:.1%}", f"{cmp_['max_abs']:.2g}"]
         if labels:
             row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
-        row.append("[green]pass[/]" if c["passed"] else f"[red]FAIL[/] {'; '.join(c['failures'])}")
+        row.append("[green]pass[/]" if c["passed"] else f"[red]FAIL[/] {escape('; '.join(c['failures']))}")
         table.add_row(*row)
     console.print(table)
+    console.print("[dim]cosine: minimum over samples; agree: top-1 agreement with the reference; drop: top-1 points lost[/]")
 
 
 def register(app: typer.Typer) -> None:
