@@ -52,16 +52,16 @@ def models(
         return
     table = Table(title="vitdeploy model zoo", header_style="bold")
     for col, just in [("name", "left"), ("family", "left"), ("params", "right"), ("official", "right"),
-                      ("input", "right"), ("top-1", "right"), ("GMACs", "right"), ("interp", "left")]:
-        table.add_column(col, justify=just)
+                      ("input", "right"), ("top-1", "right"), ("GMACs", "right")]:
+        table.add_column(col, justify=just, no_wrap=col == "name")
     for r in rows:
         official = "-" if r["official_params"] is None else f"{r['official_params'] / 1e6:.2f}M"
         if r["params_match_official"] is False:
             official = f"[red]{official}[/]"
         table.add_row(
-            r["name"] + (" [dim](test)[/]" if r["tiny"] else ""), r["family"], f"{r['params'] / 1e6:.2f}M", official,
+            r["name"] + (" [dim]test[/]" if r["tiny"] else ""), r["family"], f"{r['params'] / 1e6:.2f}M", official,
             "x".join(map(str, r["input_size"][1:])), "-" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}",
-            "-" if r["macs_g"] is None else f"{r['macs_g']:.2f}", r["interpolation"],
+            "-" if r["macs_g"] is None else f"{r['macs_g']:.2f}",
         )
     console.print(table)
 
