@@ -104,8 +104,11 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
         rel_parents = {f.relative_to(p).parts[0] for f in files if len(f.relative_to(p).parts) > 1}
         labels = classes = None
         if rel_parents and all(len(f.relative_to(p).parts) == 2 for f in files):  # ImageFolder layout
-            classes = sorted(rel_parents)
-            index = {c: i for i, c in enumerate(classes)}
+            # Folders named by class index ("0".."999") keep their numbers, so a subset of classes still
+            # scores against the model's outputs; other names are indexed in sorted order (ImageFolder).
+            numeric = all(c.isdigit() for c in rel_parents)
+            classes = sorted(rel_parents, key=int) if numeric else sorted(rel_parents)
+            index = {c: int(c) for c in classes} if numeric else {c: i for i, c in enumerate(classes)}
             labels = np.array([index[f.relative_to(p).parts[0]] for f in files], dtype=np.int64)
         return Dataset(str(p), "images", files=files, labels=labels, classes=classes)
     suffix = p.suffix.lower()
@@ -216,4 +219,19 @@ def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocess) -> str:
                 h.update(hashlib.sha256(f.read_bytes()).digest())
             except OSError:
                 h.update(b"unreadable")
+    return h.hexdigest()
+
+
+def source_fingerprint(path: str | os.PathLike) -> str:
+    """A cheap identity of a data source (file hash, or a folder's names, sizes and mtimes)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    elif p.is_dir():
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(p)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
     return h.hexdigest()

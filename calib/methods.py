@@ -37,6 +37,8 @@ class TensorStats:
         if x.size == 0:
             return
         x = x[np.isfinite(x)]
+        if x.size == 0:  # all NaN/inf: nothing to learn a range from
+            return
         lo, hi = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += x.size

@@ -23,7 +23,7 @@ from vitdeploy.calib.graph import constants_to_initializers
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
 from vitdeploy.compare import compare
 from vitdeploy.errors import UsageError
-from vitdeploy.io import check_output, manifest_path, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.io import check_artifact_output, check_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
 
@@ -64,6 +64,15 @@ class QuantizeConfig:
             raise UsageError("--samples must be >= 1")
         if not 50.0 < self.percentile < 100.0:
             raise UsageError("--percentile must be in (50, 100)")
+        if self.precision == "fp16":
+            int8_only = [name for name, used in (("--exclude", self.exclude), ("--float-attention", not self.quantize_attention),
+                                                 ("--target ort-cpu", self.target != "trt"),
+                                                 ("--trt-calibration-cache", self.trt_calibration_cache),
+                                                 ("--quantize-depthwise", self.quantize_depthwise)) if used]
+            if int8_only:
+                raise UsageError(f"{', '.join(int8_only)} only apply to --int8")
+        elif self.keep_fp32:
+            raise UsageError("--keep-fp32 only applies to --fp16 (use --exclude to leave INT8 layers in float)")
 
 
 @dataclass
@@ -96,7 +105,7 @@ def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.nda
     outs = []
     for m in (ref_model, cand_model):
         with OnnxRuntimeRunner(m, threads=threads) as r:
-            outs.append(run_batched(r, x, static_batch or 32, static_batch is not None))
+            outs.append(run_batched(r, x, static_batch or 32, static_batch or 1))
     ref, cand = outs
     result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict()}
     if labels is not None:
@@ -120,8 +129,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         if parent and parent.get("precision", "fp32") != "fp32":
             raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
     out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
-    for p in (out, manifest_path(out)):
-        check_output(p, config.force)
+    check_artifact_output(out, config.force)
     cache_out = out.with_suffix(".calib") if config.trt_calibration_cache else None
     if cache_out is not None:
         check_output(cache_out, config.force)
@@ -149,11 +157,16 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             calib_idx, hold_idx = _split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
             samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance)
+            if static_batch and len(samples) >= static_batch and len(samples) % static_batch:
+                keep = len(samples) - len(samples) % static_batch  # a static-batch model takes whole batches
+                samples, calib_idx = samples[:keep], calib_idx[:keep]
             if len(hold_idx):
                 x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
                 labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
             digest = D.data_hash(ds, calib_idx, pre)
-            data_info = {"source": ds.source, "kind": ds.kind, "available": len(ds), "calibration_samples": int(len(samples)),
+            data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(config.calib), "kind": ds.kind,
+                         "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
+                         "calibration_samples": int(len(samples)),
                          "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": digest,
                          "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
                          "labels": ds.labels is not None}
@@ -278,10 +291,8 @@ def _statistics(model, model_digest, data_digest, tensors, samples, input_name, 
             return collected, path, True
         advance = progress("calibrate", len(samples)) if progress else None
         size = static_batch or config.batch_size
-        if static_batch and len(samples) % static_batch:  # a static-batch model: whole batches only
-            samples = samples[: max(static_batch, len(samples) - len(samples) % static_batch)]
-            if len(samples) < static_batch:
-                samples = np.resize(samples, (static_batch, *samples.shape[1:]))
+        if static_batch and len(samples) < static_batch:  # fewer samples than one batch: repeat them
+            samples = np.resize(samples, (static_batch, *samples.shape[1:]))
         batches = (samples[i:i + size] for i in range(0, len(samples), size))
         collected = stats.collect(model, tensors, batches, input_name, advance, config.threads)
         try:

@@ -47,6 +47,15 @@ def check_output(path: str | os.PathLike, force: bool = False) -> Path:
     return path
 
 
+def check_artifact_output(path: str | os.PathLike, force: bool = False) -> Path:
+    """check_output for an artifact and for the manifest that will stand beside it."""
+    path = Path(path)
+    if path.suffix.lower() == ".json" or manifest_path(path) == path:
+        raise OutputError(f"output {path} would be its own manifest: give an .onnx (or .engine) path")
+    check_output(manifest_path(path), force)
+    return check_output(path, force)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; move it into place only on success.

@@ -21,9 +21,12 @@ def load(path: str | os.PathLike, load_external_data: bool = True):
     if not path.is_file():
         raise InputError(f"ONNX file {path} not found")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError and friends
         raise InputError(f"{path} is not a readable ONNX model: {exc}") from exc
+    if not model.graph.node or not model.graph.input:  # an empty file parses as an empty protobuf
+        raise InputError(f"{path} is not an ONNX model (no graph)")
+    return model
 
 
 def opset_of(model) -> int:

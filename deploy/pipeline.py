@@ -113,6 +113,10 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     """Run (or resume) the job; returns the report document (also written to OUT/report.*)."""
     steps = steps or Steps()
     out = config.out
+    if config.engines == "always" and not tensorrt_available():
+        from vitdeploy.deps import require
+
+        require("tensorrt", "--engines always")  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     state = State(out / STATE_FILE, reset=config.force)
     notes: list[str] = []
@@ -120,10 +124,6 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     base = config.model.split(":")[-1]
 
     use_engines = config.engines == "always" or (config.engines == "auto" and tensorrt_available())
-    if config.engines == "always" and not tensorrt_available():
-        from vitdeploy.deps import require
-
-        require("tensorrt", "--engines always")
     if not use_engines:
         notes.append("TensorRT not found here: no engines built; every precision was measured with ONNX Runtime on the CPU"
                      if config.engines == "auto" else "engines not built (--engines never)")
@@ -140,7 +140,9 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     if calib is None and ("int8" in config.precisions or config.data is None):
         from vitdeploy.calib.builtin import BUILTIN_NOTE, write_builtin_sample
 
-        calib = write_builtin_sample(out / "builtin-calibration")
+        calib = out / "builtin-calibration"
+        if not any(calib.glob("*.png")):  # written once: rewriting would change mtimes and defeat resuming
+            write_builtin_sample(calib)
         notes.insert(0, BUILTIN_NOTE)
     data = config.data or calib
 
@@ -169,10 +171,11 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
 
     # 2. precision passes
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.calib.quantize import default_output as quant_output
 
     for precision in [p for p in config.precisions if p != "fp32"]:
         target = int8_target if precision == "int8" else "trt"
-        path = out / (f"{base}.{precision}.onnx" if target == "trt" or precision == "fp16" else f"{base}.{precision}-ort.onnx")
+        path = quant_output(fp32, precision, target)
         qcfg = QuantizeConfig(model=fp32, precision=precision, calib=calib, method=config.method, samples=config.samples,
                               target=target, output=path, force=True, threads=config.threads)
         run_step(f"quantize {precision}", _digest(fp32, calib, precision, target, config.method, config.samples, "q/1"),

@@ -32,7 +32,7 @@ class Steps:
             yield rec
         except BaseException as exc:
             rec.status = "failed"
-            rec.detail = rec.detail or str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            rec.detail = rec.detail or (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
             raise
         finally:
             rec.seconds = time.perf_counter() - start

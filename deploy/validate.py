@@ -75,9 +75,13 @@ def load_thresholds(spec: str | None) -> tuple[dict[str, Thresholds], dict[str, 
         raise InputError(f"{path}: invalid JSON ({exc})") from exc
     thresholds, drops = dict(PRECISION_THRESHOLDS), dict(MAX_TOP1_DROP)
     allowed = {"max_abs", "cosine_min", "top1_agreement", "top5_agreement", "max_top1_drop"}
+    shape = f"{path}: expected {{precision: {{{', '.join(sorted(allowed))}: number or null}}}} with precision in fp32/fp16/int8"
+    if not isinstance(raw, dict):
+        raise UsageError(shape)
     for precision, values in raw.items():
-        if precision not in thresholds or not isinstance(values, dict) or set(values) - allowed:
-            raise UsageError(f"{path}: expected {{precision: {{{', '.join(sorted(allowed))}}}}} with precision in fp32/fp16/int8")
+        if precision not in thresholds or not isinstance(values, dict) or set(values) - allowed or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values.values()):
+            raise UsageError(shape)
         if "max_top1_drop" in values:
             drops[precision] = float(values.pop("max_top1_drop"))
         thresholds[precision] = replace(thresholds[precision], **values)
@@ -89,21 +93,25 @@ def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
     return tuple(int(d) if d is not None else -1 for d in meta.shape[1:]), (meta.shape[0] if isinstance(meta.shape[0], int) else None)
 
 
-def _allowed_batch(art: Artifact, static: int | None, wanted: int) -> int:
+def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int]:
+    """(chunk size, smallest batch the artifact takes): a static batch, or ``wanted`` clamped to
+    the manifest's range (an engine's optimisation profile refuses batches outside it)."""
     if static is not None:
-        return static
+        return static, static
     batch = (art.manifest or {}).get("batch") or {}
-    return max(1, min(wanted, int(batch.get("max", wanted))))
+    lo, hi = int(batch.get("min", 1)), int(batch.get("max", wanted))
+    return max(lo, min(wanted, hi)), lo
 
 
-def run_batched(runner, x: np.ndarray, batch: int, static: bool) -> np.ndarray:
-    """Outputs for all of ``x`` in chunks of ``batch``; a static-batch model gets its last chunk padded."""
+def run_batched(runner, x: np.ndarray, batch: int, min_batch: int = 1) -> np.ndarray:
+    """Outputs for all of ``x`` in chunks of ``batch``; a chunk smaller than ``min_batch`` is padded
+    with copies of its last sample (and the padding's outputs dropped)."""
     outs = []
     for i in range(0, len(x), batch):
         chunk = x[i:i + batch]
         n = len(chunk)
-        if static and n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        if n < min_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
         outs.append(runner.infer_one(np.ascontiguousarray(chunk))[:n])
     return np.concatenate(outs).astype(np.float32)
 
@@ -118,6 +126,9 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     from vitdeploy.calib import data as D
 
     ref_art = resolve_artifact(config.reference, config.checkpoint)
+    if ref_art.kind == "torch" and config.checkpoint is None:
+        raise UsageError(f"the reference {config.reference} is a zoo model: give its weights with --checkpoint "
+                         "(without them it is a random network)")
     pre = D.Preprocess.from_manifest(ref_art.manifest)
     ds = D.open_dataset(config.data)
     D.check_shape(ds, pre)
@@ -138,8 +149,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         ref_shape, ref_static = _input_shape(ref_runner)
         if ref_shape != tuple(pre.input_size):
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, its preprocessing says {tuple(pre.input_size)}")
-        batch = _allowed_batch(ref_art, ref_static, config.batch_size)
-        ref_logits = run_batched(ref_runner, x, batch, ref_static is not None)
+        ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
     doc["reference"]["backend"] = ref_runner.backend
     if labels is not None:
         doc["reference"].update(_accuracy(ref_logits, labels))
@@ -150,7 +160,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             shape, static = _input_shape(runner)
             if shape != ref_shape:
                 raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
-            logits = run_batched(runner, x, _allowed_batch(art, static, config.batch_size), static is not None)
+            logits = run_batched(runner, x, *batch_plan(art, static, config.batch_size))
         if logits.shape != ref_logits.shape:
             raise ShapeMismatchError(f"{art.label} outputs {logits.shape[1:]}, the reference {ref_logits.shape[1:]}")
         comparison = compare(ref_logits, logits, worst=5)

@@ -83,3 +83,8 @@ class ExportConfig:
             raise UsageError(f"unknown simplifier {self.simplify!r}; choose from {', '.join(SIMPLIFIERS)}")
         if self.opset < MIN_OPSET:
             raise UsageError(f"opset {self.opset} is below {MIN_OPSET} (LayerNormalization and TensorRT-friendly ops need 17+)")
+        import onnx
+
+        if self.opset > onnx.defs.onnx_opset_version():
+            raise UsageError(f"opset {self.opset} is above what the installed onnx {onnx.__version__} knows "
+                             f"({onnx.defs.onnx_opset_version()})")

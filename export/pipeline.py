@@ -27,7 +27,7 @@ from vitdeploy.export.family import family_config
 from vitdeploy.export.source import ModelSource, resolve
 from vitdeploy.export.torch_onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from vitdeploy.export.validate import validate_against_torch
-from vitdeploy.io import check_output, manifest_path, new_manifest, write_bytes_atomic, write_manifest
+from vitdeploy.io import check_artifact_output, new_manifest, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
 
@@ -52,8 +52,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
     with steps.step("load model"):
         source = resolve(config)
     out = Path(config.output) if config.output else default_output(source.name)
-    check_output(out, config.force)
-    check_output(manifest_path(out), config.force)
+    check_artifact_output(out, config.force)
 
     fam = family_config(source.family)
     notes = list(source.notes)
@@ -98,6 +97,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
             raw = onnx_utils.load(raw_path)
             onnx_utils.check_model(raw)
             raw_bytes = raw.SerializeToString()
+            nodes_raw = onnx_utils.node_count(raw)
         with steps.step("parity (raw)"):
             parity_raw = validate_against_torch(raw_bytes, source.module, input_shape, batches, config.thresholds,
                                                 config.seed, "exported ONNX vs PyTorch")
@@ -106,7 +106,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
         simplify_info: dict[str, Any] = {"requested": config.simplify, "used": None, "attempts": []}
         for tool in simplify.order(config.simplify):
             with steps.step(f"simplify ({tool})") as rec:
-                attempt = {"tool": tool, "nodes_before": onnx_utils.node_count(raw)}
+                attempt = {"tool": tool, "nodes_before": nodes_raw}
                 try:
                     candidate = simplify.SIMPLIFIERS[tool](raw)
                     onnx_utils.check_model(candidate)
@@ -178,7 +178,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                     "thresholds": {k: v for k, v in config.thresholds.__dict__.items()},
                     "raw": _figures(parity_raw), "final": _figures(parity_final)},
             trt_readiness=trtcheck.summarize(findings),
-            graph={"nodes_raw": onnx_utils.node_count(raw), "nodes": onnx_utils.node_count(final), "ops": histogram,
+            graph={"nodes_raw": nodes_raw, "nodes": onnx_utils.node_count(final), "ops": histogram,
                    **onnx_utils.io_summary(final)},
             notes=notes,
         )

@@ -122,7 +122,10 @@ def _from_factory(target: str, config: ExportConfig) -> ModelSource:
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise InputError(f"{module_name} has no callable {func_name!r}")
-    model = fn()
+    try:
+        model = fn()
+    except Exception as exc:  # the user's code failed, not vitdeploy
+        raise InputError(f"{target}() raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"{target} returned {type(model).__name__}, not a torch.nn.Module")
     notes: list[str] = []

@@ -308,3 +308,20 @@ def test_config_checks():
     assert B.parse_batches("1, 8,32") == (1, 8, 32)
     stats = B.latency_stats([1.0, 2.0, 3.0, 4.0])
     assert stats["p50"] == 2.5 and stats["mean"] == 2.5 and stats["min"] == 1.0
+
+
+def test_bench_accuracy_from_validate(cli, tmp_path, models):
+    """--accuracy takes validate's JSON and puts it into the document (and the plot's second panel)."""
+    fp32, fp16 = models["fp32"], models["fp16"]
+    data = tmp_path / "d.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    rc, _, err = cli("validate", fp32, fp16, "--data", data, "--samples", "8", "--report", tmp_path / "v")
+    assert rc == 0, err
+    rc, out, err = cli("bench", fp32, fp16, "--iterations", "3", "--warmup", "1", "--accuracy", tmp_path / "v" / "validate.json",
+                       "--json")
+    assert rc == 0, err
+    acc = json.loads(out)["accuracy"]
+    assert set(acc) == {fp32.name, fp16.name} and acc[fp16.name]["precision"] == "fp16"
+    (tmp_path / "bad.json").write_text("{}")
+    rc, _, err = cli("bench", fp32, "--accuracy", tmp_path / "bad.json")
+    assert rc == 3 and "not a `vitdeploy validate` result" in err

@@ -108,3 +108,24 @@ def test_bad_input(cli, trained, tmp_path):
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert rc == code, (args, err)
         assert len(errors) == 1 and message in errors[0].lower() if message == "tensorrt" else message in errors[0], err
+
+
+def test_batch_plan_respects_profile_minimum():
+    from vitdeploy.runners.factory import Artifact
+    from vitdeploy.validate import batch_plan, run_batched
+
+    engine = Artifact("e.engine", "engine", None, {"batch": {"min": 4, "opt": 8, "max": 16}})
+    assert batch_plan(engine, None, 2) == (4, 4)
+    assert batch_plan(engine, None, 64) == (16, 4)
+    assert batch_plan(engine, 8, 64) == (8, 8)
+
+    class Runner:
+        seen = []
+
+        def infer_one(self, x):
+            self.seen.append(len(x))
+            return x.reshape(len(x), -1)[:, :3]
+
+    x = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+    out = run_batched(Runner(), x, 8, 4)
+    assert Runner.seen == [8, 4] and out.shape == (10, 2) and np.array_equal(out, x)

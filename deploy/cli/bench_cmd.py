@@ -27,7 +27,9 @@ Examples:
 
   vitdeploy bench deit_tiny.onnx deit_tiny.int8.onnx --batch 1,8,32 --threads 1
 
-  vitdeploy bench deit_tiny.engine deit_tiny.int8.engine --batch 1,8 --duration 10 --report reports/orin
+  vitdeploy bench deit_tiny.trt.engine deit_tiny.int8.trt.engine --batch 1,8 --duration 10 --report reports/orin
+
+  vitdeploy bench deit.onnx deit.int8.onnx --accuracy out/validate.json --report reports/cpu
 
   vitdeploy bench deit_tiny_patch16_224 deit_tiny.onnx --iterations 50 --json > bench.json
 """
@@ -44,6 +46,7 @@ def bench(
     interleave: Annotated[bool, typer.Option("--interleave/--no-interleave", help="Round-robin the artifacts per call (default) or time them one after another.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for bench.json, bench.md and bench.png.", show_default=False)] = None,
+    accuracy: Annotated[Optional[Path], typer.Option("--accuracy", help="validate.json from `vitdeploy validate --report`: adds accuracy to the report and the accuracy-vs-speedup plot.", show_default=False)] = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -67,12 +70,28 @@ def bench(
         task = bars[0].add_task(description, total=total)
         return lambda n: bars[0].advance(task, n)
 
+    accuracy_block = None
+    if accuracy is not None:  # read before timing: a bad file fails now
+        import json
+
+        from vitdeploy.errors import InputError
+        from vitdeploy.validate import VALIDATE_SCHEMA, accuracy_section
+
+        try:
+            vdoc = json.loads(accuracy.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"--accuracy {accuracy}: cannot read it ({exc})") from exc
+        if not isinstance(vdoc, dict) or vdoc.get("schema") != VALIDATE_SCHEMA:
+            raise InputError(f"--accuracy {accuracy} is not a `vitdeploy validate` result ({VALIDATE_SCHEMA})")
+        accuracy_block = accuracy_section(vdoc)
     try:
         doc = run_bench(config, track)
     finally:
         if bars:
             bars[0].stop()
 
+    if accuracy_block is not None:
+        doc["accuracy"] = accuracy_block
     written = None
     if report is not None:
         from vitdeploy.report import write_report

@@ -172,8 +172,11 @@ def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
         return m.get("precision") == "fp16" and config.calib is None
     data = m.get("calibration_data") or {}
     q = m.get("quantization") or {}
+    from vitdeploy.calib.data import source_fingerprint
+
     same = (m.get("precision") == "int8" and q.get("method") == config.method and q.get("target") == "trt"
-            and data.get("source") == str(config.calib) and data.get("calibration_samples", 0) <= config.samples)
+            and data.get("requested_samples") == config.samples and data.get("seed", 0) == 0
+            and config.calib is not None and data.get("fingerprint") == source_fingerprint(config.calib))
     if bplan.precision_pass == "int8-cache":
         same = same and path.with_suffix(".calib").exists()
     return same
