@@ -8,6 +8,7 @@ calibrated range overflows FP16. Nothing is written unless every step passed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,19 @@ def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.nda
     return result
 
 
+@dataclass
+class _Context:
+    """What both precision passes read: the model, once serialized, and the calibration samples."""
+
+    model: Any
+    model_bytes: bytes
+    model_digest: str
+    input_name: str
+    static_batch: int | None
+    samples: np.ndarray | None = None  # calibration samples (None without --calib)
+    data_hash: str | None = None
+
+
 def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) -> QuantizeResult:
     """``progress(kind, total)`` returns an advance(n) callback for long loops (or None)."""
     steps = steps or Steps()
@@ -124,7 +138,6 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         parent = read_manifest(config.model)
         pre = D.Preprocess.from_manifest(parent, **config.preprocessing)
         model_input = onnx_utils.io_summary(model)["inputs"][0]
-        input_name = model_input["name"]
         static_batch = model_input["shape"][0] if isinstance(model_input["shape"][0], int) else None
         if parent and parent.get("precision", "fp32") != "fp32":
             raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
@@ -135,21 +148,21 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         check_output(cache_out, config.force)
 
     # validate user selections before any heavy work
-    op_types = {n.op_type for n in model.graph.node}
-    node_names = {n.name for n in model.graph.node}
+    hints = dict((parent or {}).get("quantization_hints") or {}) if config.family_hints else {}
     if config.precision == "int8":
-        hints = dict((parent or {}).get("quantization_hints") or {}) if config.family_hints else {}
         qplan = qdq.plan(model, config.exclude, config.quantize_attention, config.quantize_depthwise,
                          float_mixed_attention=bool(hints.get("float_mixed_attention")),
                          float_input_layer=bool(hints.get("float_input_layer")),
                          float_kernel_attention=bool(hints.get("float_kernel_attention")))
     else:
-        unknown = [k for k in config.keep_fp32 if k not in op_types and k not in node_names]
+        names = {n.op_type for n in model.graph.node} | {n.name for n in model.graph.node}
+        unknown = [k for k in config.keep_fp32 if k not in names]
         if unknown:
             raise UsageError(f"--keep-fp32 {', '.join(unknown)}: neither an op type nor a node name in this model")
 
-    samples = labels_hold = x_hold = None
-    data_info: dict[str, Any] | None = None
+    model_bytes = model.SerializeToString()
+    ctx = _Context(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
+    x_hold = labels_hold = data_info = None
     if config.calib is not None:
         with steps.step("read calibration data"):
             ds = D.open_dataset(config.calib)
@@ -163,89 +176,31 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             if len(hold_idx):
                 x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
                 labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
-            digest = D.data_hash(ds, calib_idx, pre)
+            ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
             data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(config.calib), "kind": ds.kind,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),
-                         "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": digest,
+                         "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": ctx.data_hash,
                          "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
                          "labels": ds.labels is not None}
 
-    model_digest = stats.model_hash(model)
     if config.precision == "int8":
-        outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
-        tensors = list(dict.fromkeys(qplan.activations + outputs))
-        if config.trt_calibration_cache:
-            from vitdeploy.calib.graph import float_tensor_names
-
-            tensors = list(dict.fromkeys([input_name] + tensors + float_tensor_names(model)))
-        collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"], tensors, samples,
-                                                    input_name, config, steps, progress, static_batch)
-        with steps.step(f"ranges ({config.method})"):
-            symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
-                         if config.target == "trt" or config.trt_calibration_cache else {})
-            if config.target == "trt":
-                ranges = {t: symmetric[t] for t in qplan.activations}
-            else:
-                ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
-            # Attention probabilities are never clipped: the few large weights of a Softmax row are
-            # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
-            probabilities = qdq.softmax_outputs(model, qplan.activations)
-            for t in probabilities:
-                ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
-                if t in symmetric:
-                    symmetric[t] = collected[t].amax
-        with steps.step("write Q/DQ"):
-            output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
-            result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
-            onnx_utils.check_model(result_model)
-        precision_info = {
-            "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
-            "target": config.target,
-            "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
-            "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
-            "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
-            "attention_matmuls": "quantized" if config.quantize_attention else "float",
-            "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
-            "family_hints": hints,
-            "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
-            "quantized_outputs": len(outputs),
-            "unclipped_probabilities": len(probabilities),
-            "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
-            "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
-            "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
-        }
+        result_model, precision_info, cache_amax = _int8_pass(ctx, qplan, hints, config, steps, progress)
     else:
-        keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
-        keep_nodes = tuple(k for k in config.keep_fp32 if k in node_names and k not in op_types)
-        overflow: list[str] = []
-        stats_info = None
-        if samples is not None:
-            from vitdeploy.calib.graph import float_tensor_names
-
-            tensors = float_tensor_names(model)
-            subset = samples[: min(len(samples), 64)]
-            collected, stats_path, cached = _statistics(model, model_digest, data_info["hash"] + ":fp16", tensors, subset,
-                                                        input_name, config, steps, progress, static_batch)
-            overflow = F16.overflow_nodes(model, {t: s.amax for t, s in collected.items()})
-            stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
-        with steps.step("convert FP16"):
-            result_model = F16.convert(model, keep_ops, keep_nodes + tuple(overflow))
-            onnx_utils.check_model(result_model)
-        precision_info = {"fp32_ops": sorted(set(F16.KEEP_FP32_OPS) | set(keep_ops)), "fp32_nodes": list(keep_nodes),
-                          "fp32_overflow_nodes": overflow, "io": "float32", "statistics": stats_info}
+        result_model, precision_info = _fp16_pass(ctx, config, steps, progress)
+        cache_amax = None
 
     result_bytes = result_model.SerializeToString()
     with steps.step("accuracy vs FP32"):
         if x_hold is not None and len(x_hold):
-            accuracy = _evaluate(model.SerializeToString(), result_bytes, x_hold, labels_hold, input_name, config.threads,
+            accuracy = _evaluate(model_bytes, result_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
                                  static_batch)
             accuracy["data"] = "held-out calibration images"
         else:
             from vitdeploy.export.validate import seeded_inputs
 
             x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
-            accuracy = _evaluate(model.SerializeToString(), result_bytes, x, None, input_name, config.threads, static_batch)
+            accuracy = _evaluate(model_bytes, result_bytes, x, None, ctx.input_name, config.threads, static_batch)
             accuracy["data"] = "seeded random inputs (no calibration data given)"
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
@@ -266,8 +221,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         write_bytes_atomic(out, result_bytes)
         try:
             if cache_out is not None:
-                trtcache.write(cache_out, symmetric)
-                manifest["trt_calibration_cache"] = {"path": cache_out.name, "tensors": len(symmetric),
+                trtcache.write(cache_out, cache_amax)
+                manifest["trt_calibration_cache"] = {"path": cache_out.name, "tensors": len(cache_amax),
                                                      "for": "TensorRT < 10.12 implicit INT8 build of the FP32 ONNX"}
             manifest["file_bytes"] = os.path.getsize(out)
             manifest["steps"] = steps.to_list()
@@ -280,9 +235,82 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     return QuantizeResult(out, mpath, manifest)
 
 
-def _statistics(model, model_digest, data_digest, tensors, samples, input_name, config, steps, progress,
-                static_batch=None):
-    key = stats.stats_key(model_digest, data_digest, tensors)
+def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: dict, config: QuantizeConfig, steps: Steps, progress):
+    """Statistics -> ranges -> Q/DQ. Returns the model, its manifest block, and the symmetric
+    thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
+    model = ctx.model
+    outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
+    tensors = list(dict.fromkeys(qplan.activations + outputs))
+    if config.trt_calibration_cache:
+        from vitdeploy.calib.graph import float_tensor_names
+
+        tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model)))
+    collected, stats_path, cached = _statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
+    with steps.step(f"ranges ({config.method})"):
+        symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
+                     if config.target == "trt" or config.trt_calibration_cache else {})
+        if config.target == "trt":
+            ranges = {t: symmetric[t] for t in qplan.activations}
+        else:
+            ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
+        # Attention probabilities are never clipped: the few large weights of a Softmax row are
+        # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
+        probabilities = qdq.softmax_outputs(model, qplan.activations)
+        for t in probabilities:
+            ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
+            if t in symmetric:
+                symmetric[t] = collected[t].amax
+    with steps.step("write Q/DQ"):
+        output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
+        result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
+        onnx_utils.check_model(result_model)
+    info = {
+        "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
+        "target": config.target,
+        "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
+        "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
+        "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
+        "attention_matmuls": "quantized" if config.quantize_attention else "float",
+        "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
+        "family_hints": hints,
+        "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
+        "quantized_outputs": len(outputs),
+        "unclipped_probabilities": len(probabilities),
+        "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
+        "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
+        "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
+    }
+    return result_model, info, (symmetric if config.trt_calibration_cache else None)
+
+
+def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
+    """FP32 islands (ops, named nodes, nodes whose calibrated range overflows FP16) -> FP16 model."""
+    model = ctx.model
+    op_types = {n.op_type for n in model.graph.node}
+    keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
+    keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
+    overflow: list[str] = []
+    stats_info = None
+    if ctx.samples is not None:
+        from vitdeploy.calib.graph import float_tensor_names
+
+        tensors = float_tensor_names(model)
+        subset = ctx.samples[: min(len(ctx.samples), 64)]
+        collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
+                                                    progress)
+        overflow = F16.overflow_nodes(model, {t: s.amax for t, s in collected.items()})
+        stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
+    with steps.step("convert FP16"):
+        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(overflow))
+        onnx_utils.check_model(result_model)
+    info = {"fp32_ops": sorted(set(F16.KEEP_FP32_OPS) | set(keep_ops)), "fp32_nodes": list(keep_nodes),
+            "fp32_overflow_nodes": overflow, "io": "float32", "statistics": stats_info}
+    return result_model, info
+
+
+def _statistics(ctx: _Context, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
+                steps: Steps, progress):
+    key = stats.stats_key(ctx.model_digest, data_digest, tensors)
     path = stats.cache_dir() / f"{key}.npz"
     with steps.step("activation statistics") as rec:
         collected = stats.load_stats(path)
@@ -290,13 +318,13 @@ def _statistics(model, model_digest, data_digest, tensors, samples, input_name, 
             rec.detail = "from cache"
             return collected, path, True
         advance = progress("calibrate", len(samples)) if progress else None
-        size = static_batch or config.batch_size
-        if static_batch and len(samples) < static_batch:  # fewer samples than one batch: repeat them
-            samples = np.resize(samples, (static_batch, *samples.shape[1:]))
+        size = ctx.static_batch or config.batch_size
+        if ctx.static_batch and len(samples) < ctx.static_batch:  # fewer samples than one batch: repeat them
+            samples = np.resize(samples, (ctx.static_batch, *samples.shape[1:]))
         batches = (samples[i:i + size] for i in range(0, len(samples), size))
-        collected = stats.collect(model, tensors, batches, input_name, advance, config.threads)
+        collected = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
         try:
-            stats.save_stats(path, collected, {"model": model_digest, "data": data_digest})
+            stats.save_stats(path, collected, {"model": ctx.model_digest, "data": data_digest})
         except OSError as exc:  # an unwritable cache costs time, not correctness
             rec.detail = f"cache not written: {exc}"
         return collected, path, False

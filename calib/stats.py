@@ -18,10 +18,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "calib-stats"
 
 
-def model_hash(model) -> str:
-    return hashlib.sha256(model.SerializeToString()).hexdigest()
-
-
 def stats_key(model_digest: str, data_digest: str, tensors: Iterable[str]) -> str:
     h = hashlib.sha256(f"{model_digest}:{data_digest}:".encode())
     for t in sorted(tensors):

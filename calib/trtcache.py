@@ -20,10 +20,11 @@ CALIBRATOR = "EntropyCalibration2"
 
 
 def header(trt_version: str = "8.5.2") -> str:
-    """TensorRT's version tag: 8.5.2 -> TRT-8502, 10.3.0 -> TRT-100300 (two-digit minor from 10 on)."""
+    """TensorRT's NV_TENSORRT_VERSION tag: major*1000 + minor*100 + patch up to 9.x (8.5.2 -> TRT-8502),
+    major*10000 + minor*100 + patch from 10.0 (10.3.0 -> TRT-100300)."""
     major, minor, patch = (int(p) for p in (trt_version.split(".") + ["0", "0"])[:3])
-    minor_text = f"{minor:02d}" if major >= 10 else str(minor)
-    return f"TRT-{major}{minor_text}{patch:02d}-{CALIBRATOR}"
+    number = (major * 10000 if major >= 10 else major * 1000) + minor * 100 + patch
+    return f"TRT-{number}-{CALIBRATOR}"
 
 
 def encode(amax: dict[str, float], trt_version: str = "8.5.2") -> str:

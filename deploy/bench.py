@@ -40,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from vitdeploy.errors import InputError, UsageError
+from vitdeploy.runners.base import static_batch
 
 SCHEMA_ID = "vitdeploy.bench/1"
 SCHEMA_FILE = Path(__file__).parent / "schemas" / "bench-1.json"
@@ -340,11 +341,8 @@ def _activate(art, label: str, config: BenchConfig) -> _Entry:
         metas = list(runner.input_metadata())
         if not metas:
             raise InputError(f"{label} has no inputs")
-        first = metas[0].shape[0] if metas[0].shape else None
-        static = int(first) if isinstance(first, int) and first > 0 else None
-        rng_ = (art.manifest or {}).get("batch") if static is None else None
-        batch_range = (int(rng_.get("min", 1)), int(rng_["max"])) if isinstance(rng_, dict) and rng_.get("max") else None
-        entry = _Entry(label, art, runner, metas, static, batch_range,
+        static = static_batch(metas)
+        entry = _Entry(label, art, runner, metas, static, art.batch_range if static is None else None,
                        timed=isinstance(runner, TimedInfer), device_only=isinstance(runner, DeviceOnlyInfer),
                        device_memory=isinstance(runner, DeviceMemory))
     except BaseException:

@@ -235,18 +235,15 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped)
     with steps.step("report"):
         from vitdeploy import report as R
-
-        write_json_atomic(out / "report.json", report)
-        write_bytes_atomic(out / "report.md", report_markdown(report).encode())
         from vitdeploy.errors import MissingDependencyError
 
-        try:
+        try:  # the plot first: whether it exists goes into the JSON and the Markdown
             report["files"]["plot"] = R.write_plot(bdoc, out / "report.png").name
         except MissingDependencyError as exc:
             report["files"]["plot"] = None
             report["notes"].append(f"plot skipped: {exc}")
-            write_bytes_atomic(out / "report.md", report_markdown(report).encode())
         write_json_atomic(out / "report.json", report)
+        write_bytes_atomic(out / "report.md", report_markdown(report).encode())
     return report
 
 

@@ -323,6 +323,6 @@ def write_report(doc: dict[str, Any], directory: str | os.PathLike, force: bool 
         plot = write_plot(doc, paths["plot"])
     except MissingDependencyError as exc:
         skipped = str(exc)
-    write_json(doc, paths["json"])
+    write_json_atomic(paths["json"], doc)  # validated above
     write_markdown(doc, paths["markdown"], plot.name if plot else None, skipped)
     return ReportPaths(paths["json"], paths["markdown"], plot, skipped)

@@ -18,6 +18,7 @@ import numpy as np
 
 from vitdeploy.compare import PRECISION_THRESHOLDS, Thresholds, compare
 from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
+from vitdeploy.runners.base import static_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
 VALIDATE_SCHEMA = "vitdeploy.validate/1"
@@ -89,8 +90,8 @@ def load_thresholds(spec: str | None) -> tuple[dict[str, Thresholds], dict[str, 
 
 
 def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
-    meta = runner.input_metadata()[0]
-    return tuple(int(d) if d is not None else -1 for d in meta.shape[1:]), (meta.shape[0] if isinstance(meta.shape[0], int) else None)
+    metas = runner.input_metadata()
+    return tuple(int(d) if d is not None else -1 for d in metas[0].shape[1:]), static_batch(metas)
 
 
 def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int]:
@@ -98,8 +99,7 @@ def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int
     the manifest's range (an engine's optimisation profile refuses batches outside it)."""
     if static is not None:
         return static, static
-    batch = (art.manifest or {}).get("batch") or {}
-    lo, hi = int(batch.get("min", 1)), int(batch.get("max", wanted))
+    lo, hi = art.batch_range or (1, wanted)
     return max(lo, min(wanted, hi)), lo
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from vitdeploy.errors import CheckpointError
 from vitdeploy.models.layers import Attention, DropPath, Mlp, drop_path_schedule, init_weights_vit, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
-from vitdeploy.models.spec import INCEPTION_MEAN, INCEPTION_STD
+from vitdeploy.models.spec import TINY_TEST_SPEC
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -290,8 +290,7 @@ def ceit_small_patch16_384(**kwargs) -> CeiT:
     return _ceit(384, 6, img_size=384, **kwargs)
 
 
-@register_model("ceit", input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
-                mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True,
+@register_model("ceit", **TINY_TEST_SPEC,
                 notes="test-sized: conv stem 16 ch, patch 2 on the 8x8 feature map (4x4 grid), 2 LeFF blocks "
                       "with BN, width 64, LCA over 2 class tokens")
 def ceit_tiny_test(**kwargs) -> CeiT:

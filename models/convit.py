@@ -45,7 +45,7 @@ from vitdeploy.models.layers import (
     resize_pos_embed,
 )
 from vitdeploy.models.registry import register_family, register_model
-from vitdeploy.models.spec import INCEPTION_MEAN, INCEPTION_STD
+from vitdeploy.models.spec import TINY_TEST_SPEC
 
 
 def relative_indices(grid: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -336,8 +336,7 @@ def convit_base_plus(**kwargs) -> ConViT:
     return _convit(16, 64, kwargs)
 
 
-@register_model("convit", input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
-                mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True,
+@register_model("convit", **TINY_TEST_SPEC,
                 notes="test-sized: 1 GPSA + 1 MHSA block, 4 heads x 16, patch 8 on 32 px (4x4 grid)")
 def convit_tiny_test(**kwargs) -> ConViT:
     kwargs.setdefault("num_classes", 10)

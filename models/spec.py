@@ -12,6 +12,11 @@ INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
 
+# Spec fields every family's `*_tiny_test` variant shares (32 px, 10 classes, for tests).
+TINY_TEST_SPEC = dict(input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
+                      mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Facts about one registered variant.

@@ -48,7 +48,7 @@ from torch import nn
 from vitdeploy.errors import CheckpointError, UsageError
 from vitdeploy.models.layers import DropPath, Mlp, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
-from vitdeploy.models.spec import INCEPTION_MEAN, INCEPTION_STD
+from vitdeploy.models.spec import TINY_TEST_SPEC
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -520,8 +520,7 @@ def SReT_S_wo_slice_finetune_384(**kwargs) -> SReT:
     return _build(dict(_S, **_NO_SLICE, image_size=384), kwargs)
 
 
-@register_model("sret", input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
-                mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True,
+@register_model("sret", **TINY_TEST_SPEC,
                 notes="test-sized: 2 stages (4x4 and 2x2 tokens), 1 shared block each applied twice, "
                       "groups 4/2 then 2/2 (two permutations), widths 12/24, MLP 43/86")
 def sret_tiny_test(**kwargs) -> SReT:

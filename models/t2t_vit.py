@@ -46,7 +46,7 @@ from torch import nn
 from vitdeploy.errors import CheckpointError
 from vitdeploy.models.layers import Block, DropPath, Mlp, drop_path_schedule, init_weights_vit, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
-from vitdeploy.models.spec import INCEPTION_MEAN, INCEPTION_STD
+from vitdeploy.models.spec import TINY_TEST_SPEC
 
 
 def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
@@ -379,11 +379,7 @@ def t2t_vit_t_24(**kwargs) -> T2T_ViT:
     return _t2t("transformer", 512, 24, 8, 3.0, **kwargs)
 
 
-_TINY = dict(input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
-             mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True)
-
-
-@register_model("t2t_vit", notes="test-sized: Performer T2T (token_dim 16), 2 blocks, width 64, 32 px", **_TINY)
+@register_model("t2t_vit", notes="test-sized: Performer T2T (token_dim 16), 2 blocks, width 64, 32 px", **TINY_TEST_SPEC)
 def t2t_vit_tiny_test(**kwargs) -> T2T_ViT:
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("img_size", 32)
@@ -391,7 +387,7 @@ def t2t_vit_tiny_test(**kwargs) -> T2T_ViT:
     return _t2t("performer", 64, 2, 2, 2.0, **kwargs)
 
 
-@register_model("t2t_vit", notes="test-sized: Transformer T2T (token_dim 16), 2 blocks, width 64, 32 px", **_TINY)
+@register_model("t2t_vit", notes="test-sized: Transformer T2T (token_dim 16), 2 blocks, width 64, 32 px", **TINY_TEST_SPEC)
 def t2t_vit_t_tiny_test(**kwargs) -> T2T_ViT:
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("img_size", 32)

@@ -14,7 +14,7 @@ from torch import nn
 
 from vitdeploy.models.layers import Block, PatchEmbed, drop_path_schedule, init_weights_vit, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
-from vitdeploy.models.spec import INCEPTION_MEAN, INCEPTION_STD
+from vitdeploy.models.spec import TINY_TEST_SPEC
 
 
 class VisionTransformer(nn.Module):
@@ -119,8 +119,7 @@ def deit_base_distilled_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=768, depth=12, num_heads=12, distilled=True, **kwargs)
 
 
-@register_model("vit", input_size=(3, 32, 32), num_classes=10, crop_pct=1.0, interpolation="bilinear",
-                mean=INCEPTION_MEAN, std=INCEPTION_STD, tiny=True,
+@register_model("vit", **TINY_TEST_SPEC,
                 notes="test-sized: 2 blocks, width 64, patch 8 on 32 px")
 def vit_tiny_test(**kwargs) -> VisionTransformer:
     kwargs.setdefault("num_classes", 10)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, print_json, progress
 from vitdeploy.cli.options import Force, Json
+from vitdeploy.report import _ms  # one latency format for the table and the Markdown
 from vitdeploy.errors import UsageError
 
 HELP = """Time ONNX files, TensorRT engines or zoo models side by side at several batch sizes:
@@ -105,12 +106,6 @@ def bench(
         files = ", ".join(str(p) for p in written.written())
         err_console.print(f"report: {files}" + (f" [yellow](plot skipped: {written.plot_skipped})[/]" if written.plot_skipped else ""),
                           highlight=False)
-
-
-def _ms(v: float | None) -> str:
-    from vitdeploy.report import _ms as fmt
-
-    return fmt(v)
 
 
 def show(doc: dict) -> None:

@@ -7,6 +7,6 @@ Each runner imports its backend lazily, so importing this package needs neither 
 onnxruntime nor tensorrt.
 """
 
-from vitdeploy.runners.base import BaseRunner, Runner, TensorMeta
+from vitdeploy.runners.base import BaseRunner, Runner, TensorMeta, static_batch
 
-__all__ = ["BaseRunner", "Runner", "TensorMeta"]
+__all__ = ["BaseRunner", "Runner", "TensorMeta", "static_batch"]

@@ -15,6 +15,12 @@ class TensorMeta:
     shape: tuple[int | None, ...]  # None marks a dynamic axis
 
 
+def static_batch(metas: list[TensorMeta]) -> int | None:
+    """The fixed batch of the first input, or None when its batch axis is dynamic."""
+    first = metas[0].shape[0] if metas and metas[0].shape else None
+    return int(first) if isinstance(first, int) and first > 0 else None
+
+
 @runtime_checkable
 class Runner(Protocol):
     name: str

@@ -45,6 +45,14 @@ class Artifact:
         return "fp32"
 
     @property
+    def batch_range(self) -> tuple[int, int] | None:
+        """(min, max) batch from the manifest: a dynamic export's range, an engine's profile; else None."""
+        batch = (self.manifest or {}).get("batch")
+        if isinstance(batch, dict) and batch.get("max"):
+            return int(batch.get("min", 1)), int(batch["max"])
+        return None
+
+    @property
     def default_backend(self) -> str:
         return {"onnx": "ort-cpu", "engine": "trt", "torch": "torch"}[self.kind]
 

@@ -25,21 +25,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vitdeploy.calib.fp16 import KEEP_FP32_OPS  # torch- and onnxruntime-free at import
 from vitdeploy.deps import require
 from vitdeploy.errors import CompatibilityError, EngineBuildError, UsageError
-from vitdeploy.io import check_output, manifest_path, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.io import check_artifact_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 from vitdeploy.trt import layers as L
 from vitdeploy.trt.config import (BuildPlan, EngineConfig, OnnxInfo, Request, check_output_name, default_output, inspect_onnx,
                                   plan, resolve)
 from vitdeploy.trt.version import TrtVersion, requires, version_of
 
-# ONNX ops kept FP32 on the FP16-flag path: the same list the FP16 ONNX pass keeps
-# (vitdeploy.calib.fp16.KEEP_FP32_OPS; copied so this module needs no calib import).
-FP32_ISLAND_OPS = (
-    "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp",
-    "Pow", "Sqrt", "Reciprocal", "Range", "CumSum", "TopK", "NonMaxSuppression", "Resize",
-)
+# ONNX ops kept FP32 on the FP16-flag path: the same list the FP16 ONNX pass keeps.
+FP32_ISLAND_OPS = KEEP_FP32_OPS
 
 
 class BuildCallbacks(Protocol):
@@ -68,8 +65,7 @@ def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: Bu
         request = resolve(config, info)
     out = Path(config.output) if config.output else default_output(config.model, request.precision)
     check_output_name(out, config.model)
-    for p in (out, manifest_path(out)):
-        check_output(p, config.force)
+    check_artifact_output(out, config.force)
 
     trt = trt if trt is not None else require("tensorrt", "building TensorRT engines")
     version = version_of(trt)

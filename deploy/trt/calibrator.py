@@ -3,9 +3,7 @@
 The cache is the one `vitdeploy quantize --trt-calibration-cache` writes (calib/trtcache.py):
 scales measured on the CPU by vitdeploy, so no calibration batches ever reach the GPU. TensorRT
 checks the cache header against its own version and calibrator name, so the header is rewritten
-for the running TensorRT before it is handed over. The number in the header is TensorRT's
-NV_TENSORRT_VERSION: major*1000 + minor*100 + patch up to 9.x ("TRT-8601-"), major*10000 +
-minor*100 + patch from 10.0 ("TRT-100300-" for 10.3.0).
+for the running TensorRT (calib.trtcache.header) before it is handed over.
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ from vitdeploy.trt.version import TrtVersion, requires
 
 
 def cache_header(version: TrtVersion) -> str:
-    number = (version.major * 10000 if version.major >= 10 else version.major * 1000) + version.minor * 100 + version.patch
-    return f"TRT-{number}-{trtcache.CALIBRATOR}"
+    return trtcache.header(f"{version.major}.{version.minor}.{version.patch}")
 
 
 def cache_for_version(path: Path, version: TrtVersion) -> bytes:
