@@ -2,7 +2,10 @@
 
 Images are preprocessed the way the model was trained (from the manifest): resize the shorter
 side to size / crop_pct with the model's interpolation, center crop, scale to [0, 1],
-normalise with mean/std, NCHW float32. Sampling is deterministic (seed). Undecodable files
+normalise with mean/std, NCHW float32; 16-bit and float images are first brought to 8 bits
+(``to_rgb8``). Preprocessed arrays need only their sample shape (``Preprocess.for_array``,
+``resolve_preprocess``) and are refused when their dtype or values are not normalised inputs
+(``check_array_values``, overridable). Sampling is deterministic (seed). Undecodable files
 are counted and named, then skipped or fatal (``on_error``), never silently dropped.
 """
 
@@ -26,16 +29,24 @@ LABEL_KEYS = ("labels", "y", "targets", "label")
 
 @dataclass(frozen=True)
 class Preprocess:
+    """How raw images become model inputs, and what the model's inputs look like.
+
+    input_size: (C, H, W). mean/std: per channel, applied to pixels scaled to [0, 1]; None when
+    unknown, which only preprocessed arrays allow (see ``for_array``): images cannot be
+    normalised without them, and the value check of arrays is then generic.
+    """
+
     input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
 
     @classmethod
     def from_manifest(cls, manifest: dict | None, **overrides) -> Preprocess:
-        pre = dict((manifest or {}).get("preprocessing") or {})
-        pre.update({k: v for k, v in overrides.items() if v is not None})
+        """The manifest's ``preprocessing`` with non-None ``overrides`` on top; all of input_size,
+        mean and std must be known (UsageError otherwise; a null value counts as unknown)."""
+        pre = _known_preprocessing(manifest, overrides)
         missing = [k for k in ("input_size", "mean", "std") if k not in pre]
         if missing:
             raise UsageError(f"no preprocessing known (missing {', '.join(missing)}): export with vitdeploy to get a "
@@ -44,8 +55,43 @@ class Preprocess:
                    tuple(float(v) for v in pre["std"]), pre.get("interpolation", "bicubic"),
                    float(pre.get("crop_pct", 0.875)))
 
+    @classmethod
+    def for_array(cls, input_size: tuple[int, ...], mean: tuple[float, ...] | None = None,
+                  std: tuple[float, ...] | None = None) -> Preprocess:
+        """For data that is preprocessed already (.npy/.npz): only the (C, H, W) sample shape is
+        needed. mean/std, when known, let ``check_array_values`` test the values against them."""
+        if (mean is None) != (std is None):
+            raise UsageError("give both --mean and --std, or neither")
+        return cls(tuple(int(v) for v in input_size), None if mean is None else tuple(float(v) for v in mean),  # type: ignore[arg-type]
+                   None if std is None else tuple(float(v) for v in std), "bicubic", 1.0)
+
+    @property
+    def normalisation_known(self) -> bool:
+        return self.mean is not None and self.std is not None
+
     def key(self) -> str:
-        return json.dumps([list(self.input_size), list(self.mean), list(self.std), self.interpolation, self.crop_pct])
+        return json.dumps([list(self.input_size), None if self.mean is None else list(self.mean),
+                           None if self.std is None else list(self.std), self.interpolation, self.crop_pct])
+
+
+def _known_preprocessing(manifest: dict | None, overrides: dict) -> dict:
+    """The manifest's ``preprocessing`` entries and the ``overrides`` on top, both without nulls."""
+    pre = {k: v for k, v in dict((manifest or {}).get("preprocessing") or {}).items() if v is not None}
+    pre.update({k: v for k, v in overrides.items() if v is not None})
+    return pre
+
+
+def resolve_preprocess(manifest: dict | None, ds: Dataset, **overrides) -> Preprocess:
+    """The preprocessing for ``ds``: ``Preprocess.from_manifest`` for images (which need all of it);
+    for a preprocessed array, what is known: input_size from the manifest/overrides or else the
+    array's (C, H, W) sample shape, mean/std from the manifest/overrides or else None."""
+    if ds.kind != "array":
+        return Preprocess.from_manifest(manifest, **overrides)
+    pre = _known_preprocessing(manifest, overrides)
+    if "input_size" in pre and "mean" in pre and "std" in pre:
+        return Preprocess.from_manifest(manifest, **overrides)
+    size = pre.get("input_size") or ds.array.shape[1:]  # type: ignore[union-attr]
+    return Preprocess.for_array(size, pre.get("mean"), pre.get("std"))
 
 
 def _pil_filter(name: str):
@@ -58,10 +104,57 @@ def _pil_filter(name: str):
     return table[name]
 
 
+def to_rgb8(img):
+    """Any PIL image -> 8-bit RGB PIL image, keeping the picture of high-bit-depth images.
+
+    ``Image.convert("RGB")`` clips single-channel 16-bit and 32-bit integer images to 0..255 (a
+    16-bit image turns flat white) and truncates float images (0..1 floats turn flat black), so:
+
+    - ``I;16`` / ``I;16L`` / ``I;16B`` / ``I;16N`` (unsigned 16-bit): value >> 8 (0..65535 -> 0..255).
+    - ``I`` and other integer modes (32-bit or signed 16-bit; no bit depth is recorded): values
+      within 0..255 are used as they are, within 0..65535 taken as 16-bit (>> 8), else min-max scaled.
+    - ``F`` (float): NaN -> 0; within [0, 1] scaled by 255, within [0, 255] used as they are,
+      else min-max scaled to 0..255 (a constant image is clipped to 0..255).
+
+    16-bit RGB/RGBA PNGs and TIFFs already open as 8-bit RGB/RGBA in Pillow. Every other mode
+    (RGB, RGBA, LA, L, 1, P, CMYK, YCbCr, ...) goes through Pillow's ``convert("RGB")`` unchanged.
+    """
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I;16") and not img.mode.endswith("S"):
+        gray = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if img.mode == "F" or img.mode.startswith("I"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(img), is_float=img.mode == "F")).convert("RGB")
+    return img.convert("RGB")
+
+
+def _scale_to_uint8(arr: np.ndarray, is_float: bool) -> np.ndarray:
+    """A 2-D integer or float array -> uint8 0..255 by the rules of ``to_rgb8``."""
+    a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if is_float and lo >= 0.0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        pass
+    elif not is_float and lo >= 0.0 and hi <= 65535.0:
+        return (a.astype(np.uint32) >> 8).astype(np.uint8)
+    elif hi > lo:
+        a = (a - lo) * (255.0 / (hi - lo))
+    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+
+
 def preprocess_image(img, pre: Preprocess) -> np.ndarray:
-    """PIL image -> normalised CHW float32 array."""
+    """PIL image (any mode, see ``to_rgb8``) -> normalised (C, H, W) float32 array.
+
+    Raises UsageError when ``pre`` has no mean/std (images need the model's normalisation)."""
+    if pre.mean is None or pre.std is None:
+        raise UsageError("images need the model's mean/std: export with vitdeploy to get a manifest, "
+                         "or pass --mean and --std")
     _, h, w = pre.input_size
-    img = img.convert("RGB")
+    img = to_rgb8(img)
     scale_to = int(round(min(h, w) / pre.crop_pct))
     iw, ih = img.size
     if iw <= ih:
@@ -85,8 +178,9 @@ class Dataset:
     files: list[Path] = field(default_factory=list)
     labels: np.ndarray | None = None
     classes: list[str] | None = None
-    array: np.ndarray | None = None
+    array: np.ndarray | None = None  # (N, C, H, W) float32
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    source_dtype: str | None = None  # the array's dtype in the file, before the float32 conversion
 
     def __len__(self) -> int:
         return len(self.files) if self.kind == "images" else int(self.array.shape[0])  # type: ignore[union-attr]
@@ -145,13 +239,110 @@ def _open_array(p: Path) -> Dataset:
         raise InputError(f"{p} holds no samples")
     if labels is not None and labels.shape[0] != arr.shape[0]:
         raise InputError(f"{p}: {labels.shape[0]} labels for {arr.shape[0]} images")
-    return Dataset(str(p), "array", array=np.asarray(arr, dtype=np.float32), labels=labels)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+        raise InputError(f"{p}: expected a real numeric N,C,H,W array of preprocessed images, got dtype {arr.dtype}")
+    return Dataset(str(p), "array", array=np.asarray(arr, dtype=np.float32), labels=labels,
+                   source_dtype=str(arr.dtype))
 
 
 def check_shape(ds: Dataset, pre: Preprocess) -> None:
     if ds.kind == "array" and tuple(ds.array.shape[1:]) != tuple(pre.input_size):  # type: ignore[union-attr]
         raise InputError(f"{ds.source}: samples are {tuple(ds.array.shape[1:])} but the model takes "  # type: ignore[union-attr]
                          f"{tuple(pre.input_size)} (a .npy/.npz must be preprocessed already)")
+
+
+# Value check of preprocessed arrays (check_array_values). Normalised input is (x - mean) / std
+# with x in [0, 1], so channel c lies in [a, b] = [(0 - mean) / std, (1 - mean) / std], width 1 / std.
+VALUE_SAMPLE = 4096  # values drawn per channel (seeded, across all samples): fast on any array size
+VALUE_QUANTILE = 0.005  # robust low/high: the 0.5 % and 99.5 % quantiles of the sample, not min/max
+# mean/std unknown: no [0, 1]-based normalisation with std >= 0.1 leaves [-10, 10] (ImageNet's is
+# [-2.1, 2.6], Inception's [-1, 1], CLIP's [-1.8, 2.1]); 0..255 pixels of any real image set exceed it.
+RAW_LIMIT = 10.0
+# mean/std unknown: non-negative data with high quantile > 3 and >= 25 % of values > 1 is pixel-like
+# (a normalisation with mean >= 0 only reaches 3 with std < 1/3).
+PIXEL_LIKE_HIGH, PIXEL_LIKE_SHARE = 3.0, 0.25
+# mean/std known: the low/high quantiles must lie within [a - w, b + w] (w = b - a: one full range
+# of slack, for resampling overshoot and synthetic data such as standard normal samples on a
+# [-1, 1] model) and each channel mean within [a - w/10, b + w/10] (a mean of values in [a, b]).
+BAND_SLACK, MEAN_SLACK = 1.0, 0.1
+# mean/std known and every a <= -0.5: data within [0, 1] (and not constant) was scaled but never
+# normalised; normalised real images would hold values below 0 in every channel.
+UNNORMALISED_LOW = -0.5
+DATA_CHECK_HINT = "or pass --no-data-check"
+
+
+def value_sample(arr: np.ndarray, per_channel: int = VALUE_SAMPLE, seed: int = 0) -> np.ndarray:
+    """(n, C) values of an (N, C, H, W) array: the same n <= ``per_channel`` seeded (sample, pixel)
+    positions in every channel, drawn with replacement (all positions when there are fewer)."""
+    n, c = arr.shape[:2]
+    flat = arr.reshape(n, c, -1)
+    positions = n * flat.shape[2]
+    if positions <= per_channel:
+        return flat.transpose(0, 2, 1).reshape(-1, c)
+    rng = np.random.default_rng(seed)
+    return flat[rng.integers(0, n, per_channel), :, rng.integers(0, flat.shape[2], per_channel)]
+
+
+def check_array_values(ds: Dataset, pre: Preprocess | None, allow: bool = False) -> None:
+    """Refuse a preprocessed array whose dtype or values contradict normalised model inputs.
+
+    No-op for image datasets and when ``allow`` (``--no-data-check``). Raises InputError (one
+    line naming the likely fix and ``--no-data-check``) for: an integer or bool dtype in the file
+    (raw pixels); NaN/inf; with ``pre`` mean/std unknown, values beyond +-RAW_LIMIT or pixel-like
+    non-negative data; with mean/std known, a channel's 0.5/99.5 % quantiles outside its normalised
+    range widened by one range width on each side, its mean outside that range (+- a tenth of its
+    width), or all data in [0, 1] for a model whose normalised range reaches below -0.5. Thresholds:
+    see the constants above. Works on ``value_sample`` (4096 values per channel).
+    """
+    if allow or ds.kind != "array" or ds.array is None:
+        return
+    name = Path(ds.source).name
+    dtype = np.dtype(ds.source_dtype or ds.array.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise InputError(f"{name}: a {dtype} array looks like raw pixels; a .npy/.npz must hold float images already "
+                         f"preprocessed (resize, /255, normalise with mean/std), {DATA_CHECK_HINT}")
+    x = value_sample(ds.array).astype(np.float64)
+    if not np.isfinite(x).all():
+        raise InputError(f"{name}: the array holds NaN or inf values; fix the preprocessing, {DATA_CHECK_HINT}")
+    lo, hi = np.quantile(x, VALUE_QUANTILE, axis=0), np.quantile(x, 1.0 - VALUE_QUANTILE, axis=0)
+    vmin, vmax = float(x.min()), float(x.max())
+    raw_pixels = (f"{name}: values {vmin:.4g}..{vmax:.4g} look like raw 0-255 pixels, not normalised inputs: divide "
+                  f"by 255 and normalise with the model's mean/std, {DATA_CHECK_HINT}")
+    if pre is None or not pre.normalisation_known:
+        if max(float(np.abs(lo).max()), float(np.abs(hi).max())) > RAW_LIMIT:
+            raise InputError(raw_pixels if vmin >= 0 else f"{name}: values {vmin:.4g}..{vmax:.4g} are far outside the "
+                             f"range of normalised images (about -3..3): preprocess them, {DATA_CHECK_HINT}")
+        if vmin >= 0 and float(hi.max()) > PIXEL_LIKE_HIGH and float((x > 1.0).mean()) >= PIXEL_LIKE_SHARE:
+            raise InputError(raw_pixels)
+        return
+    _check_against_normalisation(name, x, lo, hi, pre, raw_pixels)
+
+
+def _check_against_normalisation(name: str, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, pre: Preprocess,
+                                 raw_pixels: str) -> None:
+    """The mean/std-known part of ``check_array_values``; x: (n, C) sample, lo/hi: (C,) quantiles."""
+    c = x.shape[1]
+    mean = np.broadcast_to(np.asarray(pre.mean, np.float64), (c,)) if len(pre.mean) in (1, c) else None  # type: ignore[arg-type]
+    std = np.broadcast_to(np.asarray(pre.std, np.float64), (c,)) if len(pre.std) in (1, c) else None  # type: ignore[arg-type]
+    if mean is None or std is None:
+        return  # mean/std for another channel count: check_shape / the model will say so
+    a, b = (0.0 - mean) / std, (1.0 - mean) / std
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    w = b - a
+    vmin, vmax = float(x.min()), float(x.max())
+    if (a <= UNNORMALISED_LOW).all() and vmin >= 0.0 and vmax <= 1.0 + 1e-6 and (x.max(0) > x.min(0)).all():
+        raise InputError(f"{name}: values lie in 0..1: scaled to [0, 1] but not normalised; the model expects (x - mean) "
+                         f"/ std, range {a.min():.2f}..{b.max():.2f}, {DATA_CHECK_HINT}")
+    outside = (lo < a - BAND_SLACK * w) | (hi > b + BAND_SLACK * w)
+    means = x.mean(axis=0)
+    off_mean = (means < a - MEAN_SLACK * w) | (means > b + MEAN_SLACK * w)
+    if outside.any() or off_mean.any():
+        if vmin >= 0.0 and vmax > 2.0 * max(float(b.max()), 1.0):
+            raise InputError(raw_pixels)
+        ch = int(np.argmax(outside | off_mean))
+        raise InputError(f"{name}: channel {ch} values {lo[ch]:.3g}..{hi[ch]:.3g} (mean {means[ch]:.3g}) do not fit "
+                         f"normalised inputs ({a[ch]:.2f}..{b[ch]:.2f} for mean/std "
+                         f"{mean[ch]:g}/{std[ch]:g}): preprocess with them, {DATA_CHECK_HINT}")
 
 
 def sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray:

@@ -1,55 +1,249 @@
 """FP16 with FP32 islands, written into the ONNX (TensorRT 10/11 build it strongly typed).
 
-Kept in FP32: LayerNormalization and the ops of a decomposed LayerNorm's statistics
-(ReduceMean, Pow, Sqrt), Softmax, other reductions, plus any node the user names or whose
-calibrated output range would overflow FP16. Graph inputs and outputs stay FP32.
+Every node runs either in FP16 or in FP32, and a tensor is cast only where its producer and a
+consumer disagree: a tensor that flows between two FP32 nodes stays FP32 (no FP16 round trip,
+which is how a "kept" decomposed LayerNorm or a Softmax still overflowed with ONNX Runtime's
+float16 converter: NVIDIA/TensorRT#2781, microsoft/onnxruntime#21345).
+
+Kept in FP32:
+- LayerNormalization, Softmax, reductions and the statistics ops of a decomposed LayerNorm
+  (``KEEP_FP32_OPS``); Q/DQ nodes (their scales are FP32 up to opset 18);
+- nodes the caller names: ``--keep-fp32``, and those ``range_fp32_nodes`` finds from calibrated
+  ranges (the producer and every consumer of a tensor beyond the FP16 range; everything upstream
+  of a Softmax/Exp whose input is too large for FP16's spacing);
+- data-movement ops (Reshape, Transpose, ...) whose data arrives in FP32, so an island stays
+  one island through the reshapes between its nodes.
+Graph inputs and outputs stay FP32. Pure ONNX rewriting: needs only ``onnx`` (no onnxruntime).
 """
 
 from __future__ import annotations
 
-from vitdeploy.calib.graph import consumers, from_array, initializers, to_array, toposort
+from collections.abc import Iterable
+
+import numpy as np
+
+from vitdeploy.calib.graph import from_array, initializers, to_array
 from vitdeploy.deps import require
 
 KEEP_FP32_OPS = (
     "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp",
     "Pow", "Sqrt", "Reciprocal", "Range", "CumSum", "TopK", "NonMaxSuppression", "Resize",
 )
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Ops that only move, select or join data: they take the precision their data arrives in.
+PASSTHROUGH_OPS = frozenset({
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Gather", "GatherElements", "GatherND",
+    "Slice", "Split", "Concat", "Expand", "Tile", "Pad", "SpaceToDepth", "DepthToSpace",
+})
+# Inputs typed apart from the data (they stay FP32 whatever the node's precision).
+FP32_ONLY_INPUTS = {"Resize": (1, 2)}
+# Ops that accept a float input of any precision (no cast needed in front of them).
+ANY_FLOAT_INPUT_OPS = frozenset({"Shape", "Size", "Cast", "CastLike"})
 FP16_MAX = 65504.0
-SAFETY = 0.25  # keep a node FP32 when its |output| exceeds a quarter of the FP16 range
+SAFETY = 0.25  # a tensor beyond a quarter of the FP16 range is kept FP32 (headroom for unseen inputs)
+EXP_SENSITIVE_OPS = ("Softmax", "LogSoftmax", "Exp")
+COARSE_LOGITS = 256.0  # FP16 spacing is 0.25 from 256 up: too coarse for an input of exp()
+
+_FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
 
-def convert(model, keep_ops: tuple[str, ...] = (), keep_nodes: tuple[str, ...] = ()):
-    """FP16 copy of ``model`` with FP32 islands (ops and node names given)."""
-    f16 = require("onnxruntime.transformers.float16", "FP16 conversion")
+def convert(model, keep_ops: Iterable[str] = (), keep_nodes: Iterable[str] = ()):
+    """FP16 copy of ``model`` with FP32 islands; inputs and outputs stay FP32.
+
+    ``keep_ops`` (op types) and ``keep_nodes`` (node names) run in FP32 on top of
+    ``KEEP_FP32_OPS`` and Q/DQ. Float initializers read only in FP16 become FP16 (clipped to
+    +-65504); one read in both precisions gets an FP16 copy. Nodes with subgraphs stay FP32.
+    """
     onnx = require("onnx")
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    block_ops = sorted(set(f16.DEFAULT_OP_BLOCK_LIST) | set(KEEP_FP32_OPS) | set(keep_ops))
-    _unshare_initializers(m, set(block_ops), set(keep_nodes))
-    out = f16.convert_float_to_float16(m, keep_io_types=True, op_block_list=block_ops,
-                                       node_block_list=list(keep_nodes), disable_shape_infer=False)
-    toposort(out)  # the converter appends its input/output casts at the end of the node list
-    return out
+    graph = m.graph
+    types = _elem_types(m)
+    fp32_ops = set(KEEP_FP32_OPS) | set(QDQ_OPS) | set(keep_ops)
+    fp32_names = set(keep_nodes) - {""}
+    inits = initializers(m)
+    float_inits = {n for n, t in inits.items() if t.data_type == _FLOAT}
+    now = {v.name: v.type.tensor_type.elem_type for v in graph.input}
+    casts: dict[tuple[str, int], str] = {}
+    fp16_inits: dict[str, str] = {}
+    used_fp32_inits: set[str] = set()
+    nodes = []
 
+    def cast(tensor: str, to: int) -> str:
+        key = (tensor, to)
+        if key not in casts:
+            out = f"{tensor}__to_{'fp16' if to == _FLOAT16 else 'fp32'}"
+            nodes.append(onnx.helper.make_node("Cast", [tensor], [out], name=f"{out}__Cast", to=to))
+            casts[key] = out
+        return casts[key]
 
-def _unshare_initializers(model, block_ops: set[str], block_nodes: set[str]) -> None:
-    """Give each FP32-kept consumer of a shared initializer its own copy.
+    def fp16_init(name: str) -> str:
+        if name not in fp16_inits:
+            arr = np.clip(to_array(inits[name]), -FP16_MAX, FP16_MAX).astype(np.float16)
+            fp16_inits[name] = f"{name}__fp16"
+            graph.initializer.append(from_array(arr, fp16_inits[name]))
+        return fp16_inits[name]
 
-    onnxsim merges identical initializers (e.g. the LayerNorm weights of an untrained model);
-    ONNX Runtime's converter then names the per-use casts identically and breaks SSA form.
-    """
-    inits = initializers(model)
-    for name, users in consumers(model).items():
-        if name not in inits or len(users) < 2:
+    for node in list(graph.node):
+        floats = [i for i, x in enumerate(node.input) if x and types.get(x) == _FLOAT]
+        precision = _node_precision(node, floats, fp32_ops, fp32_names, float_inits, now)
+        for i in floats:
+            if node.op_type in ANY_FLOAT_INPUT_OPS:
+                if node.input[i] in float_inits:
+                    used_fp32_inits.add(node.input[i])
+                continue
+            want = _FLOAT if i in FP32_ONLY_INPUTS.get(node.op_type, ()) else precision
+            x = node.input[i]
+            if x in float_inits:
+                if want == _FLOAT16:
+                    node.input[i] = fp16_init(x)
+                else:
+                    used_fp32_inits.add(x)
+            elif now.get(x, _FLOAT) != want:
+                node.input[i] = cast(x, want)
+        if node.op_type == "Cast":
+            to = next(a for a in node.attribute if a.name == "to")
+            if to.i == _FLOAT and precision == _FLOAT16:
+                to.i = _FLOAT16
+        for o in node.output:
+            if types.get(o) == _FLOAT:
+                now[o] = precision if (floats or node.op_type == "Cast") else _FLOAT
+        nodes.append(node)
+
+    # FP32 outputs: the last FP16 tensor is renamed and cast back under the output's name
+    producer_of = {o: n for n in nodes for o in n.output}
+    readers = {}
+    for n in nodes:
+        for i, x in enumerate(n.input):
+            readers.setdefault(x, []).append((n, i))
+    for out in graph.output:
+        if now.get(out.name) != _FLOAT16:
             continue
-        for k, (node, idx) in enumerate(users[1:], 1):
-            if node.op_type in block_ops or node.name in block_nodes:
-                copy_name = f"{name}__copy{k}"
-                model.graph.initializer.append(from_array(to_array(inits[name]), copy_name))
-                node.input[idx] = copy_name
+        inner = f"{out.name}__fp16"
+        node = producer_of[out.name]
+        node.output[list(node.output).index(out.name)] = inner
+        for reader, i in readers.get(out.name, ()):
+            reader.input[i] = inner
+        nodes.append(onnx.helper.make_node("Cast", [inner], [out.name], name=f"{out.name}__to_fp32__Cast", to=_FLOAT))
+
+    keep = [t for t in graph.initializer if t.name not in float_inits or t.name in used_fp32_inits]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # types changed; ONNX Runtime and TensorRT infer them again
+    return m
 
 
-def overflow_nodes(model, tensor_amax: dict[str, float]) -> list[str]:
-    """Nodes whose calibrated output magnitude is unsafe in FP16."""
+def _node_precision(node, floats: list[int], fp32_ops: set[str], fp32_names: set[str], float_inits: set[str],
+                    now: dict[str, int]) -> int:
+    if node.op_type in fp32_ops or node.name in fp32_names or any(a.type in (5, 10) for a in node.attribute):
+        return _FLOAT  # attribute type GRAPH/GRAPHS: If/Loop/Scan bodies are left as they are
+    if node.op_type in PASSTHROUGH_OPS:
+        data = [node.input[i] for i in floats if node.input[i] not in float_inits]
+        if data and all(now.get(x, _FLOAT) == _FLOAT for x in data):
+            return _FLOAT
+    return _FLOAT16
+
+
+def _elem_types(model) -> dict[str, int]:
+    """Element type of every typed tensor (declared, initializer, or from shape inference)."""
+    onnx = require("onnx")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort; declared types still count
+        inferred = model
+    g = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types
+
+
+def range_fp32_nodes(model, tensor_amax: dict[str, float]) -> dict[str, str]:
+    """Nodes that must run in FP32 given calibrated ranges, each with the reason.
+
+    ``tensor_amax``: max |value| per float tensor (node outputs) over calibration data.
+    - overflow: a node that reads or writes a tensor beyond ``SAFETY`` x the FP16 range, so an
+      overflowing tensor is never cast to FP16 on its way anywhere;
+    - coarse logits: Softmax/LogSoftmax/Exp turn an absolute input error into a relative output
+      error, and FP16's spacing is >= 0.25 above 256 (logits of an unscaled q.k reach 1e5:
+      pytorch/pytorch#60939). Rounding anywhere upstream shows up there, so the node and every
+      node it depends on stay FP32.
+    """
     limit = FP16_MAX * SAFETY
-    return [n.name for n in model.graph.node if any(tensor_amax.get(o, 0.0) > limit for o in n.output)]
+    big = {t for t, a in tensor_amax.items() if a > limit}
+    keep: dict[str, str] = {}
+    for n in model.graph.node:
+        if any(o in big for o in n.output) or any(x in big for x in n.input):
+            keep.setdefault(n.name, "overflow")
+    producer = {o: n for n in model.graph.node for o in n.output}
+    stack = [n for n in model.graph.node if n.op_type in EXP_SENSITIVE_OPS
+             and tensor_amax.get(n.input[0], 0.0) > COARSE_LOGITS]
+    seen: set[str] = set()
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        keep.setdefault(node.name, "coarse logits")
+        stack.extend(producer[x] for x in node.input if x in producer)
+    return keep
+
+
+def fp32_float_nodes(model) -> list[str]:
+    """Names of nodes that compute on FP32 tensors in an FP16 model (to check islands against)."""
+    types = _elem_types(model)
+    return [n.name for n in model.graph.node if n.op_type != "Cast"
+            and any(types.get(x) == _FLOAT for x in list(n.input) + list(n.output) if x)]
+
+
+def emulate_fp16(model):
+    """An FP32 copy of an FP16 ``model`` that rounds every FP16 tensor the way FP16 storage does.
+
+    ONNX Runtime's CPU provider has almost no FP16 kernels: it wraps them in casts and then drops
+    the casts, so an FP16 file runs in FP32 there and never shows FP16 overflow or rounding (a
+    MatMul of 300 x 300 x 2 gives 180000 instead of inf). This copy computes in FP32 and, after
+    every tensor the file types FP16, rounds to 11 significant bits (Veltkamp split: t = 8193 x,
+    x16 = t - (t - x)) and maps |x16| > 65504 to inf, so accuracy measured on the CPU is the
+    accuracy of FP16 storage. Not modelled: FP16 subnormals (|x| < 6.1e-5 keep FP32 precision)
+    and FP16 accumulation inside kernels (TensorRT accumulates matmuls in FP32).
+    """
+    onnx = require("onnx")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    graph = m.graph
+    types = _elem_types(model)
+    for t in graph.initializer:
+        if t.data_type == _FLOAT16:
+            t.CopyFrom(from_array(to_array(t).astype(np.float32), t.name))
+    graph.initializer.extend([
+        from_array(np.asarray(8193.0, np.float32), "fp16_emulation/split"),
+        from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
+        from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
+    ])
+    nodes = []
+    helper = onnx.helper
+    for node in graph.node:
+        if node.op_type == "Cast":
+            to = next(a for a in node.attribute if a.name == "to")
+            if to.i == _FLOAT16:
+                to.i = _FLOAT
+        nodes.append(node)
+        for k, out in enumerate(node.output):
+            if types.get(out) != _FLOAT16:
+                continue
+            raw, p = f"{out}__fp32", f"fp16_emulation/{out}"
+            node.output[k] = raw
+            nodes += [
+                helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
+                helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
+                helper.make_node("Sub", [f"{p}/t", f"{p}/d"], [f"{p}/r"], name=f"{p}/Round"),
+                helper.make_node("Abs", [f"{p}/r"], [f"{p}/a"], name=f"{p}/Abs"),
+                helper.make_node("Greater", [f"{p}/a", "fp16_emulation/max"], [f"{p}/big"], name=f"{p}/Greater"),
+                helper.make_node("Mul", [f"{p}/r", "fp16_emulation/inf"], [f"{p}/inf"], name=f"{p}/Inf"),
+                helper.make_node("Where", [f"{p}/big", f"{p}/inf", f"{p}/r"], [out], name=f"{p}/Where"),
+            ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return m

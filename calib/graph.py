@@ -98,3 +98,22 @@ def constants_to_initializers(model) -> int:
         del model.graph.node[:]
         model.graph.node.extend(keep)
     return moved
+
+
+def name_unnamed_nodes(model) -> int:
+    """Give every unnamed node a unique name (in place); returns how many were named.
+
+    The precision passes keep nodes FP32 or leave them float by name, so a hand-exported
+    graph with nameless nodes must not have them all share the name "".
+    """
+    taken = {n.name for n in model.graph.node if n.name}
+    named = 0
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+            named += 1
+    return named

@@ -20,12 +20,15 @@ from vitdeploy import onnx_utils
 from vitdeploy.calib import data as D
 from vitdeploy.calib import fp16 as F16
 from vitdeploy.calib import qdq, stats, trtcache
-from vitdeploy.calib.graph import constants_to_initializers
+from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
-from vitdeploy.compare import compare
-from vitdeploy.errors import UsageError
+from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, compare
+from vitdeploy.errors import UsageError, ValueMismatchError
 from vitdeploy.io import check_artifact_output, check_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
+
+
+HIGH_PRECISIONS = ("fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class QuantizeConfig:
     threads: int | None = None
     family_hints: bool = True  # apply the quantization hints the export manifest carries
     quantize_depthwise: bool = False
+    high_precision: str = "fp16"  # INT8 --target trt: the unquantized float parts in FP16 (with FP32 islands) or FP32
+    gate: bool = True  # exit 6 (nothing written) when the result fails the precision's default thresholds
+    data_check: bool = True  # refuse .npy/.npz arrays whose dtype or values contradict a normalised input
 
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp16"):
@@ -59,6 +65,8 @@ class QuantizeConfig:
             raise UsageError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.target not in qdq.TARGETS:
             raise UsageError(f"unknown --target {self.target!r}; choose from {', '.join(qdq.TARGETS)}")
+        if self.high_precision not in HIGH_PRECISIONS:
+            raise UsageError(f"unknown --high-precision {self.high_precision!r}; choose from {', '.join(HIGH_PRECISIONS)}")
         if self.precision == "int8" and self.calib is None:
             raise UsageError("--int8 needs calibration data: --calib DATA (image folder, .txt list, .npy/.npz)")
         if self.samples < 1:
@@ -69,7 +77,8 @@ class QuantizeConfig:
             int8_only = [name for name, used in (("--exclude", self.exclude), ("--float-attention", not self.quantize_attention),
                                                  ("--target ort-cpu", self.target != "trt"),
                                                  ("--trt-calibration-cache", self.trt_calibration_cache),
-                                                 ("--quantize-depthwise", self.quantize_depthwise)) if used]
+                                                 ("--quantize-depthwise", self.quantize_depthwise),
+                                                 ("--high-precision", self.high_precision != "fp16")) if used]
             if int8_only:
                 raise UsageError(f"{', '.join(int8_only)} only apply to --int8")
         elif self.keep_fp32:
@@ -87,6 +96,23 @@ def default_output(model: Path, precision: str, target: str) -> Path:
     suffix = precision if target == "trt" or precision == "fp16" else f"{precision}-ort"
     stem = model.stem
     return model.with_name(f"{stem}.{suffix}.onnx")
+
+
+def _preprocessing(parent: dict | None, ds: D.Dataset | None, input_shape: list, config: QuantizeConfig) -> D.Preprocess:
+    """How samples are made: the export manifest, then the options; the input size may also come
+    from the ONNX. A preprocessed array needs nothing else (its mean/std may stay unknown)."""
+    overrides = dict(config.preprocessing)
+    dims = input_shape[1:]
+    if "input_size" not in ((parent or {}).get("preprocessing") or {}) and all(isinstance(d, int) for d in dims):
+        overrides.setdefault("input_size", tuple(dims))
+    if ds is not None:
+        return D.resolve_preprocess(parent, ds, **overrides)
+    try:
+        return D.Preprocess.from_manifest(parent, **overrides)
+    except UsageError:
+        if "input_size" not in overrides:
+            raise
+        return D.Preprocess.for_array(overrides["input_size"])  # seeded inputs need only the size
 
 
 def _split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,10 +161,12 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     with steps.step("load model"):
         model = onnx_utils.load(config.model)
         constants_to_initializers(model)
+        name_unnamed_nodes(model)
         parent = read_manifest(config.model)
-        pre = D.Preprocess.from_manifest(parent, **config.preprocessing)
         model_input = onnx_utils.io_summary(model)["inputs"][0]
         static_batch = model_input["shape"][0] if isinstance(model_input["shape"][0], int) else None
+        ds = D.open_dataset(config.calib) if config.calib is not None else None
+        pre = _preprocessing(parent, ds, model_input["shape"], config)
         if parent and parent.get("precision", "fp32") != "fp32":
             raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
     out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
@@ -160,13 +188,14 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         if unknown:
             raise UsageError(f"--keep-fp32 {', '.join(unknown)}: neither an op type nor a node name in this model")
 
+    warnings: list[str] = []
     model_bytes = model.SerializeToString()
     ctx = _Context(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
     x_hold = labels_hold = data_info = None
     if config.calib is not None:
         with steps.step("read calibration data"):
-            ds = D.open_dataset(config.calib)
             D.check_shape(ds, pre)
+            D.check_array_values(ds, pre, allow=not config.data_check)
             calib_idx, hold_idx = _split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
             samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance)
@@ -177,12 +206,16 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
                 labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
+            if len(samples) < config.samples:
+                warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
+                                f"({len(ds)} available, {0 if x_hold is None else len(x_hold)} held out, "
+                                f"{len(ds.skipped)} undecodable)")
             data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(config.calib), "kind": ds.kind,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),
                          "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": ctx.data_hash,
                          "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
-                         "labels": ds.labels is not None}
+                         "labels": ds.labels is not None, "value_check": config.data_check}
 
     if config.precision == "int8":
         result_model, precision_info, cache_amax = _int8_pass(ctx, qplan, hints, config, steps, progress)
@@ -192,16 +225,39 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     result_bytes = result_model.SerializeToString()
     with steps.step("accuracy vs FP32"):
+        # FP16 parts are measured through FP16 rounding: ONNX Runtime's CPU provider would run them in FP32.
+        has_fp16 = config.precision == "fp16" or (precision_info or {}).get("high_precision") == "fp16"
+        eval_bytes = F16.emulate_fp16(result_model).SerializeToString() if has_fp16 else result_bytes
         if x_hold is not None and len(x_hold):
-            accuracy = _evaluate(model_bytes, result_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
+            accuracy = _evaluate(model_bytes, eval_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
                                  static_batch)
             accuracy["data"] = "held-out calibration images"
         else:
             from vitdeploy.export.validate import seeded_inputs
 
             x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
-            accuracy = _evaluate(model_bytes, result_bytes, x, None, ctx.input_name, config.threads, static_batch)
-            accuracy["data"] = "seeded random inputs (no calibration data given)"
+            accuracy = _evaluate(model_bytes, eval_bytes, x, None, ctx.input_name, config.threads, static_batch)
+            accuracy["data"] = ("seeded random inputs (no calibration data given)" if config.calib is None
+                                else "seeded random inputs (no held-out images: --holdout 0 or too few images)")
+            if config.calib is not None:
+                warnings.append("no held-out images: accuracy measured on seeded random inputs, not on your data")
+        accuracy["fp16_emulated"] = has_fp16
+        vs = accuracy["vs_fp32"]
+        if not np.isfinite([vs["max_abs"], vs["cosine_min"]]).all():
+            raise ValueMismatchError(f"{config.precision.upper()} outputs are not finite on {accuracy['samples']} "
+                                     f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
+                                     figures=vs)
+        random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
+        accuracy["gate"] = _gate(accuracy, config.precision, meaningful_top1=x_hold is not None and not random_weights)
+        if random_weights:
+            accuracy["gate"]["note"] = "random weights (no --checkpoint at export): top-1 agreement is not meaningful"
+        if not accuracy["gate"]["passed"]:
+            if config.gate:
+                raise ValueMismatchError(
+                    f"{config.precision.upper()} fails its default thresholds on {accuracy['samples']} samples: "
+                    f"{'; '.join(accuracy['gate']['failures'])}; nothing written (--no-gate writes it anyway)",
+                    figures=vs)
+            warnings.append(f"written despite failing its thresholds (--no-gate): {'; '.join(accuracy['gate']['failures'])}")
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
@@ -213,10 +269,13 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         calibration_data=data_info,
         accuracy=accuracy,
         graph={"nodes": onnx_utils.node_count(result_model), "ops": onnx_utils.op_histogram(result_model)},
+        warnings=warnings,
     )
     if parent is None:
-        manifest["preprocessing"] = {"input_size": list(pre.input_size), "mean": list(pre.mean), "std": list(pre.std),
-                                     "interpolation": pre.interpolation, "crop_pct": pre.crop_pct, "layout": "NCHW"}
+        manifest["preprocessing"] = {"input_size": list(pre.input_size), "layout": "NCHW"}
+        if pre.normalisation_known:
+            manifest["preprocessing"].update(mean=list(pre.mean), std=list(pre.std), interpolation=pre.interpolation,
+                                             crop_pct=pre.crop_pct)
     with steps.step("write"):
         write_bytes_atomic(out, result_bytes)
         try:
@@ -236,8 +295,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
 
 def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: dict, config: QuantizeConfig, steps: Steps, progress):
-    """Statistics -> ranges -> Q/DQ. Returns the model, its manifest block, and the symmetric
-    thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
+    """Statistics -> ranges -> Q/DQ (-> FP16 float parts). Returns the model, its manifest block, and
+    the symmetric thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
     model = ctx.model
     outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
     tensors = list(dict.fromkeys(qplan.activations + outputs))
@@ -264,9 +323,18 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: dict, config: Quantiz
         output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
         result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
         onnx_utils.check_model(result_model)
+    high_precision = config.high_precision if config.target == "trt" else "fp32"
+    islands = None
+    if high_precision == "fp16":
+        # INT8 + FP16 (trtexec --int8 --fp16, ModelOpt's default): what TensorRT 10/11 builds strongly
+        # typed runs LayerNorm, GELU, residual adds and the unquantized matmuls in FP16, not FP32.
+        islands = _fp32_islands(ctx, (), config, steps, progress)
+        with steps.step("float parts to FP16"):
+            result_model = F16.convert(result_model, (), islands["fp32_nodes"] + islands["fp32_overflow_nodes"])
+            onnx_utils.check_model(result_model)
     info = {
         "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
-        "target": config.target,
+        "target": config.target, "high_precision": high_precision,
         "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
         "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
         "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
@@ -278,18 +346,34 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: dict, config: Quantiz
         "unclipped_probabilities": len(probabilities),
         "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
         "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
+        "fp16": islands,
         "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
     }
     return result_model, info, (symmetric if config.trt_calibration_cache else None)
 
 
 def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
-    """FP32 islands (ops, named nodes, nodes whose calibrated range overflows FP16) -> FP16 model."""
+    """FP32 islands (ops, named nodes, nodes reading or writing a tensor beyond the FP16 range) -> FP16 model."""
     model = ctx.model
     op_types = {n.op_type for n in model.graph.node}
     keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
     keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
+    info = _fp32_islands(ctx, keep_ops, config, steps, progress)
+    info["fp32_nodes"] = list(keep_nodes)
+    with steps.step("convert FP16"):
+        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(info["fp32_overflow_nodes"]))
+        onnx_utils.check_model(result_model)
+    info["io"] = "float32"
+    return result_model, info
+
+
+def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress) -> dict:
+    """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
+    input or output range overflows FP16 (every float tensor measured on up to 64 calibration samples)."""
+    model = ctx.model
+    op_types = {n.op_type for n in model.graph.node}
     overflow: list[str] = []
+    why: dict[str, int] = {}
     stats_info = None
     if ctx.samples is not None:
         from vitdeploy.calib.graph import float_tensor_names
@@ -298,14 +382,39 @@ def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
         subset = ctx.samples[: min(len(ctx.samples), 64)]
         collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress)
-        overflow = F16.overflow_nodes(model, {t: s.amax for t, s in collected.items()})
+        reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()})
+        overflow = list(reasons)
+        why = {r: sum(v == r for v in reasons.values()) for r in sorted(set(reasons.values()))}
         stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
-    with steps.step("convert FP16"):
-        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(overflow))
-        onnx_utils.check_model(result_model)
-    info = {"fp32_ops": sorted(set(F16.KEEP_FP32_OPS) | set(keep_ops)), "fp32_nodes": list(keep_nodes),
-            "fp32_overflow_nodes": overflow, "io": "float32", "statistics": stats_info}
-    return result_model, info
+    kept_ops = sorted((set(F16.KEEP_FP32_OPS) | set(keep_ops)) & op_types)  # only the op types this model has
+    return {"fp32_ops": kept_ops, "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why,
+            "statistics": stats_info}
+
+
+def _gate(accuracy: dict, precision: str, meaningful_top1: bool) -> dict:
+    """The precision's default validate thresholds applied to the held-out comparison.
+
+    Top-1 criteria count only with trained weights on real data (``meaningful_top1``); with
+    random weights or random inputs the cosine still gates.
+    """
+    from vitdeploy.compare import Comparison
+
+    c = Comparison(**accuracy["vs_fp32"])
+    thresholds = PRECISION_THRESHOLDS[precision]
+    if not meaningful_top1:
+        from dataclasses import replace
+
+        thresholds = replace(thresholds, top1_agreement=None, top5_agreement=None)
+    failures = thresholds.failures(c)
+    limits = {k: v for k, v in thresholds.__dict__.items() if v is not None}
+    if meaningful_top1 and "top1_drop_points" in accuracy:
+        # A held-out set of n images moves top-1 in steps of 100/n points: a drop of two images
+        # or less is sampling noise on the few dozen images quantize holds out.
+        limit = max(MAX_TOP1_DROP[precision], 200.0 / c.samples)
+        limits["max_top1_drop_points"] = round(limit, 3)
+        if accuracy["top1_drop_points"] > limit + 1e-9:
+            failures.append(f"top-1 drop {accuracy['top1_drop_points']:.2f} points > {limit:.2f}")
+    return {"passed": not failures, "failures": failures, "top1_counted": meaningful_top1, "thresholds": limits}
 
 
 def _statistics(ctx: _Context, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,

@@ -63,6 +63,8 @@ PRECISION_THRESHOLDS: dict[str, Thresholds] = {
     "fp16": Thresholds(max_abs=None, cosine_min=0.999, top1_agreement=0.98),
     "int8": Thresholds(max_abs=None, cosine_min=0.98, top1_agreement=0.95),
 }
+# Largest top-1 accuracy drop (points) against the FP32 reference, per precision, where labels exist.
+MAX_TOP1_DROP: dict[str, float] = {"fp32": 0.1, "fp16": 0.3, "int8": 1.5}
 
 
 def compare(ref: np.ndarray, cand: np.ndarray, worst: int = 5) -> Comparison:

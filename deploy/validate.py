@@ -16,15 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.compare import PRECISION_THRESHOLDS, Thresholds, compare
+from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, Thresholds, compare
 from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
 from vitdeploy.runners.base import static_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
 VALIDATE_SCHEMA = "vitdeploy.validate/1"
-
-# Largest allowed top-1 accuracy drop (percentage points) against the reference, per precision.
-MAX_TOP1_DROP = {"fp32": 0.1, "fp16": 0.3, "int8": 1.5}
 
 PRESETS: dict[str, dict[str, Thresholds]] = {
     "default": PRECISION_THRESHOLDS,
@@ -55,6 +52,7 @@ class ValidateConfig:
     threads: int | None = None
     backends: dict[str, str] = field(default_factory=dict)  # artifact -> backend override
     on_error: str = "skip"
+    data_check: bool = True  # refuse .npy/.npz data whose values are not normalised inputs (calib.data.check_array_values)
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -94,6 +92,11 @@ def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
     return tuple(int(d) if d is not None else -1 for d in metas[0].shape[1:]), static_batch(metas)
 
 
+def _fits(model_shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bool:
+    """Whether (C, H, W) samples fit a model input whose dynamic dimensions are -1."""
+    return len(model_shape) == len(sample_shape) and all(m in (-1, s) for m, s in zip(model_shape, sample_shape))
+
+
 def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int]:
     """(chunk size, smallest batch the artifact takes): a static batch, or ``wanted`` clamped to
     the manifest's range (an engine's optimisation profile refuses batches outside it)."""
@@ -129,9 +132,13 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     if ref_art.kind == "torch" and config.checkpoint is None:
         raise UsageError(f"the reference {config.reference} is a zoo model: give its weights with --checkpoint "
                          "(without them it is a random network)")
-    pre = D.Preprocess.from_manifest(ref_art.manifest)
     ds = D.open_dataset(config.data)
+    # A preprocessed .npy/.npz needs no preprocessing options: without a manifest its sample shape
+    # stands for the input size (checked against the reference's input below) and mean/std are unknown.
+    pre = D.resolve_preprocess(ref_art.manifest, ds)
+    shape_from_data = "input_size" not in ((ref_art.manifest or {}).get("preprocessing") or {})
     D.check_shape(ds, pre)
+    D.check_array_values(ds, pre, allow=not config.data_check)
     indices = D.sample_indices(len(ds), config.samples, config.seed)
     advance = progress("decode data", len(indices)) if progress else None
     x, kept = D.load_samples(ds, pre, indices, config.on_error, advance)
@@ -142,13 +149,14 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         "schema": VALIDATE_SCHEMA,
         "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision},
         "data": {"source": ds.source, "samples": int(len(x)), "labels": labels is not None,
-                 "skipped": len(ds.skipped), "seed": config.seed},
+                 "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
         "candidates": [],
     }
     with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
         ref_shape, ref_static = _input_shape(ref_runner)
-        if ref_shape != tuple(pre.input_size):
-            raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, its preprocessing says {tuple(pre.input_size)}")
+        if not _fits(ref_shape, tuple(pre.input_size)):
+            said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
+            raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
         ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
     doc["reference"]["backend"] = ref_runner.backend
     if labels is not None:

@@ -214,9 +214,14 @@ def test_quantize_bad_input(cli, tiny_onnx, tmp_path, case, code, message):
     else:
         np.save(tmp_path / "ok.npy", np.zeros((4, 3, 32, 32), np.float32))
         args += [tmp_path / "ok.npy"]
-        if case == "no_manifest":
+        if case == "no_manifest":  # images need mean/std (a preprocessed array would not)
             model = tmp_path / "bare.onnx"
             model.write_bytes(tiny_onnx.read_bytes())
+            from PIL import Image
+
+            (tmp_path / "imgs").mkdir()
+            Image.new("RGB", (40, 40), (90, 120, 30)).save(tmp_path / "imgs" / "a.png")
+            args[-1] = tmp_path / "imgs"
         elif case == "bad_exclude":
             args += ["--exclude", "Blocks42"]
         elif case == "no_calib":

@@ -67,7 +67,10 @@ def test_planted_regression_is_caught(cli, trained, tmp_path):
     """The patch embedding's input scale of the INT8 model shrunk 20x (the image saturates): validate must exit 6."""
     model = onnx.load(str(trained["int8"]))
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
-    dq = next(n for n in model.graph.node if n.output[0] == conv.input[0])
+    producer = {o: n for n in model.graph.node for o in n.output}
+    dq = producer[conv.input[0]]
+    while dq.op_type != "DequantizeLinear":  # INT8+FP16: a Cast to FP16 sits between the DQ and the Conv
+        dq = producer[dq.input[0]]
     target = next(i for i in model.graph.initializer if i.name == dq.input[1])
     value = onnx.numpy_helper.to_array(target) * 0.05
     target.CopyFrom(onnx.numpy_helper.from_array(value.astype(np.float32), target.name))

@@ -75,3 +75,57 @@ def build_reflect_pad():
 
 def not_a_module():
     return 42
+
+
+class _PlainBlock(nn.Module):
+    """A pre-norm ViT block with an explicit attention scale (1.0 = unscaled logits)."""
+
+    def __init__(self, dim, heads, scale):
+        super().__init__()
+        self.heads, self.scale = heads, scale
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(-1)
+        x = x + self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+        return x + self.mlp(self.norm2(x))
+
+
+class FP16HostileViT(nn.Module):
+    """Finite and correct in FP32, beyond FP16 inside nodes a float16 pass keeps in FP32."""
+
+    def __init__(self, dim=32, heads=2, depth=2, classes=10, scale=None):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 8, 8)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, 17, dim) * 0.02)
+        self.blocks = nn.Sequential(*[_PlainBlock(dim, heads, scale or (dim // heads) ** -0.5) for _ in range(depth)])
+        self.norm, self.head = nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def build_massive_residual():
+    """A few residual channels near 2000 ("massive activations"): (x - mean)^2 ~ 4e6 in LayerNorm."""
+    torch.manual_seed(0)
+    m = FP16HostileViT()
+    with torch.no_grad():
+        m.pos[:, :, :3] += 2000.0
+    return m
+
+
+def build_unscaled_logits():
+    """No 1/sqrt(d) and large q/k weights: attention logits ~1e5 before the Softmax."""
+    torch.manual_seed(1)
+    m = FP16HostileViT(scale=1.0)
+    with torch.no_grad():
+        for b in m.blocks:
+            b.qkv.weight[:64] *= 200.0
+    return m

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
@@ -25,6 +26,16 @@ Examples:
   vitdeploy quantize deit_tiny.onnx --int8 --calib calib.npz --target ort-cpu -o deit_tiny.ort.onnx
 
   vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ --keep-fp32 Softmax
+
+INT8 --target trt writes INT8+FP16 by default: Q/DQ on MatMul/Gemm/Conv inputs, every other float
+op in FP16 except the FP32 islands (LayerNorm, Softmax, reductions, and nodes whose calibrated
+range does not fit FP16); --high-precision fp32 keeps the float parts FP32.
+
+Checks: a .npy/.npz must be preprocessed (raw 0-255 pixels or unnormalised arrays are refused,
+exit 3); the result is compared with the FP32 model on held-out images and nothing is written
+(exit 6) when its outputs are not finite or fail the precision's default thresholds of
+`vitdeploy validate` (fp16: cosine >= 0.999, top-1 agreement >= 98%; int8: 0.98, 95%; top-1
+only counts with trained weights), unless --no-gate.
 """
 
 
@@ -43,6 +54,9 @@ def quantize(
     quantize_depthwise: Annotated[bool, typer.Option("--quantize-depthwise", help="Also quantize depthwise convs (left float by default: per-tensor scales hurt them).")] = False,
     no_family_hints: Annotated[bool, typer.Option("--no-family-hints", help="Ignore the model family's quantization hints from the export manifest.")] = False,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
+    high_precision: Annotated[str, typer.Option("--high-precision", help="INT8 --target trt: the unquantized float parts in fp16 (INT8+FP16, what TensorRT 10/11 builds fast) or fp32.")] = "fp16",
+    data_check: Annotated[bool, typer.Option("--data-check/--no-data-check", help="Refuse .npy/.npz arrays that look unpreprocessed (integer dtype, 0-255 values, not normalised).")] = True,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="Write the file even when it fails its precision's default thresholds (non-finite outputs are never written).")] = False,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx / MODEL.fp16.onnx).")] = None,
     on_error: Annotated[str, typer.Option(help="Undecodable image: skip (counted and reported) | fail.")] = "skip",
@@ -72,6 +86,7 @@ def quantize(
         quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
         preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
         threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
+        high_precision=high_precision, gate=not no_gate, data_check=data_check,
     )
     steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
@@ -87,11 +102,15 @@ def quantize(
     table.add_column("value")
     if m.get("quantization"):
         q = m["quantization"]
-        table.add_row("method / target", f"{q['method']} / {q['target']} ({q['activations']})")
+        table.add_row("method / target", f"{q['method']} / {q['target']} ({q['activations']}; float parts {q['high_precision'].upper()})")
         table.add_row("quantized", f"{q['quantized_nodes']} nodes, {q['quantized_activations']} activations, {q['quantized_weights']} weights"
                       + (" [dim](statistics from cache)[/]" if q["statistics"]["cached"] else ""))
-    if m.get("fp16"):
-        table.add_row("kept FP32", f"ops {', '.join(m['fp16']['fp32_ops'][:6])}..., {len(m['fp16']['fp32_overflow_nodes'])} overflow nodes")
+    islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16")
+    if islands:
+        reasons = ", ".join(f"{n} {why}" for why, n in (islands.get("fp32_range_reasons") or {}).items())
+        table.add_row("kept FP32", f"ops {', '.join(islands['fp32_ops']) or 'none'}"
+                      + (f"; {len(islands['fp32_nodes'])} named nodes" if islands["fp32_nodes"] else "")
+                      + (f"; nodes by range: {reasons}" if reasons else ""))
     d = m.get("calibration_data")
     if d:
         table.add_row("data", f"{d['calibration_samples']} calibration + {d['holdout_samples']} held-out of {d['available']}"
@@ -100,7 +119,13 @@ def quantize(
                   f"cosine {c['cosine_mean']:.5f} (min {c['cosine_min']:.5f})  top-1 agreement {c['top1_agreement']:.2%}  max abs {c['max_abs']:.3g}")
     if "top1" in acc:
         table.add_row("top-1 (labels)", f"{acc['top1']:.2%} vs FP32 {acc['top1_fp32']:.2%} ({acc['top1_drop_points']:+.2f} points drop)")
+    gate = acc.get("gate") or {}
+    if gate:
+        verdict = "pass" if gate["passed"] else "[red]FAIL[/] " + "; ".join(gate["failures"])
+        table.add_row("thresholds", verdict + (f" [dim]({gate['note']})[/]" if gate.get("note") else ""))
     console.print(table)
+    for w in m.get("warnings") or ():
+        console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ def validate(
     batch: Annotated[int, typer.Option(help="Batch size (clamped to each artifact's range).")] = 8,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write validate.json and validate.md into this folder.")] = None,
+    data_check: Annotated[bool, typer.Option("--data-check/--no-data-check", help="Refuse a .npy/.npz whose dtype or values are not normalised model inputs (raw 0-255 pixels, 0..1 not normalised).")] = True,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -49,7 +50,8 @@ def validate(
         for name in ("validate.json", "validate.md"):
             check_output(report / name, force)
     config = ValidateConfig(reference=reference, candidates=tuple(candidates), data=data, checkpoint=checkpoint,
-                            samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads)
+                            samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads,
+                            data_check=data_check)
     with progress(transient=True) as bar:
         doc = run_validate(config, tracker(bar))
     if report is not None:

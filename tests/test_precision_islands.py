@@ -1,0 +1,182 @@
+"""FP16 islands that hold, INT8+FP16 files whose only FP32 float ops are the islands, and a
+quantize that refuses to hand over a broken file (issue: precision you can trust on the device)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import digits
+
+FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def calib32(tmp_path_factory):
+    images, labels = digits.digit_images(32)
+    root = tmp_path_factory.mktemp("calib32")
+    return digits.write_image_folder(root, images, labels, np.arange(0, 160))
+
+
+def _export_user(name: str, out, decompose_layernorm: bool = False):
+    from vitdeploy.export import ExportConfig, export
+    from vitdeploy.export.config import Preprocessing
+
+    pre = Preprocessing(input_size=(3, 32, 32), mean=(0.5,) * 3, std=(0.5,) * 3)
+    return export(ExportConfig(f"usermodels:{name}", output=out, preprocessing=pre, decompose_layernorm=decompose_layernorm))
+
+
+def _types(model) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    t = {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.value_info) + list(g.output)}
+    t.update({i.name: i.data_type for i in model.graph.initializer})
+    return t
+
+
+def _all_tensors_finite(path, x) -> list[str]:
+    """Names of intermediate tensors that hold inf/NaN when ``x`` runs through the model."""
+    import onnxruntime as ort
+
+    m = onnx.load(str(path))
+    names = [o for n in m.graph.node for o in n.output if o]
+    del m.graph.output[:]
+    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in names)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {m.graph.input[0].name: x})
+    return [n for n, v in zip(names, outs) if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+
+
+def _no_round_trips(model) -> None:
+    """No tensor goes FP32 -> FP16 -> FP32: a Cast to FP16 always feeds an FP16 computation."""
+    users: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            users.setdefault(x, []).append(n)
+    for n in model.graph.node:
+        to = next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
+        if to == FLOAT16:
+            readers = users.get(n.output[0], [])
+            assert readers and not all(r.op_type == "Cast" for r in readers), f"{n.name}: FP16 round trip"
+
+
+@pytest.mark.parametrize("decompose", [True, False], ids=["decomposed-layernorm", "fused-layernorm"])
+@pytest.mark.parametrize("builder", ["build_massive_residual", "build_unscaled_logits"])
+def test_fp16_islands_hold_for_overflowing_models(builder, decompose, calib32, tmp_path, cli):
+    fp32 = tmp_path / "m.onnx"
+    _export_user(builder, fp32, decompose)  # decomposed: (x - mean)^2 ~ 4e6 lives between two FP32 nodes
+    rc, out, err = cli("quantize", fp32, "--fp16", "--calib", calib32, "-o", tmp_path / "m.fp16.onnx")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "m.fp16.json").read_text())
+    vs = m["accuracy"]["vs_fp32"]
+    assert np.isfinite(vs["max_abs"]) and vs["cosine_min"] >= 0.999, vs
+    if decompose or builder == "build_unscaled_logits":  # a fused LayerNorm keeps its 4e6 variance inside
+        assert m["fp16"]["fp32_overflow_nodes"], "the calibrated ranges must have kept nodes FP32"
+    model = onnx.load(str(tmp_path / "m.fp16.onnx"))
+    _no_round_trips(model)
+    assert any(t.data_type == FLOAT16 for t in model.graph.initializer), "still an FP16 file"
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32)
+    assert _all_tensors_finite(tmp_path / "m.fp16.onnx", x) == []
+
+
+def test_fp16_without_ranges_overflows_and_is_not_written(tmp_path, cli):
+    """No calibration data: nothing tells the pass about the 1e5 logits; the FP16 q.k is inf -> exit 6."""
+    fp32 = tmp_path / "m.onnx"
+    _export_user("build_unscaled_logits", fp32)
+    out = tmp_path / "m.fp16.onnx"
+    for extra in ((), ("--no-gate",)):
+        rc, _, err = cli("quantize", fp32, "--fp16", "-o", out, *extra)
+        assert rc == 6, err
+        error = err[err.index("error:"):].strip().splitlines()
+        assert "not finite" in error[0] and len(error) == 1
+        assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+FAMILY_TINY = ["vit_tiny_test", "t2t_vit_tiny_test", "convit_tiny_test", "sret_tiny_test", "ceit_tiny_test"]
+
+
+@pytest.fixture(scope="module")
+def tiny_exports(tmp_path_factory):
+    from vitdeploy.export import ExportConfig, export
+
+    folder = tmp_path_factory.mktemp("tiny")
+    return {n: export(ExportConfig(n, output=folder / f"{n}.onnx")).onnx_path for n in FAMILY_TINY}
+
+
+@pytest.mark.parametrize("name", FAMILY_TINY)
+def test_int8_trt_form_is_int8_plus_fp16(name, tiny_exports, calib32, tmp_path):
+    """Every FP32 float op of the default --target trt INT8 file is an FP32 island or a Q/DQ node."""
+    from vitdeploy.calib.fp16 import ANY_FLOAT_INPUT_OPS, KEEP_FP32_OPS, PASSTHROUGH_OPS, QDQ_OPS
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+
+    res = quantize(QuantizeConfig(model=tiny_exports[name], precision="int8", calib=calib32, samples=96,
+                                  output=tmp_path / "q.onnx", threads=1))
+    q = res.manifest["quantization"]
+    assert q["high_precision"] == "fp16"
+    islands = set(q["fp16"]["fp32_nodes"]) | set(q["fp16"]["fp32_overflow_nodes"])
+    model = onnx.load(str(res.onnx_path))
+    types = _types(model)
+    # data movement (Reshape, Unsqueeze, ...) and Shape compute nothing: they take the precision of their data
+    fp32_compute = [n for n in model.graph.node if n.op_type not in ANY_FLOAT_INPUT_OPS and n.op_type not in PASSTHROUGH_OPS
+                    and any(types.get(x) == FLOAT for x in list(n.input) + list(n.output) if x)]
+    outside = [(n.op_type, n.name) for n in fp32_compute
+               if n.op_type not in KEEP_FP32_OPS and n.op_type not in QDQ_OPS and n.name not in islands]
+    assert outside == [], outside[:10]
+    assert sum(types.get(n.output[0]) == FLOAT16 for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")) > 0
+    _no_round_trips(model)
+    vs = res.manifest["accuracy"]["vs_fp32"]
+    assert vs["cosine_min"] >= 0.98 and res.manifest["accuracy"]["gate"]["passed"], vs
+
+    fp32_form = quantize(QuantizeConfig(model=tiny_exports[name], precision="int8", calib=calib32, samples=96,
+                                        output=tmp_path / "q32.onnx", threads=1, high_precision="fp32"))
+    assert fp32_form.manifest["quantization"]["high_precision"] == "fp32"
+    assert not any(t.data_type == FLOAT16 for t in onnx.load(str(fp32_form.onnx_path)).graph.initializer)
+    # INT8+FP16 is as faithful as the INT8+FP32 form on the held-out images
+    assert vs["cosine_mean"] >= fp32_form.manifest["accuracy"]["vs_fp32"]["cosine_mean"] - 0.002
+
+
+def test_gate_refuses_results_below_the_thresholds(tiny_exports, calib32, tmp_path, cli, monkeypatch):
+    from vitdeploy import compare
+
+    strict = dict(compare.PRECISION_THRESHOLDS)
+    strict["int8"] = compare.Thresholds(max_abs=1e-9, cosine_min=None, top1_agreement=None)
+    monkeypatch.setattr(compare, "PRECISION_THRESHOLDS", strict)
+    monkeypatch.setattr("vitdeploy.calib.quantize.PRECISION_THRESHOLDS", strict)
+    out = tmp_path / "g.onnx"
+    rc, _, err = cli("quantize", tiny_exports["vit_tiny_test"], "--int8", "--calib", calib32, "--samples", "64", "-o", out)
+    assert rc == 6 and "fails its default thresholds" in err and "--no-gate" in err, err
+    assert not out.exists()
+    rc, stdout, err = cli("quantize", tiny_exports["vit_tiny_test"], "--int8", "--calib", calib32, "--samples", "64",
+                          "-o", out, "--no-gate")
+    assert rc == 0, err
+    m = json.loads(out.with_suffix(".json").read_text())
+    assert m["accuracy"]["gate"]["passed"] is False and m["warnings"]
+    assert "FAIL" in stdout and "warning" in stdout
+
+
+def test_random_weights_gate_on_cosine_only(tiny_exports, calib32, tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+
+    res = quantize(QuantizeConfig(model=tiny_exports["vit_tiny_test"], precision="fp16", calib=calib32, samples=32,
+                                  output=tmp_path / "h.onnx"))
+    gate = res.manifest["accuracy"]["gate"]
+    assert gate["top1_counted"] is False and "random weights" in gate["note"]
+    assert "top1_agreement" not in gate["thresholds"] and gate["thresholds"]["cosine_min"] == 0.999
+
+
+def test_too_few_samples_and_no_holdout_are_warnings(tiny_exports, calib32, tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+
+    res = quantize(QuantizeConfig(model=tiny_exports["vit_tiny_test"], precision="int8", calib=calib32, samples=1000,
+                                  holdout=0, output=tmp_path / "w.onnx"))
+    w = " | ".join(res.manifest["warnings"])
+    assert "fewer than --samples 1000" in w and "no held-out images" in w
+    assert res.manifest["calibration_data"]["calibration_samples"] == 160
