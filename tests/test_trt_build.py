@@ -68,6 +68,24 @@ def test_fp16_on_8_6_sets_the_flag_and_keeps_layernorm_fp32(model):
     assert m["layers"]["precisions"] == {"fp16": 3, "fp32": 2}
 
 
+def test_tensorrt_8_5_parses_layernorm_decomposed(model):
+    """8.5 has no LayerNormalization importer: build-engine parses a decomposed copy (faked with 8.6.1's names)."""
+    trt = make_fake_trt("8.5.2", reject_ops=("LayerNormalization",), symbols_of="8.6.1")
+    result = build(trt, model, fp16=True)
+    parsed = calls(trt, "OnnxParser", "parse_from_file")[0][0]
+    assert parsed != str(model) and not Path(parsed).exists()  # a scratch copy, removed after parsing
+    ops = {layer.__dict__["_op"] for layer in trt.builders[0]._network._layers}
+    assert "LayerNormalization" not in ops and {"ReduceMean", "Pow", "Sqrt"} <= ops
+    constrained = {la.__dict__["_op"] for la in trt.builders[0]._network._layers if la.__dict__.get("precision") == trt.float32}
+    assert constrained == {"ReduceMean", "Pow", "Sqrt", "Softmax"}  # the statistics stay FP32 under the FP16 flag
+    m = result.manifest
+    assert m["parent"]["artifact"] == str(model) and m["build_options"]["graph_rewrites"][0].startswith("decompose_layernorm")
+    trt86 = make_fake_trt("8.6.1")
+    again = build(trt86, model, fp16=True, output=model.with_name("x.fp16.trt.engine"))
+    assert calls(trt86, "OnnxParser", "parse_from_file")[0][0] == str(model)  # 8.6 imports the fused op
+    assert again.manifest["build_options"]["graph_rewrites"] == []
+
+
 @pytest.mark.parametrize("version", ["10.3.0", "10.16.1.11", "11.4.0.106"])
 def test_fp16_on_10_and_11_builds_the_fp16_onnx_strongly_typed(model, version):
     trt = make_fake_trt(version)
@@ -108,7 +126,14 @@ def test_int8_with_calib_runs_the_qdq_pass(model, calib_data, version):
     result = build(trt, model, int8=True, calib=calib_data, method="minmax", samples=16)
     qdq = model.with_name("tiny.int8.onnx")
     assert calls(trt, "OnnxParser", "parse_from_file")[0][0] == str(qdq)
-    assert ("INT8" in flags_set(trt)) == version.startswith("8.")
+    # INT8+FP16: the Q/DQ file types its float parts FP16; 8.x adds both flags (trtexec --int8 --fp16)
+    assert read_manifest(qdq)["quantization"]["high_precision"] == "fp16"
+    if version.startswith("8."):
+        assert flags_set(trt) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}
+        constrained = {la.name for la in trt.builders[0]._network._layers if la.__dict__.get("precision") == trt.float32}
+        assert {"/norm/LayerNormalization", "/softmax/Softmax"} <= constrained
+    else:
+        assert flags_set(trt) == set()
     m = result.manifest
     assert m["precision"] == "int8" and m["layers"]["precisions"].get("int8", 0) >= 1
     assert m["calibration"]["hash"] == read_manifest(qdq)["calibration_data"]["hash"]
@@ -126,9 +151,17 @@ def test_legacy_calibrator_on_8_6_uses_the_cache(model, calib_data):
     assert calibrator.read_calibration_cache().decode().startswith("TRT-8601-EntropyCalibration2\n")
     assert calibrator.get_batch(["input"]) is None
     assert calls(trt, "OnnxParser", "parse_from_file")[0][0] == str(model)  # the FP32 ONNX, implicit INT8
-    assert flags_set(trt) == {"INT8"} and created_network_flags(trt) == 1  # EXPLICIT_BATCH only
+    assert flags_set(trt) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}  # INT8+FP16 by default
+    assert created_network_flags(trt) == 1  # EXPLICIT_BATCH only
     assert len(calls(trt, "IBuilderConfig", "set_calibration_profile")) == 1  # dynamic batch
     assert result.manifest["calibration"]["path"] == "legacy-calibrator"
+
+
+def test_int8_with_fp32_float_parts_on_8_6(model, calib_data):
+    trt = make_fake_trt("8.6.1")
+    build(trt, model, int8=True, calib=calib_data, method="minmax", samples=16, high_precision="fp32")
+    assert flags_set(trt) == {"INT8"}
+    assert read_manifest(model.with_name("tiny.int8.onnx"))["quantization"]["high_precision"] == "fp32"
 
 
 @pytest.mark.parametrize("version", ["10.16.1.11", "11.4.0.106"])

@@ -51,7 +51,8 @@ def test_help_lists_examples_and_exit_codes(cli):
 
 
 @pytest.mark.parametrize("args,code,needle", [
-    (["--fp16", "--int8"], 2, "one of --fp16 and --int8"),
+    (["--fp16", "--int8", "--high-precision", "fp32"], 2, "choose one"),
+    (["--fp16", "--high-precision", "fp32"], 2, "--int8 option"),
     (["--int8"], 2, "no Q/DQ nodes"),
     (["--dla", "0"], 2, "--dla needs --fp16 or --int8"),
     (["--workspace", "lots"], 2, "invalid size"),

@@ -93,7 +93,9 @@ def test_parse_size_refuses(text):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"fp16": True, "int8": True}, "one of --fp16 and --int8"),
+    ({"fp16": True, "int8": True, "high_precision": "fp32"}, "choose one"),
+    ({"high_precision": "fp32"}, "--int8 option"),
+    ({"int8": True, "calib": Path("x.npy"), "high_precision": "bf16"}, "unknown --high-precision"),
     ({"calib": Path("x.npy")}, "--calib"),
     ({"int8": True, "calib": Path("x.npy"), "method": "magic"}, "unknown --method"),
     ({"legacy_calibrator": True}, "--int8 option"),
@@ -157,8 +159,18 @@ def test_qdq_onnx(onnx_file):
     r = resolve(EngineConfig(model=onnx_file), info)
     assert (r.precision, r.source) == ("int8", "onnx")  # Q/DQ: INT8 without asking
     assert resolve(EngineConfig(model=onnx_file, int8=True), info).source == "onnx"
-    with pytest.raises(UsageError, match="already INT8"):
-        resolve(EngineConfig(model=onnx_file, fp16=True), info)
+    r = resolve(EngineConfig(model=onnx_file, int8=True, fp16=True), info)  # trtexec --int8 --fp16
+    assert (r.precision, r.float_parts, r.onnx_has_fp16) == ("int8", "fp16", False)
+    p8 = plan(EngineConfig(model=onnx_file, int8=True, fp16=True), r, V["8.6.1"])
+    assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= set(p8.builder_flags) and p8.fp32_islands
+    with pytest.raises(UsageError, match="builds it strongly typed"):  # the FP32-typed file cannot become FP16 there
+        plan(EngineConfig(model=onnx_file, int8=True, fp16=True), r, V["10.3.0"])
+    typed16 = dataclasses.replace(info, has_fp16=True)  # the INT8+FP16 file of vitdeploy quantize
+    r16 = resolve(EngineConfig(model=onnx_file), typed16)
+    assert r16.float_parts == "fp16" and plan(EngineConfig(model=onnx_file), r16, V["10.3.0"]).builder_flags == ()
+    assert set(plan(EngineConfig(model=onnx_file), r16, V["8.6.1"]).builder_flags) >= {"INT8", "FP16"}
+    with pytest.raises(UsageError, match="requantize"):
+        resolve(EngineConfig(model=onnx_file, int8=True, high_precision="fp32"), typed16)
     with pytest.raises(UsageError, match="already INT8"):
         resolve(EngineConfig(model=onnx_file, int8=True, calib=Path("c.npy")), info)
     ort = dataclasses.replace(info, manifest={**info.manifest, "quantization": {"target": "ort-cpu"}})
@@ -199,7 +211,8 @@ def _plan(version, **kwargs):
     source = {"int8": "legacy-calibrator" if cfg.legacy_calibrator else "qdq-pass", "fp16": "fp16-pass", "fp32": "onnx"}[precision]
     from vitdeploy.trt.config import Request
 
-    return plan(cfg, Request(precision, source, BatchRange(1, 1, 8)), V[version])
+    float_parts = cfg.high_precision if precision == "int8" else "fp32"
+    return plan(cfg, Request(precision, source, BatchRange(1, 1, 8), float_parts=float_parts), V[version])
 
 
 def test_fp16_plan_per_version():
@@ -215,15 +228,20 @@ def test_fp16_plan_per_version():
 def test_int8_plan_per_version():
     p8, p10, p16, p11 = (_plan(v, int8=True, calib=Path("c.npy")) for v in VERSIONS)
     assert all(p.precision_pass == "int8" for p in (p8, p10, p16, p11))  # Q/DQ everywhere
-    assert p8.builder_flags == ("INT8",) and not p8.strongly_typed
+    # INT8+FP16 by default: the flags of `trtexec --int8 --fp16` on 8.x, with LayerNorm/Softmax kept FP32
+    assert set(p8.builder_flags) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} and p8.fp32_islands
+    assert not p8.strongly_typed
     assert all(p.builder_flags == () and p.strongly_typed for p in (p10, p16, p11))
+    fp32_parts = _plan("8.6.1", int8=True, calib=Path("c.npy"), high_precision="fp32")
+    assert fp32_parts.builder_flags == ("INT8",) and not fp32_parts.fp32_islands
 
 
 def test_legacy_calibrator_only_before_10_12():
     p8 = _plan("8.6.1", int8=True, calib=Path("c.npy"), legacy_calibrator=True)
     p10 = _plan("10.3.0", int8=True, calib=Path("c.npy"), legacy_calibrator=True)
     for p in (p8, p10):
-        assert p.use_calibrator and not p.strongly_typed and p.builder_flags == ("INT8",) and p.precision_pass == "int8-cache"
+        assert p.use_calibrator and not p.strongly_typed and p.precision_pass == "int8-cache"
+        assert set(p.builder_flags) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}
     for v in ("10.16.1.11", "11.4.0.106"):
         with pytest.raises(UsageError, match="--legacy-calibrator"):
             _plan(v, int8=True, calib=Path("c.npy"), legacy_calibrator=True)

@@ -491,9 +491,11 @@ class FakeCuda:
 
 
 def make_fake_trt(version: str, *, dla_cores: int = 0, ignore_fp16: bool = False, build_fails: bool = False,
-                  reject_ops: tuple[str, ...] = (), profile: tuple[int, int, int] = (1, 1, 8), cuda: FakeCuda | None = None):
-    """A fake ``tensorrt`` module with exactly the names of ``version``'s bindings."""
-    syms = symbols(version)
+                  reject_ops: tuple[str, ...] = (), profile: tuple[int, int, int] = (1, 1, 8), cuda: FakeCuda | None = None,
+                  symbols_of: str | None = None):
+    """A fake ``tensorrt`` module with exactly the names of ``version``'s bindings (or of ``symbols_of``'s,
+    for a version whose bindings are not on the registry: 8.5 is faked with 8.6.1's names)."""
+    syms = symbols(symbols_of or version)
     trt = types.ModuleType(f"fake_tensorrt_{version.replace('.', '_')}")
     trt._symbols = syms
     trt.calls = []

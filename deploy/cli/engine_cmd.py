@@ -58,7 +58,8 @@ class _RichMonitor:
 def build_engine(
     model: Annotated[Path, typer.Argument(help="ONNX from `vitdeploy export` or `vitdeploy quantize` (its manifest gives the batch range).")],
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (TensorRT >= 10: runs the FP16 precision pass, builds strongly typed).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8: a Q/DQ ONNX builds as is; an FP32 ONNX needs --calib.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8+FP16: a Q/DQ ONNX builds as is; an FP32 ONNX needs --calib. With --fp16 too (trtexec's habit): the same.")] = False,
+    high_precision: Annotated[str, typer.Option("--high-precision", help="--int8: the unquantized float parts in fp16 (INT8+FP16) or fp32.")] = "fp16",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration data for the Q/DQ pass (image folder, .txt list, .npy/.npz); with --legacy-calibrator also a .calib cache.")] = None,
     method: Annotated[str, typer.Option(help="Calibration: percentile | entropy | minmax | mse (as vitdeploy quantize).")] = "percentile",
     samples: Annotated[int, typer.Option(help="Calibration samples.")] = 512,
@@ -81,7 +82,7 @@ def build_engine(
     from vitdeploy.trt.config import BatchRange, EngineConfig, parse_size
 
     config = EngineConfig(
-        model=model, output=output, fp16=fp16, int8=int8, calib=calib, method=method, samples=samples,
+        model=model, output=output, fp16=fp16, int8=int8, high_precision=high_precision, calib=calib, method=method, samples=samples,
         legacy_calibrator=legacy_calibrator, workspace=parse_size(workspace) if workspace else None,
         batch=BatchRange.parse(dynamic_batch) if dynamic_batch else None, timing_cache=timing_cache,
         dla_core=dla, gpu_fallback=not no_gpu_fallback, hardware_compat=hardware_compat,

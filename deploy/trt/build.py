@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,14 +82,17 @@ def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: Bu
 
     source_info, calib_cache, pass_record = precision_pass(config, request, bplan, info, steps, progress)
     logger = make_logger(trt, config.verbose)
-    with steps.step("parse ONNX") as rec:
-        builder = trt.Builder(logger)
-        network = builder.create_network(network_flags(trt, bplan, version))
-        parser = parse_onnx(trt, network, logger, source_info, version)
-        rec.detail = f"{network.num_layers} layers"
+    with tempfile.TemporaryDirectory(prefix="vitdeploy-parse-") as scratch:
+        parse_info, rewrites = graph_for_parser(source_info, version, Path(scratch))
+        with steps.step("parse ONNX") as rec:
+            builder = trt.Builder(logger)
+            network = builder.create_network(network_flags(trt, bplan, version))
+            parser = parse_onnx(trt, network, logger, parse_info, version)
+            rec.detail = f"{network.num_layers} layers"
     with steps.step("configure"):
-        built = configure(trt, builder, network, bplan, config, request, version, source_info, calib_cache, callbacks)
+        built = configure(trt, builder, network, bplan, config, request, version, parse_info, calib_cache, callbacks)
         cfg, options, notes = built.cfg, built.options, built.notes
+        options["graph_rewrites"] = rewrites
     with steps.step("build") as rec:
         t0 = time.perf_counter()
         serialized = builder.build_serialized_network(network, cfg)
@@ -138,6 +142,7 @@ def precision_pass(config: EngineConfig, request: Request, bplan: BuildPlan, inf
     precision = "fp16" if bplan.precision_pass == "fp16" else "int8"
     qc = QuantizeConfig(model=Path(config.model), precision=precision, calib=config.calib, method=config.method,
                         samples=config.samples, target="trt", force=config.force,
+                        high_precision=config.high_precision if precision == "int8" else "fp16",
                         trt_calibration_cache=bplan.precision_pass == "int8-cache")
     out = quant_output(Path(config.model), precision, "trt")
     record: dict[str, Any] = {"pass": bplan.precision_pass, "onnx": str(out)}
@@ -171,6 +176,7 @@ def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
     from vitdeploy.calib.data import source_fingerprint
 
     same = (m.get("precision") == "int8" and q.get("method") == config.method and q.get("target") == "trt"
+            and q.get("high_precision", "fp32") == config.high_precision
             and data.get("requested_samples") == config.samples and data.get("seed", 0) == 0
             and config.calib is not None and data.get("fingerprint") == source_fingerprint(config.calib))
     if bplan.precision_pass == "int8-cache":
@@ -212,6 +218,26 @@ def network_flags(trt, bplan: BuildPlan, version: TrtVersion) -> int:
     if bplan.strongly_typed and version.has_strongly_typed and not version.strongly_typed_only:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
+
+
+def graph_for_parser(info: OnnxInfo, version: TrtVersion, scratch: Path) -> tuple[OnnxInfo, list[str]]:
+    """The ONNX the parser reads: the file itself, or (TensorRT < 8.6, which has no LayerNormalization
+    importer) a copy in ``scratch`` with LayerNorm decomposed; the rewrites done, for the manifest."""
+    if version.has_layernorm_importer or "LayerNormalization" not in info.node_ops:
+        return info, []
+    import dataclasses
+
+    from vitdeploy import onnx_utils
+    from vitdeploy.export.passes import decompose_layernorm  # onnx only, no torch
+
+    model = onnx_utils.load(info.path)
+    n = decompose_layernorm(model)
+    path = scratch / info.path.name
+    onnx_utils.save(model, path)
+    names = tuple(node.name for node in model.graph.node)
+    ops = tuple(node.op_type for node in model.graph.node)
+    return (dataclasses.replace(info, path=path, node_names=names, node_ops=ops),
+            [f"decompose_layernorm: {n} LayerNormalization node(s) (TensorRT {version} has no importer)"])
 
 
 def parse_onnx(trt, network, logger, info: OnnxInfo, version: TrtVersion):

@@ -48,6 +48,7 @@ class EngineConfig:
     output: Path | None = None
     fp16: bool = False
     int8: bool = False
+    high_precision: str = "fp16"  # INT8: the unquantized float parts in fp16 (INT8+FP16) or fp32
     calib: Path | None = None  # data for the Q/DQ pass (or a TensorRT .calib cache with --legacy-calibrator)
     method: str = "percentile"  # vitdeploy quantize's default
     samples: int = 512
@@ -64,8 +65,12 @@ class EngineConfig:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        if self.fp16 and self.int8:
-            raise UsageError("choose one of --fp16 and --int8 (an INT8 Q/DQ ONNX keeps its float parts FP32)")
+        if self.high_precision not in ("fp16", "fp32"):
+            raise UsageError(f"unknown --high-precision {self.high_precision!r}; choose fp16 or fp32")
+        if self.high_precision != "fp16" and not self.int8:
+            raise UsageError("--high-precision is an --int8 option (the precision of the unquantized float parts)")
+        if self.fp16 and self.int8 and self.high_precision == "fp32":
+            raise UsageError("--int8 --fp16 asks for FP16 float parts, --high-precision fp32 for FP32: choose one")
         if self.calib is not None and not (self.int8 or self.fp16):
             raise UsageError("--calib is calibration data for --int8 (or for the FP16 overflow check with --fp16)")
         from vitdeploy.calib.methods import METHODS  # numpy only
@@ -122,8 +127,12 @@ class OnnxInfo:
         return q.get("target")
 
     def fp32_keep_names(self, ops: tuple[str, ...]) -> frozenset[str]:
-        """Names of nodes whose op type is in ``ops`` (the FP16 flag path keeps them FP32)."""
-        return frozenset(n for n, op in zip(self.node_names, self.node_ops) if op in ops and n)
+        """Names of nodes the FP16 flag path keeps FP32: those whose op type is in ``ops``, and those
+        the precision pass kept FP32 for their calibrated range (listed in the manifest)."""
+        m = self.manifest or {}
+        islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16") or {}
+        listed = set(islands.get("fp32_nodes") or ()) | set(islands.get("fp32_overflow_nodes") or ())
+        return frozenset(n for n, op in zip(self.node_names, self.node_ops) if n and (op in ops or n in listed))
 
 
 def inspect_onnx(path: Path) -> OnnxInfo:
@@ -165,21 +174,26 @@ class Request:
     source: str  # "onnx": the file's own types | "fp16-pass" | "qdq-pass" | "legacy-calibrator"
     batch: BatchRange | None  # None: static batch
     calib_cache: Path | None = None  # legacy path: a .calib given directly
+    float_parts: str = "fp32"  # INT8: the precision of what is not quantized (fp16: INT8+FP16)
+    onnx_has_fp16: bool = False  # the file itself types its float parts FP16
 
 
 def resolve(config: EngineConfig, info: OnnxInfo) -> Request:
     """The precision asked for and where it comes from; refuses impossible combinations."""
     onnx_precision = info.precision
     cache_path = None
+    float_parts = "fp32"
     if info.has_qdq:
         if info.qdq_target not in (None, "trt"):
             raise UsageError(f"{info.path} is quantized for {info.qdq_target} (UINT8 activations), which TensorRT "
                              "cannot build: quantize with --target trt")
-        if config.fp16:
-            raise UsageError(f"{info.path} is already INT8 (Q/DQ); --fp16 does not apply: build it as is or with --int8")
         if config.calib is not None or config.legacy_calibrator:
             raise UsageError(f"{info.path} is already INT8 (Q/DQ); --calib/--legacy-calibrator are for an FP32 ONNX")
+        if info.has_fp16 and config.high_precision == "fp32":
+            raise UsageError(f"{info.path} is INT8+FP16 (its float parts are FP16); --high-precision fp32 applies to "
+                             "the quantize pass: requantize the FP32 ONNX with --high-precision fp32")
         precision, source = "int8", "onnx"
+        float_parts = "fp16" if info.has_fp16 or config.fp16 else "fp32"
     elif config.int8:
         if config.calib is None:
             raise UsageError(f"--int8: {info.path} has no Q/DQ nodes; give --calib DATA to quantize it first, or build "
@@ -188,6 +202,7 @@ def resolve(config: EngineConfig, info: OnnxInfo) -> Request:
             raise UsageError(f"{info.path} is {onnx_precision}; INT8 calibration starts from the FP32 export")
         precision = "int8"
         source = "legacy-calibrator" if config.legacy_calibrator else "qdq-pass"
+        float_parts = config.high_precision
         if config.legacy_calibrator and Path(config.calib).suffix == ".calib":
             cache_path = Path(config.calib)
             if not cache_path.exists():
@@ -198,7 +213,7 @@ def resolve(config: EngineConfig, info: OnnxInfo) -> Request:
         precision, source = "fp32", "onnx"
     if config.dla_core is not None and precision == "fp32":
         raise UsageError("--dla needs --fp16 or --int8: DLA cores run only FP16/INT8 layers")
-    return Request(precision, source, _batch_profile(config, info), cache_path)
+    return Request(precision, source, _batch_profile(config, info), cache_path, float_parts, info.has_fp16)
 
 
 def _batch_profile(config: EngineConfig, info: OnnxInfo) -> BatchRange | None:
@@ -287,6 +302,12 @@ def plan(config: EngineConfig, request: Request, version: TrtVersion, on_jetson:
             precision_pass = None if request.calib_cache else "int8-cache"
         if not strongly_typed:
             builder_flags.append("INT8")
+            if request.float_parts == "fp16":  # trtexec --int8 --fp16: the rest in FP16, islands kept FP32
+                builder_flags.append("FP16")
+                fp32_islands = True
+        elif request.source == "onnx" and request.float_parts == "fp16" and not request.onnx_has_fp16:
+            raise UsageError(f"--fp16: this Q/DQ ONNX keeps its float parts FP32 and TensorRT {version} builds it "
+                             "strongly typed, as written; requantize without --high-precision fp32 for INT8+FP16")
     if config.version_compatible:
         builder_flags.append("VERSION_COMPATIBLE")
     if config.dla_core is not None and config.gpu_fallback:

@@ -96,6 +96,11 @@ class TrtVersion:
     def has_platform_fast_fp16(self) -> bool:
         return self.major < 11
 
+    @property
+    def has_layernorm_importer(self) -> bool:
+        """The ONNX parser imports LayerNormalization (8.6 EA and newer; 8.5 has no importer)."""
+        return self.at_least(8, 6)
+
     # --- build options ------------------------------------------------------------------------
     @property
     def has_progress_monitor(self) -> bool:
