@@ -18,12 +18,19 @@ DATA_DEPENDENT_OPS = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Loop"
 
 ORT_TARGET = "ort"
 
+# Ops a target's parser lacks but `vitdeploy build-engine` rewrites for it before parsing: an
+# "info" finding (shown, never fatal), since trtexec on that version would still refuse the file.
+BUILD_TIME_REWRITES = {
+    "LayerNormalization": "vitdeploy build-engine decomposes it into ReduceMean/Sub/Pow/Sqrt/Div before parsing "
+                          "(for trtexec, export with --decompose-layernorm)",
+}
+
 
 @dataclass(frozen=True)
 class Finding:
     target: str
-    severity: str  # "error": the parser/builder refuses; "warning": builds with a caveat
-    kind: str  # "opset" | "op" | "dtype" | "int64" | "dynamic"
+    severity: str  # "error": the parser/builder refuses; "warning": builds with a caveat; "info": handled by build-engine
+    kind: str  # "opset" | "op" | "dtype" | "int64" | "dynamic" | "rewrite"
     subject: str
     message: str
 
@@ -91,7 +98,10 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
             out.append(Finding(target, "error", "opset", f"opset {opset}",
                                f"{support.name} parses opsets {support.min_opset}-{support.max_opset}; the file is opset {opset}"))
         for op, count in histogram.items():
-            if op not in support.supported_ops:
+            if op not in support.supported_ops and op in BUILD_TIME_REWRITES:
+                out.append(Finding(target, "info", "rewrite", op,
+                                   f"{count} {op} node(s): no importer in {support.name}; {BUILD_TIME_REWRITES[op]}"))
+            elif op not in support.supported_ops:
                 out.append(Finding(target, "error", "op", op, f"{count} {op} node(s): not supported by the {support.name} ONNX parser"))
             if op in DATA_DEPENDENT_OPS:
                 out.append(Finding(target, "warning", "dynamic", op,
@@ -112,6 +122,11 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
                                    f"input {v['name']} has dynamic axes {dynamic}: only the batch axis should be dynamic"))
         results[target] = out
     return results
+
+
+def blocking(results: dict[str, list[Finding]]) -> dict[str, list[Finding]]:
+    """The findings ``--strict`` fails on: every one but the "info" ones build-engine takes care of."""
+    return {t: [f for f in fs if f.severity != "info"] for t, fs in results.items()}
 
 
 def summarize(results: dict[str, list[Finding]]) -> dict[str, dict]:

@@ -69,6 +69,9 @@ class ExportConfig:
     simplify: str = "onnxsim"
     targets: tuple[str, ...] = ("trt8.5", "trt10", "trt11")
     strict_check: bool = False
+    # Write LayerNorm as primitive ops (for trtexec on TensorRT 8.5). Off by default: TensorRT >= 8.6
+    # imports LayerNormalization as one layer kept FP32, and build-engine decomposes it for 8.5 itself.
+    decompose_layernorm: bool = False
     strict_checkpoint: bool = True
     force: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -1,9 +1,11 @@
 """ONNX graph passes applied after export, each for a stated reason (torch-free).
 
 ``decompose_layernorm``: TensorRT 8.5 (JetPack 5) has no LayerNormalization importer (added
-in 8.6), so a file that must build there gets LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/
-Sqrt/Div/Mul/Add: the pattern TensorRT >= 8.6 fuses back into one normalization layer. The
-FP16 pass keeps those reductions in FP32 (decomposed LayerNorm overflows in FP16).
+in 8.6), so a file that must parse there gets LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/
+Sqrt/Div/Mul/Add. Exports keep the fused op (one layer, kept FP32 by TensorRT >= 8.6; measured:
+the decomposed form doubles the casts of an FP16 file and ONNX Runtime's LayerNorm fusion
+mistypes it when its pieces run in FP32 from an FP16 input); `vitdeploy build-engine` applies
+this pass in memory on TensorRT < 8.6, and `export --decompose-layernorm` writes it for trtexec.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def decompose_layernorm(model) -> int:
                 return helper.make_node("ReduceMean", [inp, axes_name], [out], name=name, keepdims=1)
             return helper.make_node("ReduceMean", [inp], [out], name=name, axes=axes, keepdims=1)
 
-        graph.initializer.extend([
-            onnx.numpy_helper.from_array(np.asarray(eps, np.float32), f"{p}/eps"),
-            onnx.numpy_helper.from_array(np.asarray(2.0, np.float32), f"{p}/two"),
+        inits = {i.name: i for i in graph.initializer}
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(inits[scale].data_type) if scale in inits else np.float32
+        graph.initializer.extend([  # the scale's type: an FP16-typed LayerNorm stays FP16
+            onnx.numpy_helper.from_array(np.asarray(eps, dtype), f"{p}/eps"),
+            onnx.numpy_helper.from_array(np.asarray(2.0, dtype), f"{p}/two"),
         ])
         y = node.output[0]
         new_nodes += [

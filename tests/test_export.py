@@ -119,3 +119,17 @@ def test_checkpoint_of_another_architecture(cli, tmp_path):
     assert rc == 4
     assert "does not match vit_tiny_test" in err and "shape mismatch" in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_layernorm_fused_by_default_and_decomposed_on_request(tmp_path):
+    """The default targets include trt8.5: LayerNormalization stays one op (an "info" finding there,
+    since build-engine decomposes it); --decompose-layernorm writes the primitive ops for trtexec."""
+    fused = export(ExportConfig("vit_tiny_test", output=tmp_path / "f.onnx")).manifest
+    assert fused["graph"]["ops"]["LayerNormalization"] == 5 and "decompose_layernorm" not in fused["passes"]
+    (info,) = fused["trt_readiness"]["trt8.5"]["findings"]
+    assert info["severity"] == "info" and "--decompose-layernorm" in info["message"]
+    assert any("build-engine" in n and "decomposes" in n for n in fused["notes"])
+    split = export(ExportConfig("vit_tiny_test", output=tmp_path / "d.onnx", decompose_layernorm=True)).manifest
+    assert "LayerNormalization" not in split["graph"]["ops"] and "decompose_layernorm" in split["passes"]
+    assert split["trt_readiness"]["trt8.5"]["findings"] == []
+    assert split["parity"]["final"]["8"]["max_abs"] <= 1e-4

@@ -38,8 +38,10 @@ def test_exports_at_opset17_with_parity_and_no_trt_findings(exported, name):
     assert set(m["parity"]["final"]) == {"1", "8"}
     for fig in m["parity"]["final"].values():
         assert fig["max_abs"] <= 1e-4 and fig["cosine_min"] >= 0.99999 and fig["top1_agreement"] == 1.0
-    for target in TRT_TARGETS:
-        assert m["trt_readiness"][target]["findings"] == [], (target, m["trt_readiness"][target])
+    for target in TRT_TARGETS:  # "info": LayerNormalization on 8.5, which build-engine decomposes there
+        blocking = [f for f in m["trt_readiness"][target]["findings"] if f["severity"] != "info"]
+        assert blocking == [], (target, m["trt_readiness"][target])
+    assert {f["subject"] for f in m["trt_readiness"]["trt8.5"]["findings"]} <= {"LayerNormalization"}
     forbidden = {"Einsum", "Col2Im", "GatherND", "TopK", "Loop", "If", "RandomUniform", "RandomNormal"}
     assert not forbidden & set(m["graph"]["ops"])
     if name.startswith("SReT") or name.startswith("sret"):

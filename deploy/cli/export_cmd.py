@@ -54,7 +54,7 @@ def _findings_table(findings: dict) -> Table:
         if not fs:
             table.add_row(target, "[green]ok[/]", "", "no findings")
         for f in fs:
-            color = "red" if f.severity == "error" else "yellow"
+            color = {"error": "red", "warning": "yellow"}.get(f.severity, "dim")
             table.add_row(target, f"[{color}]{f.severity}[/]", f.kind, f.message)
     return table
 
@@ -69,7 +69,8 @@ def export(
     exporter: Annotated[str, typer.Option(help="auto | legacy | dynamo (auto: the family's preferred one, the other as fallback).")] = "auto",
     simplify: Annotated[str, typer.Option(help="onnxsim | onnxslim | none (the other simplifier is the fallback).")] = "onnxsim",
     target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding (not on 'info': what build-engine handles).")] = False,
+    decompose_layernorm: Annotated[bool, typer.Option("--decompose-layernorm", help="Write LayerNorm as primitive ops, for trtexec on TensorRT 8.5 (build-engine does it itself).")] = False,
     non_strict: Annotated[bool, typer.Option("--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")] = False,
     atol: Annotated[float, typer.Option(help="Max abs error allowed between ONNX Runtime and PyTorch.")] = 1e-4,
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
@@ -91,6 +92,7 @@ def export(
     config = ExportConfig(
         model=model, checkpoint=checkpoint, output=output, batch=batch_range, opset=opset, exporter=exporter,
         simplify=simplify, targets=tuple(target or ("trt8.5", "trt10", "trt11")), strict_check=strict,
+        decompose_layernorm=decompose_layernorm,
         strict_checkpoint=not non_strict, force=force, thresholds=Thresholds(max_abs=atol),
         preprocessing=Preprocessing(
             input_size=tuple(int(v) for v in size) if size else None,
@@ -137,7 +139,7 @@ def check(
         print_json(trtcheck.summarize(findings))
     else:
         console.print(_findings_table(findings))
-    errors = [f for fs in findings.values() for f in fs if f.severity == "error" or strict]
+    errors = [f for fs in findings.values() for f in fs if f.severity == "error" or (strict and f.severity != "info")]
     if errors:
         raise CompatibilityError(f"{len(errors)} finding(s) that block TensorRT, e.g. [{errors[0].target}] {errors[0].message}")
 
