@@ -22,8 +22,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vitdeploy import onnx_utils
 from vitdeploy.calib.graph import from_array, initializers, to_array
 from vitdeploy.deps import require
+from vitdeploy.fp16_emulation import FP16_MAX
 
 KEEP_FP32_OPS = (
     "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp",
@@ -39,7 +41,6 @@ PASSTHROUGH_OPS = frozenset({
 FP32_ONLY_INPUTS = {"Resize": (1, 2)}
 # Ops that accept a float input of any precision (no cast needed in front of them).
 ANY_FLOAT_INPUT_OPS = frozenset({"Shape", "Size", "Cast", "CastLike"})
-FP16_MAX = 65504.0
 SAFETY = 0.25  # a tensor beyond a quarter of the FP16 range is kept FP32 (headroom for unseen inputs)
 EXP_SENSITIVE_OPS = ("Softmax", "LogSoftmax", "Exp")
 COARSE_LOGITS = 256.0  # FP16 spacing is 0.25 from 256 up: too coarse for an input of exp()
@@ -58,7 +59,7 @@ def convert(model, keep_ops: Iterable[str] = (), keep_nodes: Iterable[str] = ())
     m = onnx.ModelProto()
     m.CopyFrom(model)
     graph = m.graph
-    types = _elem_types(m)
+    types = onnx_utils.elem_types(m)
     fp32_ops = set(KEEP_FP32_OPS) | set(QDQ_OPS) | set(keep_ops)
     fp32_names = set(keep_nodes) - {""}
     inits = initializers(m)
@@ -146,19 +147,6 @@ def _node_precision(node, floats: list[int], fp32_ops: set[str], fp32_names: set
     return _FLOAT16
 
 
-def _elem_types(model) -> dict[str, int]:
-    """Element type of every typed tensor (declared, initializer, or from shape inference)."""
-    onnx = require("onnx")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - inference is best effort; declared types still count
-        inferred = model
-    g = inferred.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.value_info) + list(g.output)}
-    types.update({t.name: t.data_type for t in model.graph.initializer})
-    return types
-
-
 def range_fp32_nodes(model, tensor_amax: dict[str, float]) -> dict[str, str]:
     """Nodes that must run in FP32 given calibrated ranges, each with the reason.
 
@@ -192,58 +180,6 @@ def range_fp32_nodes(model, tensor_amax: dict[str, float]) -> dict[str, str]:
 
 def fp32_float_nodes(model) -> list[str]:
     """Names of nodes that compute on FP32 tensors in an FP16 model (to check islands against)."""
-    types = _elem_types(model)
+    types = onnx_utils.elem_types(model)
     return [n.name for n in model.graph.node if n.op_type != "Cast"
             and any(types.get(x) == _FLOAT for x in list(n.input) + list(n.output) if x)]
-
-
-def emulate_fp16(model):
-    """An FP32 copy of an FP16 ``model`` that rounds every FP16 tensor the way FP16 storage does.
-
-    ONNX Runtime's CPU provider has almost no FP16 kernels: it wraps them in casts and then drops
-    the casts, so an FP16 file runs in FP32 there and never shows FP16 overflow or rounding (a
-    MatMul of 300 x 300 x 2 gives 180000 instead of inf). This copy computes in FP32 and, after
-    every tensor the file types FP16, rounds to 11 significant bits (Veltkamp split: t = 8193 x,
-    x16 = t - (t - x)) and maps |x16| > 65504 to inf, so accuracy measured on the CPU is the
-    accuracy of FP16 storage. Not modelled: FP16 subnormals (|x| < 6.1e-5 keep FP32 precision)
-    and FP16 accumulation inside kernels (TensorRT accumulates matmuls in FP32).
-    """
-    onnx = require("onnx")
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    graph = m.graph
-    types = _elem_types(model)
-    for t in graph.initializer:
-        if t.data_type == _FLOAT16:
-            t.CopyFrom(from_array(to_array(t).astype(np.float32), t.name))
-    graph.initializer.extend([
-        from_array(np.asarray(8193.0, np.float32), "fp16_emulation/split"),
-        from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
-        from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
-    ])
-    nodes = []
-    helper = onnx.helper
-    for node in graph.node:
-        if node.op_type == "Cast":
-            to = next(a for a in node.attribute if a.name == "to")
-            if to.i == _FLOAT16:
-                to.i = _FLOAT
-        nodes.append(node)
-        for k, out in enumerate(node.output):
-            if types.get(out) != _FLOAT16:
-                continue
-            raw, p = f"{out}__fp32", f"fp16_emulation/{out}"
-            node.output[k] = raw
-            nodes += [
-                helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
-                helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
-                helper.make_node("Sub", [f"{p}/t", f"{p}/d"], [f"{p}/r"], name=f"{p}/Round"),
-                helper.make_node("Abs", [f"{p}/r"], [f"{p}/a"], name=f"{p}/Abs"),
-                helper.make_node("Greater", [f"{p}/a", "fp16_emulation/max"], [f"{p}/big"], name=f"{p}/Greater"),
-                helper.make_node("Mul", [f"{p}/r", "fp16_emulation/inf"], [f"{p}/inf"], name=f"{p}/Inf"),
-                helper.make_node("Where", [f"{p}/big", f"{p}/inf", f"{p}/r"], [out], name=f"{p}/Where"),
-            ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.value_info[:]
-    return m

@@ -24,6 +24,7 @@ from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
 from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, compare
 from vitdeploy.errors import UsageError, ValueMismatchError
+from vitdeploy.fp16_emulation import emulate_fp16
 from vitdeploy.io import check_artifact_output, check_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
@@ -227,7 +228,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     with steps.step("accuracy vs FP32"):
         # FP16 parts are measured through FP16 rounding: ONNX Runtime's CPU provider would run them in FP32.
         has_fp16 = config.precision == "fp16" or (precision_info or {}).get("high_precision") == "fp16"
-        eval_bytes = F16.emulate_fp16(result_model).SerializeToString() if has_fp16 else result_bytes
+        eval_bytes = emulate_fp16(result_model).SerializeToString() if has_fp16 else result_bytes
         if x_hold is not None and len(x_hold):
             accuracy = _evaluate(model_bytes, eval_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
                                  static_batch)

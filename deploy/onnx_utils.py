@@ -93,3 +93,16 @@ def save(model, path: str | os.PathLike) -> None:
     else:
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=Path(path).name + ".data")
+
+
+def elem_types(model) -> dict[str, int]:
+    """Element type (TensorProto enum) of every typed tensor: declared, initializer, or inferred."""
+    onnx = onnx_module()
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is best effort; declared types still count
+        inferred = model
+    g = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types

@@ -164,7 +164,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
 
     for spec in config.candidates:
         art = resolve_artifact(spec)
-        with open_runner(art, config.backends.get(spec), config.threads) as runner:
+        with open_runner(art, config.backends.get(spec), config.threads, fp16_rounding=True) as runner:
             shape, static = _input_shape(runner)
             if shape != ref_shape:
                 raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
@@ -175,6 +175,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         precision = art.precision if art.precision in config.thresholds else "fp32"
         failures = config.thresholds[precision].failures(comparison)
         entry: dict[str, Any] = {"artifact": art.label, "kind": art.kind, "backend": runner.backend, "precision": art.precision,
+                                 "fp16_emulated": bool(getattr(runner, "fp16_emulated", False)),
                                  "comparison": comparison.to_dict(),
                                  "worst_samples": [names[i] for i in comparison.worst],
                                  "thresholds": {**config.thresholds[precision].__dict__,

@@ -1,8 +1,9 @@
 """Accuracy on real images, measured in ONNX Runtime on the CPU (slow: trains five models).
 
 Each family's tiny variant is trained on scikit-learn's bundled digits (900 AdamW steps,
-~25 s on one thread), exported, quantized to INT8 with every calibration method (--target trt) and to FP16,
-and evaluated on a held-out split the calibration never saw.
+~25 s on one thread), exported, quantized to INT8 with every calibration method (--target trt: INT8+FP16)
+and to FP16, and evaluated on a held-out split the calibration never saw, in ONNX Runtime with the FP16
+parts rounded as FP16 stores them.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ def digit_data(tmp_path_factory):
 
 
 def _ort_logits(path, x):
+    import onnx
+
+    from vitdeploy.fp16_emulation import emulate_fp16
     from vitdeploy.runners.ort import OnnxRuntimeRunner
 
-    with OnnxRuntimeRunner(path, threads=1) as r:
+    # ONNX Runtime's CPU provider would compute FP16 parts in FP32: measure them as FP16 stores them
+    with OnnxRuntimeRunner(emulate_fp16(onnx.load(str(path))).SerializeToString(), threads=1) as r:
         return np.concatenate([r.infer_one(x[i:i + 64]) for i in range(0, len(x), 64)])
 
 
@@ -87,8 +92,8 @@ def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkey
         print("[digits-json] " + json.dumps({"model": name, "fp32": top1_fp32, **rows}))
 
     assert top1_fp32 >= 0.85, "the tiny model did not learn digits: the accuracy checks below would be vacuous"
-    best = max(("int8-entropy", "int8-percentile"), key=lambda k: rows[k]["top1"])
-    assert top1_fp32 - rows[best]["top1"] <= 0.010 + 1e-9, rows
-    assert rows[best]["agreement"] >= 0.97, rows
-    assert abs(top1_fp32 - rows["fp16"]["top1"]) <= 0.001 + 1e-9, rows
+    for method in ("percentile", "entropy"):  # the default, and TensorRT's own (digits have a constant background)
+        row = rows[f"int8-{method}"]
+        assert top1_fp32 - row["top1"] <= 0.005 + 1e-9 and row["agreement"] >= 0.98, (method, rows)
+    assert top1_fp32 - rows["fp16"]["top1"] <= 0.001 + 1e-9, rows
     assert rows["int8-percentile"]["cached_stats"], "a second method must reuse the cached statistics"

@@ -48,7 +48,7 @@ MODULES = [
     "vitdeploy.trt", "vitdeploy.trt.version", "vitdeploy.trt.config", "vitdeploy.trt.layers", "vitdeploy.trt.compat",
     "vitdeploy.trt.cuda", "vitdeploy.trt.calibrator", "vitdeploy.trt.build", "vitdeploy.trt.runner",
     "vitdeploy.calib", "vitdeploy.calib.data", "vitdeploy.calib.qdq", "vitdeploy.calib.quantize", "vitdeploy.calib.trtcache",
-    "vitdeploy.calib.fp16", "vitdeploy.export.passes",  # build-engine decomposes LayerNorm for 8.5 on a Jetson
+    "vitdeploy.calib.fp16", "vitdeploy.export.passes", "vitdeploy.fp16_emulation",  # build-engine decomposes LayerNorm for 8.5 on a Jetson
 ]
 
 

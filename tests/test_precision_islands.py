@@ -180,3 +180,48 @@ def test_too_few_samples_and_no_holdout_are_warnings(tiny_exports, calib32, tmp_
     w = " | ".join(res.manifest["warnings"])
     assert "fewer than --samples 1000" in w and "no held-out images" in w
     assert res.manifest["calibration_data"]["calibration_samples"] == 160
+
+
+def _matmul_fp16_model():
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    nodes = [h.make_node("Cast", ["a"], ["a16"], to=FLOAT16), h.make_node("Cast", ["b"], ["b16"], to=FLOAT16),
+             h.make_node("MatMul", ["a16", "b16"], ["c16"]), h.make_node("Cast", ["c16"], ["c"], to=FLOAT),
+             h.make_node("Cast", ["a16"], ["a32"], to=FLOAT)]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info(n, T.FLOAT, [None, 2]) for n in "ab"],
+                     [h.make_tensor_value_info(n, T.FLOAT, [None, 2]) for n in ("c", "a32")])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_fp16_emulation_rounds_like_fp16_storage_where_onnx_runtime_does_not():
+    import onnxruntime as ort
+
+    from vitdeploy.fp16_emulation import emulate_fp16
+
+    model = _matmul_fp16_model()
+    a = np.full((2, 2), 300.1, np.float32)
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.isfinite(plain.run(None, {"a": a, "b": a})[0]).all()  # the CPU provider silently stays FP32
+    emulated = ort.InferenceSession(emulate_fp16(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    c, _ = emulated.run(None, {"a": a, "b": a})
+    assert np.isinf(c).all()  # 2 x 300^2 = 180000 > 65504
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((20000, 2)) * 10.0 ** rng.uniform(-4, 5, (20000, 2))).astype(np.float32)
+    _, rounded = emulated.run(None, {"a": x, "b": np.zeros((2, 2), np.float32)})
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16).astype(np.float32)
+    normal = np.abs(x) >= 6.2e-5  # FP16 subnormals are not modelled
+    assert np.array_equal(rounded[normal], want[normal])
+
+
+def test_validate_measures_fp16_files_through_fp16_rounding(tiny_exports, calib32, tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.validate import ValidateConfig, validate
+
+    fp32 = tiny_exports["vit_tiny_test"]
+    res = quantize(QuantizeConfig(model=fp32, precision="fp16", output=tmp_path / "h.onnx"))
+    assert res.manifest["accuracy"]["fp16_emulated"] is True
+    doc = validate(ValidateConfig(reference=str(fp32), candidates=(str(res.onnx_path),), data=calib32, samples=16))
+    (cand,) = doc["candidates"]
+    assert cand["fp16_emulated"] is True and cand["comparison"]["cosine_min"] > 0.999

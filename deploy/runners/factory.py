@@ -81,7 +81,9 @@ def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | No
 
 
 def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = None, threads: int | None = None,
-                device: str = "cpu") -> BaseRunner:
+                device: str = "cpu", fp16_rounding: bool = False) -> BaseRunner:
+    """``fp16_rounding`` (accuracy, not timing): ONNX Runtime on the CPU runs an FP16 file with its
+    FP16 parts rounded as FP16 stores them, not silently in FP32 (see vitdeploy.fp16_emulation)."""
     art = artifact if isinstance(artifact, Artifact) else resolve_artifact(artifact)
     backend = backend or art.default_backend
     if backend not in BACKENDS:
@@ -91,7 +93,8 @@ def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = No
             raise UsageError(f"{art.label} is an ONNX file: use an ort-* backend, or build an engine for trt")
         from vitdeploy.runners.ort import OnnxRuntimeRunner
 
-        runner = OnnxRuntimeRunner(art.path, providers=_ORT_PROVIDERS[backend], threads=threads)
+        runner = OnnxRuntimeRunner(art.path, providers=_ORT_PROVIDERS[backend], threads=threads,
+                                   fp16_rounding=fp16_rounding and backend == "ort-cpu")
     elif art.kind == "engine":
         if backend != "trt":
             raise UsageError(f"{art.label} is a TensorRT engine: only the trt backend runs it")

@@ -31,9 +31,13 @@ PROVIDER_ALIASES = {
 
 class OnnxRuntimeRunner(BaseRunner):
     def __init__(self, model: str | os.PathLike | bytes, providers: tuple[str, ...] = ("cpu",),
-                 threads: int | None = None, optimization: str = "all"):
+                 threads: int | None = None, optimization: str = "all", fp16_rounding: bool = False):
+        """``fp16_rounding``: run an FP16 file through ``vitdeploy.fp16_emulation`` (accuracy as FP16
+        stores it; the CPU provider would compute its FP16 parts in FP32). Slower: not for timing."""
         super().__init__()
         self.model = model
+        self.fp16_rounding = fp16_rounding
+        self.fp16_emulated = False
         self.providers = tuple(PROVIDER_ALIASES.get(p, p) for p in providers)
         self.threads = threads
         self.optimization = optimization
@@ -64,10 +68,22 @@ class OnnxRuntimeRunner(BaseRunner):
             raise InputError(f"ONNX model {self.model} not found")
         try:
             src = self.model if isinstance(self.model, bytes) else str(self.model)
+            if self.fp16_rounding:
+                src = self._fp16_rounded(src)
             self.session = ort.InferenceSession(src, sess_options=opts, providers=list(self.providers))
         except Exception as exc:  # ORT raises its own exception types for invalid graphs
             raise InputError(f"ONNX Runtime cannot load {self._label()}: {str(exc).splitlines()[0]}") from exc
         self.is_active = True
+
+    def _fp16_rounded(self, src: str | bytes) -> str | bytes:
+        from vitdeploy import fp16_emulation, onnx_utils
+
+        onnx = onnx_utils.onnx_module()
+        model = onnx.load_from_string(src) if isinstance(src, bytes) else onnx_utils.load(src)
+        if not fp16_emulation.has_fp16(model):
+            return src
+        self.fp16_emulated = True
+        return fp16_emulation.emulate_fp16(model).SerializeToString()
 
     def _label(self) -> str:
         return "the model" if isinstance(self.model, bytes) else str(self.model)

@@ -1,0 +1,69 @@
+"""FP16 as FP16 stores it, on a CPU: an FP32 copy of an FP16 ONNX that rounds every FP16 tensor.
+
+ONNX Runtime's CPU provider has almost no FP16 kernels: it wraps them in casts and then drops
+the casts, so an FP16 file runs in FP32 there and never shows FP16 overflow or rounding (a
+MatMul of 300 x 300 x 2 gives 180000 instead of inf). Accuracy measured that way says nothing
+about the device. ``emulate_fp16`` computes in FP32 and, after every tensor the file types FP16,
+rounds to FP16's 11 significant bits (Veltkamp split: t = 8193 x, x16 = t - (t - x); bit-exact
+against numpy's float16 for normal values) and maps |x16| > 65504 to inf. Not modelled: FP16
+subnormals (|x| < 6.1e-5 keep FP32 precision) and FP16 accumulation inside kernels (TensorRT
+accumulates matmuls in FP32). For accuracy only: the copy is slower than the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vitdeploy import onnx_utils
+
+FP16_MAX = 65504.0
+_FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
+
+
+def has_fp16(model) -> bool:
+    """True when the model types any initializer or Cast output FP16."""
+    return any(t.data_type == _FLOAT16 for t in model.graph.initializer) or any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute) for n in model.graph.node)
+
+
+def emulate_fp16(model):
+    """The FP32 copy of ``model`` with FP16 rounding after every FP16-typed tensor (see module doc)."""
+    onnx = onnx_utils.onnx_module()
+    numpy_helper, helper = onnx.numpy_helper, onnx.helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    graph = m.graph
+    types = onnx_utils.elem_types(model)
+    for t in graph.initializer:
+        if t.data_type == _FLOAT16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+    graph.initializer.extend([
+        numpy_helper.from_array(np.asarray(8193.0, np.float32), "fp16_emulation/split"),
+        numpy_helper.from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
+        numpy_helper.from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
+    ])
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Cast":
+            to = next(a for a in node.attribute if a.name == "to")
+            if to.i == _FLOAT16:
+                to.i = _FLOAT
+        nodes.append(node)
+        for k, out in enumerate(node.output):
+            if types.get(out) != _FLOAT16:
+                continue
+            raw, p = f"{out}__fp32", f"fp16_emulation/{out}"
+            node.output[k] = raw
+            nodes += [
+                helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
+                helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
+                helper.make_node("Sub", [f"{p}/t", f"{p}/d"], [f"{p}/r"], name=f"{p}/Round"),
+                helper.make_node("Abs", [f"{p}/r"], [f"{p}/a"], name=f"{p}/Abs"),
+                helper.make_node("Greater", [f"{p}/a", "fp16_emulation/max"], [f"{p}/big"], name=f"{p}/Greater"),
+                helper.make_node("Mul", [f"{p}/r", "fp16_emulation/inf"], [f"{p}/inf"], name=f"{p}/Inf"),
+                helper.make_node("Where", [f"{p}/big", f"{p}/inf", f"{p}/r"], [out], name=f"{p}/Where"),
+            ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return m
