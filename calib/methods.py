@@ -106,7 +106,12 @@ def _entropy_threshold(hist: np.ndarray, width: float, amax: float, levels: int 
         return float(min(last * width, amax))
     best_kl, best_i = np.inf, last
     stride = max(stride, (last - levels) // 512)  # at most ~512 candidate thresholds
+    tail = np.cumsum(hist[::-1])[::-1]  # tail[i]: values at or above bin i
     for i in range(levels, last + 1, stride):
+        if i < last and tail[i] > 0.5 * tail[0]:
+            # Clipping most values cannot be right, yet its KL is ~0 when everything lands in the
+            # last bin: a tensor far from zero (a LayerNorm's std, 0.69..2.5) picked 0.689.
+            continue
         ref = hist[:i].copy()
         ref[i - 1] += hist[i:].sum()  # outliers clipped into the last bin
         # quantize hist[:i] into `levels` bins, then expand back over the non-empty source bins
