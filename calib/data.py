@@ -246,9 +246,17 @@ def _open_array(p: Path) -> Dataset:
 
 
 def check_shape(ds: Dataset, pre: Preprocess) -> None:
-    if ds.kind == "array" and tuple(ds.array.shape[1:]) != tuple(pre.input_size):  # type: ignore[union-attr]
-        raise InputError(f"{ds.source}: samples are {tuple(ds.array.shape[1:])} but the model takes "  # type: ignore[union-attr]
-                         f"{tuple(pre.input_size)} (a .npy/.npz must be preprocessed already)")
+    """An array's samples must be the model's (C, H, W); channels-last data gets the transpose as its fix."""
+    if ds.kind != "array":
+        return
+    got, want = tuple(ds.array.shape[1:]), tuple(pre.input_size)  # type: ignore[union-attr]
+    if got == want:
+        return
+    if got == (want[1], want[2], want[0]):
+        raise InputError(f"{ds.source}: samples are {got}, channels last (N,H,W,C); the model takes N,C,H,W "
+                         f"{want}: save x.transpose(0, 3, 1, 2)")
+    raise InputError(f"{ds.source}: samples are {got} but the model takes {want} "
+                     "(a .npy/.npz must be preprocessed already)")
 
 
 # Value check of preprocessed arrays (check_array_values). Normalised input is (x - mean) / std

@@ -365,3 +365,9 @@ def test_quantize_bare_onnx_with_preprocessed_array_needs_no_preprocessing_optio
     np.save(tmp_path / "small.npy", np.zeros((8, 3, 16, 16), np.float32))
     rc, _, err = cli("quantize", bare, "--int8", "--calib", tmp_path / "small.npy", "-o", tmp_path / "s.onnx")
     assert rc == 3 and "(3, 32, 32)" in err  # the input size comes from the ONNX
+
+
+def test_channels_last_array_gets_the_transpose_as_its_fix(tmp_path):
+    ds = _array_ds(tmp_path, _normalise(_pixels(4), HALF).transpose(0, 2, 3, 1))
+    with pytest.raises(InputError, match=r"channels last .*transpose\(0, 3, 1, 2\)"):
+        D.check_shape(ds, HALF)
