@@ -42,8 +42,14 @@ FP32_ONLY_INPUTS = {"Resize": (1, 2)}
 # Ops that accept a float input of any precision (no cast needed in front of them).
 ANY_FLOAT_INPUT_OPS = frozenset({"Shape", "Size", "Cast", "CastLike"})
 SAFETY = 0.25  # a tensor beyond a quarter of the FP16 range is kept FP32 (headroom for unseen inputs)
-EXP_SENSITIVE_OPS = ("Softmax", "LogSoftmax", "Exp")
-COARSE_LOGITS = 256.0  # FP16 spacing is 0.25 from 256 up: too coarse for an input of exp()
+UNDERFLOW_SHARE = 0.5  # a tensor most of whose non-zero values are below FP16's smallest normal
+DIVISOR_SHARE = 0.01  # a divisor 1 % of whose values FP16 flushes or blurs
+# exp() turns an absolute input error into a relative output error, and FP16's spacing at |x| is
+# |x| / 1024. Softmax subtracts the row maximum and the largest logits dominate: above 256 (spacing
+# 0.25) FP16 logits are too coarse. A bare Exp has no such normalisation; Performer features
+# exp(w.x - |x|^2/2) are compared and summed at magnitudes of 20-100 (T2T-ViT: 1-3 % error, FP16
+# cosine 0.9958 instead of 0.9999+), so above 16 (spacing 1/64) its input is too coarse.
+COARSE_INPUT = {"Softmax": 256.0, "LogSoftmax": 256.0, "Exp": 16.0}
 
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
@@ -147,26 +153,36 @@ def _node_precision(node, floats: list[int], fp32_ops: set[str], fp32_names: set
     return _FLOAT16
 
 
-def range_fp32_nodes(model, tensor_amax: dict[str, float]) -> dict[str, str]:
+def range_fp32_nodes(model, tensor_amax: dict[str, float], tiny_share: dict[str, float] | None = None) -> dict[str, str]:
     """Nodes that must run in FP32 given calibrated ranges, each with the reason.
 
-    ``tensor_amax``: max |value| per float tensor (node outputs) over calibration data.
+    ``tensor_amax``: max |value| per float tensor (node outputs) over calibration data;
+    ``tiny_share``: per tensor, the share of its non-zero values below FP16's smallest normal.
     - overflow: a node that reads or writes a tensor beyond ``SAFETY`` x the FP16 range, so an
       overflowing tensor is never cast to FP16 on its way anywhere;
+    - underflow: likewise for a tensor that mostly lives below FP16's normal range, or a divisor
+      with any real share there (T2T-ViT's Performer features exp(w.x - |x|^2/2) have a median of
+      5e-9 and are normalised by a sum of them: FP16 flushes them to zero and the division
+      returns inf or noise);
     - coarse logits: Softmax/LogSoftmax/Exp turn an absolute input error into a relative output
-      error, and FP16's spacing is >= 0.25 above 256 (logits of an unscaled q.k reach 1e5:
-      pytorch/pytorch#60939). Rounding anywhere upstream shows up there, so the node and every
-      node it depends on stay FP32.
+      error (``COARSE_INPUT``; logits of an unscaled q.k reach 1e5: pytorch/pytorch#60939).
+      Rounding anywhere upstream shows up there, so the node and every node it depends on stay FP32.
     """
     limit = FP16_MAX * SAFETY
     big = {t for t, a in tensor_amax.items() if a > limit}
+    shares = tiny_share or {}
+    small = {t for t, share in shares.items() if share > UNDERFLOW_SHARE}
+    small |= {n.input[1] for n in model.graph.node if n.op_type == "Div" and shares.get(n.input[1], 0.0) > DIVISOR_SHARE}
+    small |= {n.input[0] for n in model.graph.node if n.op_type == "Reciprocal" and shares.get(n.input[0], 0.0) > DIVISOR_SHARE}
     keep: dict[str, str] = {}
     for n in model.graph.node:
         if any(o in big for o in n.output) or any(x in big for x in n.input):
             keep.setdefault(n.name, "overflow")
+        elif any(o in small for o in n.output) or any(x in small for x in n.input):
+            keep.setdefault(n.name, "underflow")
     producer = {o: n for n in model.graph.node for o in n.output}
-    stack = [n for n in model.graph.node if n.op_type in EXP_SENSITIVE_OPS
-             and tensor_amax.get(n.input[0], 0.0) > COARSE_LOGITS]
+    stack = [n for n in model.graph.node if n.op_type in COARSE_INPUT
+             and tensor_amax.get(n.input[0], 0.0) > COARSE_INPUT[n.op_type]]
     seen: set[str] = set()
     while stack:
         node = stack.pop()

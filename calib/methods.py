@@ -29,6 +29,7 @@ import numpy as np
 
 METHODS = ("entropy", "percentile", "minmax", "mse")
 NUM_BINS = 2048
+TINY = 2.0 ** -14  # FP16's smallest normal number (6.1e-5)
 
 
 @dataclass
@@ -41,6 +42,8 @@ class TensorStats:
     range: float = 0.0  # histograms cover |x| in [0, range]
     pos: np.ndarray | None = None
     neg: np.ndarray | None = None
+    zeros: int = 0  # values exactly 0
+    tiny: int = 0  # values with 0 < |x| < TINY (below FP16's smallest normal: FP16 flushes or blurs them)
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x, dtype=np.float32).ravel()
@@ -64,6 +67,9 @@ class TensorStats:
                 h[: NUM_BINS // 2] = merged
             self.range *= 2
         a = np.abs(x)
+        zeros = int(np.count_nonzero(a == 0))
+        self.zeros += zeros
+        self.tiny += int(np.count_nonzero(a < TINY)) - zeros
         pos_counts, _ = np.histogram(a[x >= 0], bins=NUM_BINS, range=(0, self.range))
         neg_counts, _ = np.histogram(a[x < 0], bins=NUM_BINS, range=(0, self.range))
         self.pos += pos_counts
@@ -73,17 +79,24 @@ class TensorStats:
     def amax(self) -> float:
         return max(abs(self.min), abs(self.max))
 
+    @property
+    def tiny_fraction(self) -> float:
+        """Share of the non-zero values below FP16's smallest normal number (0 when all are zero)."""
+        nonzero = self.count - self.zeros
+        return self.tiny / nonzero if nonzero > 0 else 0.0
+
     def folded(self) -> np.ndarray:
         return self.pos + self.neg  # type: ignore[operator]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"minmax": np.array([self.min, self.max, self.range, self.count], np.float64),
+        return {"minmax": np.array([self.min, self.max, self.range, self.count, self.zeros, self.tiny], np.float64),
                 "pos": self.pos, "neg": self.neg}
 
     @classmethod
     def from_arrays(cls, d: dict[str, np.ndarray]) -> TensorStats:
-        lo, hi, rng, cnt = d["minmax"].tolist()
-        return cls(lo, hi, int(cnt), rng, d["pos"].astype(np.int64), d["neg"].astype(np.int64))
+        """Raises ValueError for an entry of an older layout (the cache then recomputes it)."""
+        lo, hi, rng, cnt, zeros, tiny = d["minmax"].tolist()
+        return cls(lo, hi, int(cnt), rng, d["pos"].astype(np.int64), d["neg"].astype(np.int64), int(zeros), int(tiny))
 
 
 def _percentile_threshold(hist: np.ndarray, width: float, percentile: float, amax: float) -> float:

@@ -383,7 +383,8 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
         subset = ctx.samples[: min(len(ctx.samples), 64)]
         collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress)
-        reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()})
+        reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()},
+                                       {t: s.tiny_fraction for t, s in collected.items()})
         overflow = list(reasons)
         why = {r: sum(v == r for v in reasons.values()) for r in sorted(set(reasons.values()))}
         stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}

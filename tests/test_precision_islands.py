@@ -225,3 +225,30 @@ def test_validate_measures_fp16_files_through_fp16_rounding(tiny_exports, calib3
     doc = validate(ValidateConfig(reference=str(fp32), candidates=(str(res.onnx_path),), data=calib32, samples=16))
     (cand,) = doc["candidates"]
     assert cand["fp16_emulated"] is True and cand["comparison"]["cosine_min"] > 0.999
+
+
+def test_range_rules_overflow_coarse_exp_input_and_underflowing_divisors():
+    """The three range rules on a Performer-like graph: x -> MatMul -> Sub -> Exp -> (ReduceSum) -> Div."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from vitdeploy.calib.fp16 import range_fp32_nodes
+
+    nodes = [h.make_node("MatMul", ["x", "w"], ["xw"], name="proj"), h.make_node("Sub", ["xw", "c"], ["z"], name="sub"),
+             h.make_node("Exp", ["z"], ["e"], name="exp"), h.make_node("ReduceSum", ["e"], ["d"], name="sum", keepdims=1),
+             h.make_node("Div", ["e", "d"], ["y"], name="normalise"), h.make_node("Relu", ["y"], ["out"], name="after")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info(n, T.FLOAT, [4, 4]) for n in ("x", "w", "c")],
+                     [h.make_tensor_value_info("out", T.FLOAT, [4, 4])])
+    model = h.make_model(g)
+    calm = {"xw": 3.0, "z": 3.0, "e": 20.0, "d": 80.0, "y": 1.0, "out": 1.0}
+    assert range_fp32_nodes(model, calm) == {}
+    # exp of inputs up to 40: FP16's spacing there (1/32) is a 3 % error after exp -> all upstream FP32
+    coarse = range_fp32_nodes(model, {**calm, "z": 40.0})
+    assert coarse == {"exp": "coarse logits", "sub": "coarse logits", "proj": "coarse logits"}
+    # a divisor with 5 % of its values below FP16's smallest normal: producer and Div stay FP32
+    under = range_fp32_nodes(model, calm, {"d": 0.05, "e": 0.2})
+    assert under == {"sum": "underflow", "normalise": "underflow"}
+    # most values below the normal range: the tensor's producer and consumers
+    assert set(range_fp32_nodes(model, calm, {"e": 0.8})) == {"exp", "sum", "normalise"}
+    # beyond a quarter of the FP16 range: producer and consumers
+    assert range_fp32_nodes(model, {**calm, "d": 3e4}) == {"sum": "overflow", "normalise": "overflow"}
