@@ -31,3 +31,26 @@ def write_builtin_sample(folder: Path, count: int = 64, size: int = 256, seed: i
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0, 2))))
         img.save(folder / f"builtin_{i:03d}.png")
     return folder
+
+
+def cached_sample(count: int = 64) -> Path:
+    """The built-in sample, written once under the cache folder (``$VITDEPLOY_CACHE``) and reused."""
+    import os
+    import shutil
+    import tempfile
+
+    from vitdeploy.calib.stats import cache_dir
+
+    folder = cache_dir().parent / f"builtin-sample-{count}"
+    if folder.is_dir() and len(list(folder.glob("*.png"))) == count:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".builtin-", dir=folder.parent))
+    write_builtin_sample(tmp, count)
+    try:
+        os.replace(tmp, folder)  # atomic: a reader sees all images or none
+    except OSError:  # another process won the race (or a stale folder is in the way)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder.is_dir() and len(list(folder.glob("*.png"))) == count):
+            raise
+    return folder

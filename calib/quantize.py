@@ -193,7 +193,17 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     model_bytes = model.SerializeToString()
     ctx = _Context(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
     x_hold = labels_hold = data_info = None
-    if config.calib is not None:
+    data_source, synthetic = config.calib, False
+    if data_source is None and config.precision == "fp16" and pre.normalisation_known:
+        # FP16 ranges need image-like data: without --calib, the built-in synthetic sample beats
+        # none (T2T-ViT's Performer features underflow FP16 on images, not on random noise).
+        from vitdeploy.calib.builtin import cached_sample
+
+        data_source, synthetic = cached_sample(), True
+        ds = D.open_dataset(data_source)
+        warnings.append("no --calib: FP16 ranges and accuracy from vitdeploy's built-in synthetic sample; "
+                        "give --calib with real images for ranges that match your data")
+    if data_source is not None:
         with steps.step("read calibration data"):
             D.check_shape(ds, pre)
             D.check_array_values(ds, pre, allow=not config.data_check)
@@ -207,11 +217,12 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
                 labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
-            if len(samples) < config.samples:
+            if len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
                                 f"({len(ds)} available, {0 if x_hold is None else len(x_hold)} held out, "
                                 f"{len(ds.skipped)} undecodable)")
-            data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(config.calib), "kind": ds.kind,
+            data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(data_source), "kind": ds.kind,
+                         "synthetic": synthetic,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),
                          "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": ctx.data_hash,
@@ -232,7 +243,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         if x_hold is not None and len(x_hold):
             accuracy = _evaluate(model_bytes, eval_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
                                  static_batch)
-            accuracy["data"] = "held-out calibration images"
+            accuracy["data"] = ("held-out images of the built-in synthetic sample (no --calib)" if synthetic
+                                else "held-out calibration images")
         else:
             from vitdeploy.export.validate import seeded_inputs
 
@@ -249,7 +261,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                                      f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
                                      figures=vs)
         random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
-        accuracy["gate"] = _gate(accuracy, config.precision, meaningful_top1=x_hold is not None and not random_weights)
+        accuracy["gate"] = _gate(accuracy, config.precision,
+                                 meaningful_top1=x_hold is not None and not random_weights and not synthetic)
         if random_weights:
             accuracy["gate"]["note"] = "random weights (no --checkpoint at export): top-1 agreement is not meaningful"
         if not accuracy["gate"]["passed"]:

@@ -87,10 +87,23 @@ def test_fp16_islands_hold_for_overflowing_models(builder, decompose, calib32, t
     assert _all_tensors_finite(tmp_path / "m.fp16.onnx", x) == []
 
 
-def test_fp16_without_ranges_overflows_and_is_not_written(tmp_path, cli):
-    """No calibration data: nothing tells the pass about the 1e5 logits; the FP16 q.k is inf -> exit 6."""
+def test_fp16_without_calib_takes_ranges_from_the_builtin_sample(tmp_path, cli):
+    """No --calib: the built-in synthetic images still show the 1e5 logits, and the file holds."""
     fp32 = tmp_path / "m.onnx"
     _export_user("build_unscaled_logits", fp32)
+    rc, out, err = cli("quantize", fp32, "--fp16", "-o", tmp_path / "m.fp16.onnx")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "m.fp16.json").read_text())
+    assert m["calibration_data"]["synthetic"] is True and m["fp16"]["fp32_range_reasons"]["coarse logits"] > 0
+    assert m["accuracy"]["vs_fp32"]["cosine_min"] >= 0.999 and "built-in synthetic sample" in " ".join(m["warnings"])
+
+
+def test_fp16_without_ranges_overflows_and_is_not_written(tmp_path, cli):
+    """A bare ONNX (no manifest, so no preprocessing for images) and no --calib: nothing tells the pass
+    about the 1e5 logits; the FP16 q.k is inf on the seeded inputs -> exit 6, nothing written."""
+    _export_user("build_unscaled_logits", tmp_path / "m.onnx")
+    fp32 = tmp_path / "bare.onnx"
+    fp32.write_bytes((tmp_path / "m.onnx").read_bytes())
     out = tmp_path / "m.fp16.onnx"
     for extra in ((), ("--no-gate",)):
         rc, _, err = cli("quantize", fp32, "--fp16", "-o", out, *extra)
