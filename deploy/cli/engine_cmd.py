@@ -22,15 +22,16 @@ Examples:
 
   vitdeploy build-engine deit_tiny.onnx --fp16
 
-  vitdeploy build-engine deit_tiny.onnx --int8 --calib imagenet_val/ --samples 512
+  vitdeploy build-engine deit_tiny.onnx --int8 --calib imagenet_val/ --samples 512   # INT8+FP16
 
   vitdeploy build-engine deit_tiny.int8.onnx --dynamic-batch 1:8:32 --workspace 2GiB --timing-cache trt.cache
 
   vitdeploy build-engine deit_tiny.onnx --fp16 --dla 0          # Xavier / AGX Orin / Orin NX
 
-Exit codes: 2 bad option combination, 3 input missing, 5 output exists (--force), 7 TensorRT or
-cuda-python missing, 9 build failed (parser error, requested precision absent), 10 not possible
-on this TensorRT/device (no DLA, hardware compatibility on JetPack).
+Exit codes: 2 bad option combination, 3 input missing, 5 output exists (--force), 6 the CPU
+precision pass failed its accuracy check (as vitdeploy quantize), 7 TensorRT or cuda-python
+missing, 9 build failed (parser error, requested precision absent), 10 not possible on this
+TensorRT/device (no DLA, hardware compatibility on JetPack).
 """
 
 
