@@ -8,21 +8,24 @@ from collections.abc import Callable
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 30, warmup: int = 3) -> dict[str, dict[str, float]]:
-    """Time several callables round-robin (A B C A B C ...) so machine load hits all alike.
+    """Time several callables round-robin (A B C, B C A, C A B ...: the first one rotates each round,
+    so neither a change of machine load nor cache warmth favours one) so machine load hits all alike.
 
-    Returns per name: median, p90 and mean latency in milliseconds.
+    Returns per name: median, p90, min and mean latency in milliseconds, and the raw samples.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    names = list(fns)
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             t = time.perf_counter()
-            fn()
+            fns[name]()
             samples[name].append((time.perf_counter() - t) * 1e3)
     out = {}
-    for name, xs in samples.items():
-        xs.sort()
-        out[name] = {"p50_ms": statistics.median(xs), "p90_ms": xs[int(0.9 * (len(xs) - 1))], "mean_ms": statistics.fmean(xs)}
+    for name, raw in samples.items():
+        xs = sorted(raw)
+        out[name] = {"p50_ms": statistics.median(xs), "p90_ms": xs[int(0.9 * (len(xs) - 1))], "min_ms": xs[0],
+                     "mean_ms": statistics.fmean(xs), "samples_ms": raw}
     return out

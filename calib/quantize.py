@@ -352,7 +352,7 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: dict, config: Quantiz
         "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
         "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
         "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
-        "attention_matmuls": "quantized" if config.quantize_attention else "float",
+        "attention_matmuls": "quantized" if config.quantize_attention and config.target == "trt" else "float",
         "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
         "family_hints": hints,
         "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),

@@ -23,6 +23,7 @@ from vitdeploy.steps import Steps
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STATE_FILE = "deploy-state.json"
+CPU_FORM_FILE = "int8-cpu-form.json"  # which INT8 form ran faster on this CPU, with the figures
 REPORT_SCHEMA = "vitdeploy.deploy-report/1"
 
 
@@ -35,7 +36,7 @@ class DeployConfig:
     data: Path | None = None  # validation data (default: the calibration data)
     precisions: tuple[str, ...] = PRECISIONS
     batches: tuple[int, ...] = (1, 8)
-    int8_target: str = "auto"  # auto: trt when engines are built, else ort-cpu
+    int8_target: str = "auto"  # auto: trt when engines are built, else the CPU form measured faster here
     method: str = "percentile"
     samples: int = 256
     validate_samples: int = 256
@@ -128,13 +129,14 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         notes.append("TensorRT not found here: no engines built; every precision was measured with ONNX Runtime on the CPU"
                      if config.engines == "auto" else "engines not built (--engines never)")
     int8_target = config.int8_target if config.int8_target != "auto" else ("trt" if use_engines else "ort-cpu")
+    # without engines, auto times both INT8 forms on this CPU and keeps the faster (calib/cpu_form.py)
+    measure_cpu_form = config.int8_target == "auto" and not use_engines and "int8" in config.precisions
     if not gated(config):
         notes.append("validation verdicts are shown but do not fail the run: "
                      + ("no checkpoint (random weights)" if config.checkpoint is None and ":" not in config.model
                         else "no real data (--calib/--data)"))
-    if "int8" in config.precisions and int8_target == "ort-cpu":
-        notes.append("INT8 ONNX written for ONNX Runtime CPU (uint8 activations); for TensorRT run "
-                     "`vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
+    if "int8" in config.precisions and int8_target == "ort-cpu" and not measure_cpu_form:
+        notes.append(ORT_CPU_NOTE)
 
     calib = config.calib
     if calib is None and ("int8" in config.precisions or config.data is None):
@@ -173,11 +175,18 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.calib.quantize import default_output as quant_output
 
+    cpu_form: dict[str, Any] | None = None
     for precision in [p for p in config.precisions if p != "fp32"]:
+        if precision == "int8" and measure_cpu_form:
+            cpu_form = _quantize_int8_cpu(config, fp32, calib, run_step, progress)
+            artifacts["int8"] = out / cpu_form["artifact"]
+            notes.append(cpu_form_note(cpu_form))
+            continue
         target = int8_target if precision == "int8" else "trt"
         path = quant_output(fp32, precision, target)
         qcfg = QuantizeConfig(model=fp32, precision=precision, calib=calib, method=config.method, samples=config.samples,
-                              target=target, output=path, force=True, threads=config.threads)
+                              target=target, output=path, force=True, threads=config.threads,
+                              gate=False)  # deploy's validation step is the gate (and knows random weights)
         run_step(f"quantize {precision}", _digest(fp32, calib, precision, target, config.method, config.samples, "q/1"),
                  [path, path.with_suffix(".json")], lambda q=qcfg: quantize(q, progress=progress))
         artifacts[precision] = path
@@ -233,6 +242,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
 
     # 6. report
     report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped)
+    report["int8_cpu_form"] = cpu_form
     with steps.step("report"):
         from vitdeploy import report as R
         from vitdeploy.errors import MissingDependencyError
@@ -245,6 +255,53 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         write_json_atomic(out / "report.json", report)
         write_bytes_atomic(out / "report.md", report_markdown(report).encode())
     return report
+
+
+ORT_CPU_NOTE = ("INT8 ONNX written for ONNX Runtime CPU (uint8 activations); for TensorRT run "
+                "`vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
+
+
+def _quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step, progress) -> dict[str, Any]:
+    """INT8 for ONNX Runtime on this CPU: both Q/DQ forms timed (placeholder ranges, batch 8, a few
+    seconds), the faster one calibrated and written. The choice and its figures go to CPU_FORM_FILE,
+    an output of the step, so a resumed run keeps the same artifact instead of re-timing."""
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.calib.quantize import default_output as quant_output
+
+    choice_path = config.out / CPU_FORM_FILE
+    outputs: list[Path] = [choice_path]  # the artifact is added once chosen; run_step records the list after
+
+    def do() -> None:
+        from vitdeploy import onnx_utils
+        from vitdeploy.calib import cpu_form
+
+        model = onnx_utils.load(fp32)
+        hints = ((read_manifest(fp32) or {}).get("quantization_hints") or {})
+        choice = cpu_form.choose(cpu_form.placeholder_forms(model, hints), fp32=model.SerializeToString(),
+                                 threads=config.threads)
+        path = quant_output(fp32, "int8", choice.choice)
+        # the trt form as timed: FP32 float parts (FP16 ones run slower on ONNX Runtime's CPU provider)
+        quantize(QuantizeConfig(model=fp32, precision="int8", calib=calib, method=config.method, samples=config.samples,
+                                target=choice.choice, high_precision="fp32", output=path, force=True,
+                                threads=config.threads, gate=False), progress=progress)
+        outputs.extend([path, path.with_suffix(".json")])
+        write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})
+
+    run_step("quantize int8", _digest(fp32, calib, "int8", "auto-cpu", config.method, config.samples, config.threads,
+                                      "q/2"), outputs, do)
+    return json.loads(choice_path.read_text())
+
+
+def cpu_form_note(form: dict[str, Any]) -> str:
+    t = form["timings"]
+    figures = ", ".join(f"{k} {v['p50_ms']:.1f} ms" for k, v in t.items())
+    if form.get("fp32_p50_ms"):
+        figures += f", FP32 {form['fp32_p50_ms']:.1f} ms"
+    what = ("ONNX Runtime CPU form (uint8 activations)" if form["target"] == "ort-cpu"
+            else "TensorRT Q/DQ form with FP32 float parts")
+    return (f"INT8 written in the {what}, the faster here: timed at batch {form['batch']}, "
+            f"{form['threads'] or 'default'} thread(s), p50 {figures}; {form['reason']}. "
+            "For TensorRT run `vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
 
 
 def _chain(path: Path) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ def quantize(
     holdout: Annotated[Optional[int], typer.Option(help="Held-out images for the accuracy check (default: samples/8, 8-256).")] = None,
     target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type, node name or node-name glob ('*/attn/MatMul_1') to leave in float (repeatable).")] = None,
-    float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized.")] = False,
+    float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized (--target ort-cpu always does: no faster in INT8 there).")] = False,
     quantize_depthwise: Annotated[bool, typer.Option("--quantize-depthwise", help="Also quantize depthwise convs (left float by default: per-tensor scales hurt them).")] = False,
     no_family_hints: Annotated[bool, typer.Option("--no-family-hints", help="Ignore the model family's quantization hints from the export manifest.")] = False,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
