@@ -9,8 +9,8 @@ Kept in FP32:
 - LayerNormalization, Softmax, reductions and the statistics ops of a decomposed LayerNorm
   (``KEEP_FP32_OPS``); Q/DQ nodes (their scales are FP32 up to opset 18);
 - nodes the caller names: ``--keep-fp32``, and those ``range_fp32_nodes`` finds from calibrated
-  ranges (the producer and every consumer of a tensor beyond the FP16 range; everything upstream
-  of a Softmax/Exp whose input is too large for FP16's spacing);
+  ranges (the producer and every consumer of a tensor beyond the FP16 range or below its normal
+  range; everything upstream of a Softmax/Exp whose input is too large for FP16's spacing);
 - data-movement ops (Reshape, Transpose, ...) whose data arrives in FP32, so an island stays
   one island through the reshapes between its nodes.
 Graph inputs and outputs stay FP32. Pure ONNX rewriting: needs only ``onnx`` (no onnxruntime).
@@ -192,10 +192,3 @@ def range_fp32_nodes(model, tensor_amax: dict[str, float], tiny_share: dict[str,
         keep.setdefault(node.name, "coarse logits")
         stack.extend(producer[x] for x in node.input if x in producer)
     return keep
-
-
-def fp32_float_nodes(model) -> list[str]:
-    """Names of nodes that compute on FP32 tensors in an FP16 model (to check islands against)."""
-    types = onnx_utils.elem_types(model)
-    return [n.name for n in model.graph.node if n.op_type != "Cast"
-            and any(types.get(x) == _FLOAT for x in list(n.input) + list(n.output) if x)]

@@ -383,7 +383,9 @@ def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
 
 def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress) -> dict:
     """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
-    input or output range overflows FP16 (every float tensor measured on up to 64 calibration samples)."""
+    ranges do not suit FP16 (every float tensor measured on up to 64 calibration samples; see
+    ``fp16.range_fp32_nodes``). The manifest lists those under ``fp32_overflow_nodes`` (its first
+    reason; the counts per reason are in ``fp32_range_reasons``)."""
     model = ctx.model
     op_types = {n.op_type for n in model.graph.node}
     overflow: list[str] = []
