@@ -69,7 +69,8 @@ def int8_config(fp32: Path, data: Path, target: str, out: Path, samples: int, me
     # trt: the CPU candidate has FP32 float parts (FP16 ones are slow on ONNX Runtime's CPU provider);
     # no gate: random weights, so report the figures rather than stop on them
     return QuantizeConfig(model=fp32, precision="int8", calib=data, method=method, samples=samples, holdout=16,
-                          target=target, high_precision="fp32", gate=False, output=out, force=True, threads=1)
+                          target=target, high_precision="fp32" if target == "trt" else "fp16", gate=False,
+                          output=out, force=True, threads=1)
 
 
 def main() -> None:

@@ -81,9 +81,11 @@ class QuantizeConfig:
                                                  ("--quantize-depthwise", self.quantize_depthwise),
                                                  ("--high-precision", self.high_precision != "fp16")) if used]
             if int8_only:
-                raise UsageError(f"{', '.join(int8_only)} only apply to --int8")
+                raise UsageError(f"{', '.join(int8_only)} only appl{'ies' if len(int8_only) == 1 else 'y'} to --int8")
         elif self.keep_fp32:
             raise UsageError("--keep-fp32 only applies to --fp16 (use --exclude to leave INT8 layers in float)")
+        elif self.target != "trt" and self.high_precision != "fp16":
+            raise UsageError("--high-precision applies to --target trt (the ort-cpu form keeps its float parts FP32)")
 
 
 @dataclass
@@ -207,6 +209,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         with steps.step("read calibration data"):
             D.check_shape(ds, pre)
             D.check_array_values(ds, pre, allow=not config.data_check)
+            if ds.kind == "array" and not config.data_check:
+                warnings.append("value check of the array skipped (--no-data-check): make sure it is preprocessed")
             calib_idx, hold_idx = _split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
             samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance)

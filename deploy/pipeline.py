@@ -282,7 +282,8 @@ def _quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step, 
         path = quant_output(fp32, "int8", choice.choice)
         # the trt form as timed: FP32 float parts (FP16 ones run slower on ONNX Runtime's CPU provider)
         quantize(QuantizeConfig(model=fp32, precision="int8", calib=calib, method=config.method, samples=config.samples,
-                                target=choice.choice, high_precision="fp32", output=path, force=True,
+                                target=choice.choice, output=path, force=True,
+                                high_precision="fp32" if choice.choice == "trt" else "fp16",
                                 threads=config.threads, gate=False), progress=progress)
         outputs.extend([path, path.with_suffix(".json")])
         write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})

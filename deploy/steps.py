@@ -14,6 +14,7 @@ class StepRecord:
     seconds: float
     status: str  # "ok" | "failed" | "skipped"
     detail: str = ""
+    raised: bool = False  # failed by an exception: the CLI prints its message as the error line
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Steps:
         try:
             yield rec
         except BaseException as exc:
-            rec.status = "failed"
+            rec.status, rec.raised = "failed", True
             rec.detail = rec.detail or (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
             raise
         finally:

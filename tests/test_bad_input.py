@@ -54,10 +54,11 @@ def test_simplify_none_keeps_raw_node_count_honest(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--fp16", "--trt-calibration-cache"), "only apply to --int8"),
-    (("--fp16", "--exclude", "Conv"), "only apply to --int8"),
-    (("--fp16", "--target", "ort-cpu"), "only apply to --int8"),
+    (("--fp16", "--trt-calibration-cache"), "--trt-calibration-cache only applies to --int8"),
+    (("--fp16", "--exclude", "Conv", "--high-precision", "fp32"), "--exclude, --high-precision only apply to --int8"),
+    (("--fp16", "--target", "ort-cpu"), "only applies to --int8"),
     (("--int8", "--calib", "CALIB", "--keep-fp32", "Softmax"), "--keep-fp32 only applies to --fp16"),
+    (("--int8", "--calib", "CALIB", "--target", "ort-cpu", "--high-precision", "fp32"), "applies to --target trt"),
 ])
 def test_quantize_options_of_the_other_precision(cli, onnx_model, tmp_path, args, message):
     np.save(tmp_path / "c.npy", np.zeros((4, 3, 32, 32), np.float32))

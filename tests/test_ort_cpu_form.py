@@ -29,8 +29,8 @@ def _quantize(model_path, tmp_path, target: str, **kw):
 
     np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((40, 3, 32, 32)).astype(np.float32))
     return quantize(QuantizeConfig(model=model_path, precision="int8", calib=tmp_path / "d.npy", samples=24, holdout=16,
-                                   target=target, high_precision="fp32", output=tmp_path / f"{target}.onnx", force=True,
-                                   **kw))
+                                   target=target, high_precision="fp32" if target == "trt" else "fp16",
+                                   output=tmp_path / f"{target}.onnx", force=True, **kw))
 
 
 def _ort_optimized_ops(model: bytes, tmp_path) -> dict[str, int]:

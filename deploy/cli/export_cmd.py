@@ -128,7 +128,7 @@ def export(
 def check(
     onnx_file: Annotated[Path, typer.Argument(help="ONNX model to check.")],
     target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding (default: only on errors).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding but 'info' (default: only on errors).")] = False,
     as_json: Json = False,
 ) -> None:
     from vitdeploy import onnx_utils, trtcheck
