@@ -2,7 +2,9 @@
 
 Walks the graph (subgraphs included) and reports, per target, ops the parser lacks, an opset
 outside its range, tensor types it rejects, INT64 graph I/O it casts, and data-dependent-shape
-ops left in. Torch-free; used by `vitdeploy export --target` and `vitdeploy check`.
+ops left in, and nodes in a form the parser refuses (per-op restrictions: ellipsis Einsum before
+10.12, a computed CumSum axis, ...; see ``trt_support.RESTRICTIONS``). Torch-free; used by
+`vitdeploy export --target` and `vitdeploy check`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,97 @@ def _dtype_names(model) -> dict[str, set[str]]:
     return found
 
 
+class _Node:
+    """A NodeProto as trt_support.NodeView: decoded attributes plus graph-wide tensor facts."""
+
+    def __init__(self, node, graph_facts: "_GraphFacts"):
+        onnx = onnx_utils.onnx_module()
+        self.op_type = node.op_type
+        self.inputs = list(node.input)
+        self.outputs = list(node.output)
+        self.name = node.name or f"(unnamed, output '{node.output[0] if node.output else ''}')"
+        self.attrs = {}
+        for a in node.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                continue
+            v = onnx.helper.get_attribute_value(a)
+            self.attrs[a.name] = v.decode() if isinstance(v, bytes) else v
+        self._facts = graph_facts
+
+    def is_constant(self, tensor: str) -> bool:
+        return tensor in self._facts.constants
+
+    def constant(self, tensor: str):
+        return self._facts.values(tensor)
+
+    def shape(self, tensor: str):
+        return self._facts.shapes.get(tensor)
+
+    def dtype(self, tensor: str):
+        return self._facts.dtypes.get(tensor)
+
+
+class _GraphFacts:
+    """Constants (initializers, Constant outputs), shapes and element types over all (sub)graphs."""
+
+    def __init__(self, model):
+        onnx = onnx_utils.onnx_module()
+        type_name = onnx.TensorProto.DataType.Name
+        self.constants: dict[str, object] = {}  # name -> TensorProto or Constant NodeProto
+        self.shapes: dict[str, list] = {}
+        self.dtypes: dict[str, str] = {}
+        self._cache: dict[str, list | None] = {}
+
+        def visit(g):
+            for init in g.initializer:
+                self.constants[init.name] = init
+                self.shapes[init.name] = list(init.dims)
+                if init.data_type:
+                    self.dtypes[init.name] = type_name(init.data_type)
+            for v in list(g.input) + list(g.output) + list(g.value_info):
+                tt = v.type.tensor_type
+                if tt.elem_type:
+                    self.dtypes.setdefault(v.name, type_name(tt.elem_type))
+                if tt.HasField("shape"):
+                    self.shapes.setdefault(v.name, [d.dim_value if d.HasField("dim_value") else None
+                                                    for d in tt.shape.dim])
+            for node in g.node:
+                if node.op_type == "Constant" and node.output:
+                    self.constants[node.output[0]] = node
+                for a in node.attribute:
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        visit(a.g)
+                    for sub in a.graphs:
+                        visit(sub)
+
+        visit(model.graph)
+
+    def values(self, tensor: str):
+        if tensor not in self.constants:
+            return None
+        if tensor not in self._cache:
+            onnx = onnx_utils.onnx_module()
+            src = self.constants[tensor]
+            try:
+                if isinstance(src, onnx.TensorProto):
+                    vals = onnx.numpy_helper.to_array(src).ravel().tolist()
+                else:
+                    a = next(iter(src.attribute), None)
+                    v = onnx.helper.get_attribute_value(a) if a is not None else None
+                    if isinstance(v, onnx.TensorProto):
+                        vals = onnx.numpy_helper.to_array(v).ravel().tolist()
+                    elif isinstance(v, (int, float)):
+                        vals = [v]
+                    elif isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+                        vals = list(v)
+                    else:
+                        vals = None
+            except Exception:
+                vals = None
+            self._cache[tensor] = vals
+        return self._cache[tensor]
+
+
 def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding]]:
     """Findings per target for a loaded ONNX ModelProto."""
     onnx = onnx_utils.onnx_module()
@@ -82,6 +175,8 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
     histogram = onnx_utils.op_histogram(model)
     dtypes = _dtype_names(inferred)
     io = onnx_utils.io_summary(model)
+    facts = _GraphFacts(inferred)
+    nodes = [_Node(n, facts) for n in onnx_utils.all_nodes(inferred.graph)]
     results: dict[str, list[Finding]] = {}
     for target in targets:
         if target == ORT_TARGET:
@@ -106,6 +201,11 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
             if op in DATA_DEPENDENT_OPS:
                 out.append(Finding(target, "warning", "dynamic", op,
                                    f"{count} {op} node(s): data-dependent shapes/control flow left in the graph"))
+        from vitdeploy.trt_support import node_violations
+
+        for node in nodes:  # the form of ops the parser takes only in some forms
+            if node.op_type in support.supported_ops:
+                out.extend(Finding(target, "error", "op", node.op_type, msg) for msg in node_violations(target, node))
         for dtype, where in sorted(dtypes.items()):
             if dtype in support.unsupported_dtypes:
                 sample = ", ".join(sorted(where)[:3])
