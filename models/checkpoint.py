@@ -5,9 +5,20 @@
   DeiT-style training scripts, numpy scalars). Arbitrary pickles are never executed.
 - ``.safetensors``.
 - Wrapped dicts are unwrapped (``state_dict_ema``, ``model_ema``, ``state_dict``, ``model``),
-  a DataParallel ``module.`` prefix is stripped, then the family's filter runs.
+  then wrapper prefixes are stripped (see ``strip_wrapper_prefixes``): DDP/DataParallel
+  ``module.``, torch.compile ``_orig_mod.``, Lightning ``model.``, in any nesting and order, or
+  any other leading component shared by every key (``net.``, ``backbone.``, ``encoder.``) when
+  stripping it makes the keys match the model. Never when the keys already match, and never a
+  component that is a first-level name of the model. ``LoadReport.stripped_prefix`` records
+  exactly what was stripped (e.g. ``"module._orig_mod.model."``). Then the family's filter runs.
 - Keys and shapes are compared with the model before loading; any mismatch raises
   CheckpointError with a one-line summary unless ``strict=False``.
+- Even with ``strict=False`` a checkpoint that is mostly not the model is refused: at least
+  ``MIN_FOUND_SHARE`` (50%) of the model's state-dict tensors must be in the checkpoint, counted
+  both by number of tensors and by number of values (so dropping a classifier head, or a few
+  buffers, still loads; a checkpoint of another model, or one holding only norms and biases,
+  does not).
+- Non-finite (NaN/Inf) weights are refused, naming the tensors.
 """
 
 from __future__ import annotations
@@ -131,10 +142,110 @@ def extract_state_dict(obj: Any, prefer_ema: bool = True) -> tuple[dict[str, tor
 
 
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "_orig_mod.")) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Strip one of ``prefixes`` when every key has it (kept for callers without a model)."""
     for prefix in prefixes:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
             return {k[len(prefix):]: v for k, v in state_dict.items()}, prefix
     return state_dict, None
+
+
+# Leading key components that training wrappers add: DDP/DataParallel, torch.compile, Lightning
+# (a LightningModule holding the network as ``self.model``).
+KNOWN_WRAPPER_PREFIXES = ("module", "_orig_mod", "model")
+MAX_PREFIX_DEPTH = 4
+# Share of the model's state-dict tensors (by count and by number of values) a checkpoint must
+# hold for any load, strict or not.
+MIN_FOUND_SHARE = 0.5
+
+
+def _shared_first_component(keys: list[str]) -> str | None:
+    if not keys or any("." not in k for k in keys):
+        return None
+    first = {k.split(".", 1)[0] for k in keys}
+    return first.pop() if len(first) == 1 else None
+
+
+def strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor], model_keys) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Strip leading components shared by every key when that makes the keys match ``model_keys``.
+
+    Peels up to ``MAX_PREFIX_DEPTH`` shared components, never one that is a first-level name of
+    the model, and keeps the depth where most keys match the model (the shallowest on a tie, so
+    keys that already match are never touched). When no depth matches anything, only the known
+    wrapper components (``module.``, ``_orig_mod.``, ``model.``) are stripped, so messages show
+    the inner names. Returns the state dict and the exact prefix stripped (or None).
+    """
+    model_keys = set(model_keys)
+    top_level = {k.split(".", 1)[0] for k in model_keys}
+    depths = [(dict(state_dict), "")]
+    cur, prefix = state_dict, ""
+    for _ in range(MAX_PREFIX_DEPTH):
+        if len(model_keys.intersection(cur)) == len(model_keys):
+            break  # already matches: nothing more to strip
+        comp = _shared_first_component(list(cur))
+        if comp is None or comp in top_level:
+            break
+        cut = len(comp) + 1
+        cur = {k[cut:]: v for k, v in cur.items()}
+        prefix += comp + "."
+        depths.append((cur, prefix))
+    hits = [len(model_keys.intersection(sd)) for sd, _ in depths]
+    best = max(range(len(depths)), key=lambda i: (hits[i], -i))
+    if hits[best] == 0:
+        best = 0
+        for i, (_, pre) in enumerate(depths[1:], start=1):
+            if all(c in KNOWN_WRAPPER_PREFIXES for c in pre.rstrip(".").split(".")):
+                best = i
+            else:
+                break
+    sd, pre = depths[best]
+    return sd, (pre or None)
+
+
+def _prefix_hint(state_dict: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    """A prefix under which enough of the model sits (same names and shapes), when not every key has it."""
+    total_values = sum(v.numel() for v in expected.values())
+    candidates: set[str] = set()
+    for k in state_dict:
+        parts = k.split(".")
+        for depth in range(1, min(len(parts), MAX_PREFIX_DEPTH + 1)):
+            candidates.add(".".join(parts[:depth]) + ".")
+    best, best_found = None, []
+    for pre in sorted(candidates):
+        found = [k[len(pre):] for k, v in state_dict.items() if k.startswith(pre) and k[len(pre):] in expected
+                 and tuple(v.shape) == tuple(expected[k[len(pre):]].shape)]
+        if len(found) > len(best_found):
+            best, best_found = pre, found
+    if (best is None or len(best_found) < MIN_FOUND_SHARE * len(expected)
+            or sum(expected[k].numel() for k in best_found) < MIN_FOUND_SHARE * total_values):
+        return None
+    others = sorted({k.split(".", 1)[0] + "." for k in state_dict if not k.startswith(best)})
+    return (f"{len(best_found)} of {len(expected)} model tensors are under {best!r}, but other keys are not "
+            f"({_head(others, 3)}): save the {best!r} part alone, without the prefix")
+
+
+def _nonfinite(state_dict: dict[str, torch.Tensor], keys) -> list[str]:
+    bad = []
+    for k in keys:
+        v = state_dict[k]
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) and v.numel():
+            finite = torch.isfinite(v)
+            if not bool(finite.all()):
+                n_nan = int(torch.isnan(v).sum())
+                n_inf = int((~finite).sum()) - n_nan
+                what = ", ".join(x for x in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} Inf" if n_inf else "") if x)
+                bad.append(f"{k} ({what})")
+    return bad
+
+
+def _num_classes_hint(model: nn.Module, mismatched: list[tuple[str, tuple, tuple]]) -> str:
+    n_model = getattr(model, "num_classes", None)
+    if not isinstance(n_model, int):
+        return ""
+    for _, a, b in mismatched:
+        if len(a) == len(b) and len(a) in (1, 2) and b[0] == n_model and a[0] != n_model and tuple(a[1:]) == tuple(b[1:]):
+            return (f"; the checkpoint's classifier has {a[0]} classes, the model's {n_model}: "
+                    f"pass --num-classes {a[0]} (num_classes={a[0]})")
+    return ""
 
 
 def compare_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
@@ -148,20 +259,68 @@ def compare_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module, re
     ]
 
 
+def _check_found_share(state_dict: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                       original: dict[str, torch.Tensor], label: str, where: str) -> None:
+    """Refuse (strict or not) a checkpoint holding under MIN_FOUND_SHARE of the model's tensors."""
+    found = [k for k in expected if k in state_dict]
+    total_values = sum(v.numel() for v in expected.values())
+    found_values = sum(expected[k].numel() for k in found)
+    if expected and (len(found) < MIN_FOUND_SHARE * len(expected)
+                     or found_values < MIN_FOUND_SHARE * total_values):
+        share = 100.0 * found_values / total_values if total_values else 0.0
+        hint = _prefix_hint(original, expected)
+        if hint is None:
+            hint = (f"is it a checkpoint of another model? {label}'s keys look like "
+                    f"{', '.join(repr(k) for k in list(expected)[:3])}")
+        keys = list(original)
+        shown = ", ".join(repr(k) for k in keys[:3]) + ("..." if len(keys) > 3 else "")
+        raise CheckpointError(
+            f"{where}: {len(found)} of {len(expected)} {label} tensors found in the checkpoint "
+            f"({share:.0f}% of the values, under the {MIN_FOUND_SHARE:.0%} minimum): not loading "
+            f"(keys look like {shown or 'nothing'}); {hint}")
+
+
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool = True, prefer_ema: bool = True,
                     checkpoint_filter=None, name: str | None = None) -> LoadReport:
-    """Load ``path`` into ``model``. Raises CheckpointError on any mismatch when ``strict``."""
+    """Load ``path`` into ``model``.
+
+    Raises CheckpointError on a shape mismatch, on non-finite weights, when less than
+    ``MIN_FOUND_SHARE`` of the model's tensors are in the checkpoint (even with ``strict=False``),
+    and on any missing/unexpected key when ``strict``.
+    """
     raw = read_checkpoint_file(path)
     state_dict, source_key = extract_state_dict(raw, prefer_ema=prefer_ema)
-    state_dict, prefix = strip_prefix(state_dict)
+    expected = model.state_dict()
+    original = dict(state_dict)
+    state_dict, prefix = strip_wrapper_prefixes(state_dict, expected)
     report = LoadReport(path=str(path), source_key=source_key, stripped_prefix=prefix)
+    if prefix:
+        report.notes.append(f"stripped the wrapper prefix {prefix!r} from every checkpoint key")
+    label = name or type(model).__name__
+    where = f"checkpoint {Path(path).name}"
     if checkpoint_filter is not None:
         # filter(state_dict, model, notes) -> state_dict; it appends what it changed to notes
-        state_dict = checkpoint_filter(state_dict, model, report.notes)
+        try:
+            state_dict = checkpoint_filter(state_dict, model, report.notes)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            # a filter tripping over a checkpoint that is mostly not the model: say that instead
+            _check_found_share(state_dict, expected, original, label, where)
+            # the family's code could not fit this checkpoint: a checkpoint problem (exit 4), not a crash
+            raise CheckpointError(f"{where} does not fit {label}: {type(exc).__name__}: {exc}") from exc
     compare_state_dict(state_dict, model, report)
-    label = name or type(model).__name__
-    if report.mismatched or (strict and not report.ok):
-        raise CheckpointError(f"checkpoint {Path(path).name} does not match {label}: {report.summary()}"
-                              + ("" if report.mismatched else "; pass --non-strict to load anyway"))
+
+    _check_found_share(state_dict, expected, original, label, where)
+    found = [k for k in expected if k in state_dict]
+    if report.mismatched:
+        raise CheckpointError(f"{where} does not match {label}: {report.summary()}"
+                              + _num_classes_hint(model, report.mismatched))
+    if strict and not report.ok:
+        raise CheckpointError(f"{where} does not match {label}: {report.summary()}; pass --non-strict to load anyway")
+    bad = _nonfinite(state_dict, found)
+    if bad:
+        raise CheckpointError(f"{where} has non-finite weights, not loading: {_head(bad, 3)}"
+                              " (a diverged training run?)")
     model.load_state_dict(state_dict, strict=False)
     return report
