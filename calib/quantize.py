@@ -166,7 +166,10 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         constants_to_initializers(model)
         name_unnamed_nodes(model)
         parent = read_manifest(config.model)
-        model_input = onnx_utils.io_summary(model)["inputs"][0]
+        io = onnx_utils.io_summary(model)
+        model_input = io["inputs"][0]
+        out_dims = io["outputs"][0]["shape"] if io["outputs"] else []
+        num_classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) else None
         static_batch = model_input["shape"][0] if isinstance(model_input["shape"][0], int) else None
         ds = D.open_dataset(config.calib) if config.calib is not None else None
         pre = _preprocessing(parent, ds, model_input["shape"], config)
@@ -219,7 +222,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 samples, calib_idx = samples[:keep], calib_idx[:keep]
             if len(hold_idx):
                 x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
-                labels_hold = ds.labels[hold_idx] if ds.labels is not None else None
+                lmap = D.labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see calib.data
+                warnings.extend(lmap.warnings)
+                labels_hold = lmap.labels[hold_idx] if lmap.meaningful and lmap.labels is not None else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
             if len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
@@ -265,8 +270,14 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                                      f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
                                      figures=vs)
         random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
+        chance = ("top1_fp32" in accuracy and num_classes is not None
+                  and D.chance_level(accuracy["top1_fp32"], accuracy["samples"], num_classes))
+        if chance:  # labels that are not the model's classes: kept for diagnosis, not shown as accuracy
+            if not random_weights:
+                warnings.append(D.chance_warning(accuracy["top1_fp32"], accuracy["samples"], num_classes))
+            accuracy["unusable_labels"] = {k: accuracy.pop(k) for k in ("top1_fp32", "top1", "top1_drop_points")}
         accuracy["gate"] = _gate(accuracy, config.precision,
-                                 meaningful_top1=x_hold is not None and not random_weights and not synthetic)
+                                 meaningful_top1=x_hold is not None and not (random_weights or synthetic or chance))
         if random_weights:
             accuracy["gate"]["note"] = "random weights (no --checkpoint at export): top-1 agreement is not meaningful"
         if not accuracy["gate"]["passed"]:

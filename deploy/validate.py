@@ -3,6 +3,10 @@
 Runs the reference (a zoo model with its checkpoint, or the FP32 ONNX) and every candidate on
 the same preprocessed samples. With labels: top-1/top-5 accuracy and the drop against the
 reference. Always: top-1/top-5 agreement, cosine, max abs/rel error, the worst samples.
+Labels that cannot be the reference's classes (``calib.data.labels_for``: out of range, ImageNet
+wnid folders for a model without 1000 outputs, ...) or on which the reference scores at chance
+are warned about (``doc["warnings"]``, which the CLI prints) and not used: no top-1 figures, no
+top-1 drop gate; their reference figures stay in ``doc["data"]["unusable_labels"]`` for diagnosis.
 Each candidate passes or fails against the thresholds of its precision; the CLI exits 6 when
 one fails, so this can gate CI.
 """
@@ -22,6 +26,7 @@ from vitdeploy.runners.base import static_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
 VALIDATE_SCHEMA = "vitdeploy.validate/1"
+
 
 PRESETS: dict[str, dict[str, Thresholds]] = {
     "default": PRECISION_THRESHOLDS,
@@ -142,15 +147,15 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     indices = D.sample_indices(len(ds), config.samples, config.seed)
     advance = progress("decode data", len(indices)) if progress else None
     x, kept = D.load_samples(ds, pre, indices, config.on_error, advance)
-    labels = ds.labels[kept] if ds.labels is not None else None
     names = [str(ds.files[i]) for i in kept] if ds.kind == "images" else [f"{ds.source}[{int(i)}]" for i in kept]
 
     doc: dict[str, Any] = {
         "schema": VALIDATE_SCHEMA,
         "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision},
-        "data": {"source": ds.source, "samples": int(len(x)), "labels": labels is not None,
+        "data": {"source": ds.source, "samples": int(len(x)), "labels": False,
                  "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
         "candidates": [],
+        "warnings": [],
     }
     with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
         ref_shape, ref_static = _input_shape(ref_runner)
@@ -159,6 +164,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
         ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
     doc["reference"]["backend"] = ref_runner.backend
+    labels = _usable_labels(doc, ds, kept, ref_logits)
     if labels is not None:
         doc["reference"].update(_accuracy(ref_logits, labels))
 
@@ -194,6 +200,34 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     return doc
 
 
+def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, ref_logits: np.ndarray) -> np.ndarray | None:
+    """The labels of the kept samples for the reference's outputs, or None when there are none or
+    they cannot be its classes (``labels_for``) or the reference scores at chance on them; fills
+    ``doc["data"]`` (labels, labels_present, label_scheme, num_classes, unusable_labels) and warns."""
+    from vitdeploy.calib import data as D
+
+    num_classes = int(ref_logits.shape[1])
+    lmap = D.labels_for(ds, num_classes)
+    doc["data"].update(labels_present=lmap.labels is not None, label_scheme=lmap.scheme, num_classes=num_classes)
+    if lmap.labels is None:
+        return None
+    labels = lmap.labels[kept]
+    found = list(lmap.warnings)
+    usable = lmap.meaningful
+    in_range = (labels >= 0) & (labels < num_classes)
+    acc = _accuracy(ref_logits, np.where(in_range, labels, -1))
+    if usable and D.chance_level(acc["top1"], len(labels), num_classes):
+        usable = False
+        found.append(D.chance_warning(acc["top1"], len(labels), num_classes))
+    doc["warnings"].extend(found)
+    if not usable:
+        doc["data"]["unusable_labels"] = {"reference_top1": acc["top1"], "reference_top5": acc["top5"],
+                                          "note": "labels that cannot be the model's classes: not accuracy"}
+        return None
+    doc["data"]["labels"] = True
+    return labels
+
+
 def accuracy_section(doc: dict[str, Any]) -> dict[str, Any]:
     """The per-artifact accuracy block a bench document takes (see vitdeploy.bench)."""
     out = {doc["reference"]["artifact"]: {"precision": doc["reference"]["precision"], "cosine": 1.0, "top1_agreement": 1.0,
@@ -209,8 +243,16 @@ def markdown(doc: dict[str, Any]) -> str:
     ref = doc["reference"]
     lines = [f"# Validation against {ref['artifact']} ({ref['precision']}, {ref['backend']})", "",
              f"Data: {doc['data']['source']}, {doc['data']['samples']} samples"
-             + (" with labels" if doc["data"]["labels"] else " (no labels: agreement only)")
+             + (" with labels" if doc["data"]["labels"] else
+                " (labels that cannot be the model's classes: agreement only)" if doc["data"].get("labels_present")
+                else " (no labels: agreement only)")
              + (f", {doc['data']['skipped']} undecodable skipped" if doc["data"]["skipped"] else ""), ""]
+    for w in doc.get("warnings", []):
+        lines += [f"> **Warning:** {w}", ""]
+    unusable = doc["data"].get("unusable_labels")
+    if unusable:
+        lines += [f"> Top-1 not reported and not gated: the reference scores {unusable['reference_top1']:.2%} on "
+                  "these labels, a figure about the labels, not the model.", ""]
     head = "| artifact | precision | backend | cosine (min) | top-1 agree | max abs |"
     sep = "|---|---|---|---|---|---|"
     if doc["data"]["labels"]:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitdeploy.cli.console import console, print_json, progress, tracker
+from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
 from vitdeploy.cli.options import Force, Json
 from vitdeploy.errors import ParityError
 
@@ -30,7 +30,7 @@ Examples:
 def validate(
     reference: Annotated[str, typer.Argument(help="FP32 ONNX, or a zoo model name (with --checkpoint).")],
     candidates: Annotated[list[str], typer.Argument(help="ONNX files and/or engines to check.")],
-    data: Annotated[Path, typer.Option("--data", help="Image folder (class subfolders = labels), .txt list, or .npy/.npz (with 'labels').")],
+    data: Annotated[Path, typer.Option("--data", help="Image folder (class subfolders = labels: by class index 0..N-1, ImageNet WordNet id, or sorted name), .txt list, or .npy/.npz (with 'labels').")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights for a zoo-model reference.")] = None,
     samples: Annotated[int, typer.Option(help="Samples to use (a seeded subset).")] = 256,
     thresholds: Annotated[Optional[str], typer.Option(help="Preset (default, strict, loose) or a JSON file of per-precision thresholds.")] = None,
@@ -61,6 +61,8 @@ def validate(
         print_json(doc)
     else:
         _table(doc)
+        for w in doc.get("warnings") or ():
+            err_console.print(f"[yellow]warning:[/] {escape(w)}")
     failed = [c for c in doc["candidates"] if not c["passed"]]
     if failed:
         raise ParityError(f"{len(failed)} of {len(doc['candidates'])} candidate(s) failed: "
