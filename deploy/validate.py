@@ -164,7 +164,12 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
         ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
     doc["reference"]["backend"] = ref_runner.backend
-    labels = _usable_labels(doc, ds, kept, ref_logits)
+    random_weights = _random_weights(ref_art)
+    doc["data"]["random_weights"] = random_weights
+    if random_weights:  # near-ties everywhere: which class wins is noise, how close the outputs are is not
+        doc["warnings"].append("the reference has random weights (exported without --checkpoint): top-1 agreement "
+                               "and accuracy are not meaningful and do not gate; cosine and max abs still do")
+    labels = None if random_weights else _usable_labels(doc, ds, kept, ref_logits)
     if labels is not None:
         doc["reference"].update(_accuracy(ref_logits, labels))
 
@@ -179,12 +184,15 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             raise ShapeMismatchError(f"{art.label} outputs {logits.shape[1:]}, the reference {ref_logits.shape[1:]}")
         comparison = compare(ref_logits, logits, worst=5)
         precision = art.precision if art.precision in config.thresholds else "fp32"
-        failures = config.thresholds[precision].failures(comparison)
+        limits = config.thresholds[precision]
+        if random_weights:
+            limits = replace(limits, top1_agreement=None, top5_agreement=None)
+        failures = limits.failures(comparison)
         entry: dict[str, Any] = {"artifact": art.label, "kind": art.kind, "backend": runner.backend, "precision": art.precision,
                                  "fp16_emulated": bool(getattr(runner, "fp16_emulated", False)),
                                  "comparison": comparison.to_dict(),
                                  "worst_samples": [names[i] for i in comparison.worst],
-                                 "thresholds": {**config.thresholds[precision].__dict__,
+                                 "thresholds": {**limits.__dict__,
                                                 "max_top1_drop": config.max_top1_drop.get(precision)}}
         if labels is not None:
             acc = _accuracy(logits, labels)
@@ -198,6 +206,12 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         doc["candidates"].append(entry)
     doc["passed"] = all(c["passed"] for c in doc["candidates"])
     return doc
+
+
+def _random_weights(art: Artifact) -> bool:
+    """A zoo model exported without a checkpoint (its manifest says so): a random network."""
+    m = art.manifest or {}
+    return art.kind != "torch" and (m.get("model") or {}).get("source") == "zoo" and not m.get("checkpoint")
 
 
 def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, ref_logits: np.ndarray) -> np.ndarray | None:

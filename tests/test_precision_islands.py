@@ -265,3 +265,20 @@ def test_range_rules_overflow_coarse_exp_input_and_underflowing_divisors():
     assert set(range_fp32_nodes(model, calm, {"e": 0.8})) == {"exp", "sum", "normalise"}
     # beyond a quarter of the FP16 range: producer and consumers
     assert range_fp32_nodes(model, {**calm, "d": 3e4}) == {"sum": "overflow", "normalise": "overflow"}
+
+
+def test_validate_random_weights_gate_on_closeness_only(tiny_exports, calib32, tmp_path, cli):
+    """A zoo export without --checkpoint: which class wins is noise, so top-1 agreement and accuracy
+    neither gate nor show (as in quantize); cosine still does."""
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.validate import ValidateConfig, validate
+
+    fp32 = tiny_exports["convit_tiny_test"]
+    q = quantize(QuantizeConfig(model=fp32, precision="int8", calib=calib32, samples=64, output=tmp_path / "q.onnx"))
+    doc = validate(ValidateConfig(reference=str(fp32), candidates=(str(q.onnx_path),), data=calib32, samples=48))
+    (cand,) = doc["candidates"]
+    assert doc["data"]["random_weights"] and any("random weights" in w for w in doc["warnings"])
+    assert cand["thresholds"]["top1_agreement"] is None and cand["thresholds"]["cosine_min"] == 0.98
+    assert "top1" not in doc["reference"] and "top1_drop_points" not in cand
+    rc, _, err = cli("validate", fp32, q.onnx_path, "--data", calib32, "--samples", "48")
+    assert rc == (0 if cand["passed"] else 6) and "random weights" in err
