@@ -269,24 +269,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             raise ValueMismatchError(f"{config.precision.upper()} outputs are not finite on {accuracy['samples']} "
                                      f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
                                      figures=vs)
-        random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
-        chance = ("top1_fp32" in accuracy and num_classes is not None
-                  and D.chance_level(accuracy["top1_fp32"], accuracy["samples"], num_classes))
-        if chance:  # labels that are not the model's classes: kept for diagnosis, not shown as accuracy
-            if not random_weights:
-                warnings.append(D.chance_warning(accuracy["top1_fp32"], accuracy["samples"], num_classes))
-            accuracy["unusable_labels"] = {k: accuracy.pop(k) for k in ("top1_fp32", "top1", "top1_drop_points")}
-        accuracy["gate"] = _gate(accuracy, config.precision,
-                                 meaningful_top1=x_hold is not None and not (random_weights or synthetic or chance))
-        if random_weights:
-            accuracy["gate"]["note"] = "random weights (no --checkpoint at export): top-1 agreement is not meaningful"
-        if not accuracy["gate"]["passed"]:
-            if config.gate:
-                raise ValueMismatchError(
-                    f"{config.precision.upper()} fails its default thresholds on {accuracy['samples']} samples: "
-                    f"{'; '.join(accuracy['gate']['failures'])}; nothing written (--no-gate writes it anyway)",
-                    figures=vs)
-            warnings.append(f"written despite failing its thresholds (--no-gate): {'; '.join(accuracy['gate']['failures'])}")
+        _judge(accuracy, config, parent, num_classes, real_data=x_hold is not None and not synthetic,
+               warnings=warnings)
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
@@ -421,6 +405,31 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
     kept_ops = sorted((set(F16.KEEP_FP32_OPS) | set(keep_ops)) & op_types)  # only the op types this model has
     return {"fp32_ops": kept_ops, "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why,
             "statistics": stats_info}
+
+
+def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_classes: int | None, real_data: bool,
+           warnings: list[str]) -> None:
+    """Set ``accuracy["gate"]``; raise ValueMismatchError (exit 6, nothing written) when the result
+    fails it and ``config.gate``. Labels on which the FP32 model scores at chance are moved to
+    ``accuracy["unusable_labels"]``; top-1 counts only with trained weights on real held-out images."""
+    random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
+    chance = ("top1_fp32" in accuracy and num_classes is not None
+              and D.chance_level(accuracy["top1_fp32"], accuracy["samples"], num_classes))
+    if chance:  # labels that are not the model's classes: kept for diagnosis, not shown as accuracy
+        if not random_weights:
+            warnings.append(D.chance_warning(accuracy["top1_fp32"], accuracy["samples"], num_classes))
+        accuracy["unusable_labels"] = {k: accuracy.pop(k) for k in ("top1_fp32", "top1", "top1_drop_points")}
+    gate = accuracy["gate"] = _gate(accuracy, config.precision,
+                                    meaningful_top1=real_data and not (random_weights or chance))
+    if random_weights:
+        gate["note"] = "random weights (no --checkpoint at export): top-1 agreement is not meaningful"
+    if gate["passed"]:
+        return
+    if config.gate:
+        raise ValueMismatchError(f"{config.precision.upper()} fails its default thresholds on {accuracy['samples']} "
+                                 f"samples: {'; '.join(gate['failures'])}; nothing written (--no-gate writes it anyway)",
+                                 figures=accuracy["vs_fp32"])
+    warnings.append(f"written despite failing its thresholds (--no-gate): {'; '.join(gate['failures'])}")
 
 
 def _gate(accuracy: dict, precision: str, meaningful_top1: bool) -> dict:
