@@ -24,6 +24,9 @@ class FamilyExportConfig:
     why: str = ""
     # Written into the manifest; `vitdeploy quantize` applies them unless --no-family-hints.
     quantization_hints: dict = field(default_factory=dict)
+    # The factory argument that sizes the model's token grid (position embeddings, positional
+    # attention, soft-split grids) for another --input-size; the checkpoint filter resamples.
+    size_kwarg: str = "img_size"
 
 
 _LEGACY_WHY = ("legacy exporter first: it writes the requested opset 17 directly and is 3-10x faster; "
@@ -45,7 +48,8 @@ FAMILY_CONFIGS: dict[str, FamilyExportConfig] = {
             "why": "GPSA blends content attention with sharply peaked positional attention; one INT8 scale "
                    "cannot hold both (convit_tiny attn@V in INT8: cosine 0.980, in float: 0.998)",
         }),
-    "sret": FamilyExportConfig("sret", why=_LEGACY_WHY + "; dynamo writes the permutation as GatherND/TopK"),
+    "sret": FamilyExportConfig("sret", why=_LEGACY_WHY + "; dynamo writes the permutation as GatherND/TopK",
+                               size_kwarg="image_size"),
     "ceit": FamilyExportConfig(
         "ceit", why=_LEGACY_WHY,
         quantization_hints={

@@ -19,6 +19,7 @@ from typing import Any
 
 from vitdeploy.errors import InputError, UsageError
 from vitdeploy.export.config import ExportConfig, Preprocessing
+from vitdeploy.export.family import family_config
 from vitdeploy.io import sha256_file
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -94,7 +95,19 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
     kwargs = {}
     if config.preprocessing.num_classes is not None:
         kwargs["num_classes"] = config.preprocessing.num_classes
-    model = create_model(name, checkpoint=config.checkpoint, strict=config.strict_checkpoint, **kwargs)
+    size = config.preprocessing.input_size
+    resized = size is not None and tuple(size) != tuple(spec.input_size)
+    if resized:
+        kwargs[family_config(spec.family).size_kwarg] = _grid_size(name, spec.input_size, tuple(size))
+    try:
+        model = create_model(name, checkpoint=config.checkpoint, strict=config.strict_checkpoint, **kwargs)
+    except (AssertionError, ValueError, ZeroDivisionError) as exc:
+        if not resized:
+            raise
+        raise UsageError(f"{name} cannot be built for --input-size {','.join(map(str, size))}: "
+                         f"{_first_line(exc)}") from exc
+    if resized:
+        _probe(model, name, tuple(size))
     report = getattr(model, "vitdeploy_load_report", None)
     notes = list(report.notes) if report is not None else []
     if report is not None and not report.ok:
@@ -102,11 +115,37 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
     if config.checkpoint is None:
         notes.append("no checkpoint given: random initial weights (parity is still checked; accuracy is meaningless)")
     pre = _override(spec.preprocessing(), config.preprocessing)
-    if pre["input_size"] != list(spec.input_size):
-        notes.append(f"input size {pre['input_size']} differs from the trained {list(spec.input_size)}: "
-                     "position embeddings are fixed, expect a shape error unless the model adapts")
+    if resized:
+        notes.append(f"built for input {list(size)} (trained at {list(spec.input_size)}): the token grid is sized "
+                     "for it" + (", the checkpoint's position embeddings resampled" if config.checkpoint else "")
+                     + "; accuracy at a size the model was not trained at needs checking on real data")
     return ModelSource("zoo", name, model, spec.family, pre, kwargs.get("num_classes", spec.num_classes),
                        _checkpoint_info(config.checkpoint, report), notes)
+
+
+def _grid_size(name: str, trained: tuple[int, ...], wanted: tuple[int, ...]) -> int:
+    """The square image side a zoo model is rebuilt for (UsageError for what no family supports)."""
+    if wanted[0] != trained[0] or wanted[1] != wanted[2]:
+        raise UsageError(f"{name} takes square {trained[0]}-channel images ({','.join(map(str, trained))}); "
+                         f"--input-size {','.join(map(str, wanted))} is not one")
+    return int(wanted[1])
+
+
+def _probe(model, name: str, size: tuple[int, ...]) -> None:
+    """One forward at the new size: a family that cannot run there is refused in one line, not by
+    a shape error deep in the exporter."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+        raise UsageError(f"{name} does not run at --input-size {','.join(map(str, size))}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # no terminal colour codes in a one-line error
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _from_factory(target: str, config: ExportConfig) -> ModelSource:

@@ -281,13 +281,15 @@ def ceit_base_patch16_224(**kwargs) -> CeiT:
 @register_model("ceit", input_size=(3, 384, 384), paper_top1=78.8, macs_g=3.6, official_params=6_429_864,
                 notes="fine-tuned at 384; the paper lists the 224 model's 6.4M params")
 def ceit_tiny_patch16_384(**kwargs) -> CeiT:
-    return _ceit(192, 3, img_size=384, **kwargs)
+    kwargs.setdefault("img_size", 384)
+    return _ceit(192, 3, **kwargs)
 
 
 @register_model("ceit", input_size=(3, 384, 384), paper_top1=83.3, macs_g=12.9, official_params=24_350_760,
                 notes="fine-tuned at 384; the paper lists the 224 model's 24.2M params")
 def ceit_small_patch16_384(**kwargs) -> CeiT:
-    return _ceit(384, 6, img_size=384, **kwargs)
+    kwargs.setdefault("img_size", 384)
+    return _ceit(384, 6, **kwargs)
 
 
 @register_model("ceit", **TINY_TEST_SPEC,

@@ -340,4 +340,5 @@ def convit_base_plus(**kwargs) -> ConViT:
                 notes="test-sized: 1 GPSA + 1 MHSA block, 4 heads x 16, patch 8 on 32 px (4x4 grid)")
 def convit_tiny_test(**kwargs) -> ConViT:
     kwargs.setdefault("num_classes", 10)
-    return ConViT(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, local_up_to_layer=1, **kwargs)
+    kwargs.setdefault("img_size", 32)
+    return ConViT(patch_size=8, embed_dim=64, depth=2, num_heads=4, local_up_to_layer=1, **kwargs)

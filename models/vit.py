@@ -123,4 +123,5 @@ def deit_base_distilled_patch16_224(**kwargs) -> VisionTransformer:
                 notes="test-sized: 2 blocks, width 64, patch 8 on 32 px")
 def vit_tiny_test(**kwargs) -> VisionTransformer:
     kwargs.setdefault("num_classes", 10)
-    return VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, **kwargs)
+    kwargs.setdefault("img_size", 32)
+    return VisionTransformer(patch_size=8, embed_dim=64, depth=2, num_heads=2, **kwargs)

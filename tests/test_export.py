@@ -133,3 +133,39 @@ def test_layernorm_fused_by_default_and_decomposed_on_request(tmp_path):
     assert "LayerNormalization" not in split["graph"]["ops"] and "decompose_layernorm" in split["passes"]
     assert split["trt_readiness"]["trt8.5"]["findings"] == []
     assert split["parity"]["final"]["8"]["max_abs"] <= 1e-4
+
+
+FAMILY_TINY = ["vit_tiny_test", "convit_tiny_test", "t2t_vit_tiny_test", "sret_tiny_test", "ceit_tiny_test"]
+
+
+@pytest.mark.parametrize("name", FAMILY_TINY)
+def test_zoo_model_at_another_input_size_resamples_its_grid(name, tmp_path):
+    """A checkpoint trained at 32 px exported at 64 px: the token grid is rebuilt for 64 and the
+    checkpoint's position embeddings (and each family's grid-sized tensors) are resampled."""
+    import torch
+
+    from vitdeploy.models import create_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "w.pth"
+    torch.save({"model": create_model(name).state_dict()}, ckpt)
+    res = export(ExportConfig(name, checkpoint=ckpt, output=tmp_path / "m.onnx", targets=("ort",),
+                              preprocessing=Preprocessing(input_size=(3, 64, 64))))
+    m = res.manifest
+    assert m["preprocessing"]["input_size"] == [3, 64, 64]
+    assert m["input"]["shape"][1:] == [3, 64, 64]
+    assert any(n.startswith("built for input [3, 64, 64]") for n in m["notes"])
+    assert all(fig["max_abs"] <= 1e-4 for fig in m["parity"]["final"].values())
+
+
+@pytest.mark.parametrize("name, size, message", [
+    ("vit_tiny_test", "3,48,40", "takes square 3-channel images"),
+    ("vit_tiny_test", "1,32,32", "takes square 3-channel images"),
+    ("sret_tiny_test", "3,48,48", "cannot be built for --input-size 3,48,48"),
+])
+def test_zoo_model_sizes_no_family_supports_are_one_line(cli, tmp_path, name, size, message):
+    out = tmp_path / "m.onnx"
+    rc, _, err = cli("export", name, "--input-size", size, "-o", out)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert rc == 2 and len(errors) == 1 and message in errors[0] and "\x1b[" not in err, err
+    assert not out.exists()
