@@ -6,6 +6,7 @@ from collections import defaultdict, deque
 
 import numpy as np
 
+from vitdeploy import onnx_utils
 from vitdeploy.deps import require
 
 
@@ -70,10 +71,8 @@ def toposort(model) -> None:
 
 def float_tensor_names(model) -> list[str]:
     """Outputs of nodes that are float32 (from shape inference), in graph order."""
-    onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    return [o for n in model.graph.node for o in n.output if types.get(o) == onnx.TensorProto.FLOAT]
+    types, float32 = onnx_utils.elem_types(model), require("onnx").TensorProto.FLOAT
+    return [o for n in model.graph.node for o in n.output if types.get(o) == float32]
 
 
 def constants_to_initializers(model) -> int:

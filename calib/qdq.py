@@ -285,16 +285,7 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
     graph = m.graph
     inits = initializers(m)
     by_node = {n.name: n for n in graph.node}
-    new_nodes, new_inits = [], []
-    replaced: dict[str, str] = {}
-
-    for t in qplan.activations:
-        scale, zp = activation_qparams(act_ranges[t], target)
-        s_name, z_name = f"{t}__scale", f"{t}__zero_point"
-        new_inits += [_scalar(scale, np.float32, s_name), _scalar(zp, np.int8, z_name)]
-        new_nodes.append(onnx.helper.make_node("QuantizeLinear", [t, s_name, z_name], [f"{t}__q"], name=f"{t}__Q"))
-        new_nodes.append(onnx.helper.make_node("DequantizeLinear", [f"{t}__q", s_name, z_name], [f"{t}__dq"], name=f"{t}__DQ"))
-        replaced[t] = f"{t}__dq"
+    new_nodes, new_inits, replaced, _ = _activation_qdq(qplan, act_ranges, target)
 
     axes = {q.tensor: q.axis for q in qplan.inputs if q.is_weight}
     for w in qplan.weights:
@@ -315,6 +306,23 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
     graph.node.extend(new_nodes)
     toposort(m)
     return m
+
+
+def _activation_qdq(qplan: QuantPlan, act_ranges: dict, target: str) -> tuple[list, list, dict[str, str], dict[str, float]]:
+    """Q -> DQ for every planned activation: (nodes, initializers, tensor -> its DQ output, tensor ->
+    scale). Signed INT8 with zero point 0 for ``trt``, UINT8 with its zero point for ``ort-cpu``."""
+    helper = require("onnx").helper
+    zp_dtype = np.int8 if target == "trt" else np.uint8
+    nodes, inits, replaced, scales = [], [], {}, {}
+    for t in qplan.activations:
+        scale, zp = activation_qparams(act_ranges[t], target)
+        scales[t] = scale
+        s_name, z_name = f"{t}__scale", f"{t}__zero_point"
+        inits += [_scalar(scale, np.float32, s_name), _scalar(zp, zp_dtype, z_name)]
+        nodes.append(helper.make_node("QuantizeLinear", [t, s_name, z_name], [f"{t}__q"], name=f"{t}__Q"))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{t}__q", s_name, z_name], [f"{t}__dq"], name=f"{t}__DQ"))
+        replaced[t] = f"{t}__dq"
+    return nodes, inits, replaced, scales
 
 
 def _weight_scale(arr: np.ndarray, axis: int | None, qmax: float) -> np.ndarray:
@@ -360,18 +368,7 @@ def _write_ort_cpu(model, qplan: QuantPlan, act_ranges: dict, output_ranges: dic
     graph = m.graph
     inits = initializers(m)
     by_node = {n.name: n for n in graph.node}
-    new_nodes, new_inits = [], []
-    replaced: dict[str, str] = {}
-
-    act_scale: dict[str, float] = {}
-    for t in qplan.activations:
-        scale, zp = activation_qparams(act_ranges[t], "ort-cpu")
-        act_scale[t] = scale
-        s_name, z_name = f"{t}__scale", f"{t}__zero_point"
-        new_inits += [_scalar(scale, np.float32, s_name), _scalar(zp, np.uint8, z_name)]
-        new_nodes.append(helper.make_node("QuantizeLinear", [t, s_name, z_name], [f"{t}__q"], name=f"{t}__Q"))
-        new_nodes.append(helper.make_node("DequantizeLinear", [f"{t}__q", s_name, z_name], [f"{t}__dq"], name=f"{t}__DQ"))
-        replaced[t] = f"{t}__dq"
+    new_nodes, new_inits, replaced, act_scale = _activation_qdq(qplan, act_ranges, "ort-cpu")
 
     w_scales: dict[str, np.ndarray] = {}
     axes = {q.tensor: q.axis for q in qplan.inputs if q.is_weight}

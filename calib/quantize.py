@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ from vitdeploy.calib import fp16 as F16
 from vitdeploy.calib import qdq, stats, trtcache
 from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
-from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, compare
+from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, compare, resolvable_agreement,
+                               resolvable_drop)
 from vitdeploy.errors import UsageError, ValueMismatchError
-from vitdeploy.fp16_emulation import emulate_fp16
-from vitdeploy.io import check_artifact_output, check_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.io import check_artifact_output, check_output, has_random_weights, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
 
@@ -132,12 +132,13 @@ def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.nda
     from vitdeploy.runners.ort import OnnxRuntimeRunner
     from vitdeploy.validate import run_batched
 
-    outs = []
-    for m in (ref_model, cand_model):
-        with OnnxRuntimeRunner(m, threads=threads) as r:
-            outs.append(run_batched(r, x, static_batch or 32, static_batch or 1))
-    ref, cand = outs
-    result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict()}
+    with OnnxRuntimeRunner(ref_model, threads=threads) as r:
+        ref = run_batched(r, x, static_batch or 32, static_batch or 1)
+    # FP16 parts rounded as FP16 stores them: the CPU provider would silently compute them in FP32
+    with OnnxRuntimeRunner(cand_model, threads=threads, fp16_rounding=True) as r:
+        cand = run_batched(r, x, static_batch or 32, static_batch or 1)
+    result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict(),
+                              "fp16_emulated": r.fp16_emulated}
     if labels is not None:
         result["top1_fp32"] = float((ref.argmax(1) == labels).mean())
         result["top1"] = float((cand.argmax(1) == labels).mean())
@@ -246,11 +247,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     result_bytes = result_model.SerializeToString()
     with steps.step("accuracy vs FP32"):
-        # FP16 parts are measured through FP16 rounding: ONNX Runtime's CPU provider would run them in FP32.
-        has_fp16 = config.precision == "fp16" or (precision_info or {}).get("high_precision") == "fp16"
-        eval_bytes = emulate_fp16(result_model).SerializeToString() if has_fp16 else result_bytes
         if x_hold is not None and len(x_hold):
-            accuracy = _evaluate(model_bytes, eval_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
+            accuracy = _evaluate(model_bytes, result_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
                                  static_batch)
             accuracy["data"] = ("held-out images of the built-in synthetic sample (no --calib)" if synthetic
                                 else "held-out calibration images")
@@ -258,12 +256,11 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             from vitdeploy.export.validate import seeded_inputs
 
             x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
-            accuracy = _evaluate(model_bytes, eval_bytes, x, None, ctx.input_name, config.threads, static_batch)
+            accuracy = _evaluate(model_bytes, result_bytes, x, None, ctx.input_name, config.threads, static_batch)
             accuracy["data"] = ("seeded random inputs (no calibration data given)" if config.calib is None
                                 else "seeded random inputs (no held-out images: --holdout 0 or too few images)")
             if config.calib is not None:
                 warnings.append("no held-out images: accuracy measured on seeded random inputs, not on your data")
-        accuracy["fp16_emulated"] = has_fp16
         vs = accuracy["vs_fp32"]
         if not np.isfinite([vs["max_abs"], vs["cosine_min"]]).all():
             raise ValueMismatchError(f"{config.precision.upper()} outputs are not finite on {accuracy['samples']} "
@@ -412,7 +409,7 @@ def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_clas
     """Set ``accuracy["gate"]``; raise ValueMismatchError (exit 6, nothing written) when the result
     fails it and ``config.gate``. Labels on which the FP32 model scores at chance are moved to
     ``accuracy["unusable_labels"]``; top-1 counts only with trained weights on real held-out images."""
-    random_weights = bool(parent) and (parent.get("model") or {}).get("source") == "zoo" and not parent.get("checkpoint")
+    random_weights = has_random_weights(parent)
     chance = ("top1_fp32" in accuracy and num_classes is not None
               and D.chance_level(accuracy["top1_fp32"], accuracy["samples"], num_classes))
     if chance:  # labels that are not the model's classes: kept for diagnosis, not shown as accuracy
@@ -438,23 +435,17 @@ def _gate(accuracy: dict, precision: str, meaningful_top1: bool) -> dict:
     Top-1 criteria count only with trained weights on real data (``meaningful_top1``); with
     random weights or random inputs the cosine still gates.
     """
-    from dataclasses import replace
-
-    from vitdeploy.compare import Comparison
-
     c = Comparison(**accuracy["vs_fp32"])
     thresholds = PRECISION_THRESHOLDS[precision]
-    # A held-out set of n images moves top-1 figures in steps of 1/n: two images or fewer is
-    # sampling noise on the few dozen images quantize holds out, not a verdict.
-    noise = 2.0 / c.samples
+    # the few dozen held-out images resolve top-1 only to two images (compare.NOISE_SAMPLES)
     if not meaningful_top1:
         thresholds = replace(thresholds, top1_agreement=None, top5_agreement=None)
     elif thresholds.top1_agreement is not None:
-        thresholds = replace(thresholds, top1_agreement=min(thresholds.top1_agreement, 1.0 - noise))
+        thresholds = replace(thresholds, top1_agreement=resolvable_agreement(thresholds.top1_agreement, c.samples))
     failures = thresholds.failures(c)
     limits = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in thresholds.__dict__.items() if v is not None}
     if meaningful_top1 and "top1_drop_points" in accuracy:
-        limit = max(MAX_TOP1_DROP[precision], 100.0 * noise)
+        limit = resolvable_drop(MAX_TOP1_DROP[precision], c.samples)
         limits["max_top1_drop_points"] = round(limit, 3)
         if accuracy["top1_drop_points"] > limit + 1e-9:
             failures.append(f"top-1 drop {accuracy['top1_drop_points']:.2f} points > {limit:.2f}")

@@ -146,3 +146,10 @@ def read_manifest(artifact: str | os.PathLike, required: bool = False) -> dict[s
             raise InputError(f"manifest {path} describes {data.get('artifact')!r}, not {Path(artifact).name}")
         return None
     return data
+
+
+def has_random_weights(manifest: dict[str, Any] | None) -> bool:
+    """Whether a manifest describes a zoo model exported without a checkpoint: a random network,
+    on which which class wins is noise (closeness of outputs still means something)."""
+    m = manifest or {}
+    return (m.get("model") or {}).get("source") == "zoo" and not m.get("checkpoint")

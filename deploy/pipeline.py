@@ -257,8 +257,8 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     return report
 
 
-ORT_CPU_NOTE = ("INT8 ONNX written for ONNX Runtime CPU (uint8 activations); for TensorRT run "
-                "`vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
+TRT_INT8_HINT = "For TensorRT run `vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)"
+ORT_CPU_NOTE = f"INT8 ONNX written for ONNX Runtime CPU (uint8 activations). {TRT_INT8_HINT}"
 
 
 def _quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step, progress) -> dict[str, Any]:
@@ -301,8 +301,7 @@ def cpu_form_note(form: dict[str, Any]) -> str:
     what = ("ONNX Runtime CPU form (uint8 activations)" if form["target"] == "ort-cpu"
             else "TensorRT Q/DQ form with FP32 float parts")
     return (f"INT8 written in the {what}, the faster here: timed at batch {form['batch']}, "
-            f"{form['threads'] or 'default'} thread(s), p50 {figures}; {form['reason']}. "
-            "For TensorRT run `vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)")
+            f"{form['threads'] or 'default'} thread(s), p50 {figures}; {form['reason']}. {TRT_INT8_HINT}")
 
 
 def _chain(path: Path) -> list[dict[str, Any]]:

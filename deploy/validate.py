@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, Thresholds, compare
+from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, Thresholds, compare, resolvable_drop
 from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
+from vitdeploy.io import has_random_weights
 from vitdeploy.runners.base import static_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
@@ -164,7 +165,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
         ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
     doc["reference"]["backend"] = ref_runner.backend
-    random_weights = _random_weights(ref_art)
+    random_weights = ref_art.kind != "torch" and has_random_weights(ref_art.manifest)  # torch: --checkpoint required
     doc["data"]["random_weights"] = random_weights
     if random_weights:  # near-ties everywhere: which class wins is noise, how close the outputs are is not
         doc["warnings"].append("the reference has random weights (exported without --checkpoint): top-1 agreement "
@@ -200,9 +201,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             entry.update(acc, top1_drop_points=drop)
             limit = config.max_top1_drop.get(precision)
             if limit is not None:
-                # top-1 moves in steps of 100/n points: a drop of two images is below what n images
-                # resolve (120 images: 1.67 points), as in quantize's own check
-                limit = max(limit, 200.0 / len(labels))
+                limit = resolvable_drop(limit, len(labels))  # as in quantize's own check
                 entry["thresholds"]["max_top1_drop_effective"] = round(limit, 3)
                 if drop > limit + 1e-9:
                     failures.append(f"top-1 drop {drop:.2f} points > {limit:.2f}")
@@ -211,12 +210,6 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         doc["candidates"].append(entry)
     doc["passed"] = all(c["passed"] for c in doc["candidates"])
     return doc
-
-
-def _random_weights(art: Artifact) -> bool:
-    """A zoo model exported without a checkpoint (its manifest says so): a random network."""
-    m = art.manifest or {}
-    return art.kind != "torch" and (m.get("model") or {}).get("source") == "zoo" and not m.get("checkpoint")
 
 
 def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, ref_logits: np.ndarray) -> np.ndarray | None:

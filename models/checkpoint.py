@@ -141,14 +141,6 @@ def extract_state_dict(obj: Any, prefer_ema: bool = True) -> tuple[dict[str, tor
     )
 
 
-def strip_prefix(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "_orig_mod.")) -> tuple[dict[str, torch.Tensor], str | None]:
-    """Strip one of ``prefixes`` when every key has it (kept for callers without a model)."""
-    for prefix in prefixes:
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}, prefix
-    return state_dict, None
-
-
 # Leading key components that training wrappers add: DDP/DataParallel, torch.compile, Lightning
 # (a LightningModule holding the network as ``self.model``).
 KNOWN_WRAPPER_PREFIXES = ("module", "_orig_mod", "model")

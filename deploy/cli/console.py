@@ -36,7 +36,7 @@ def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.steps.StepRecord
     """One line per finished step: a tick or a cross, the name, the seconds, the detail (not for a
     step an error ended: its message comes once, as the error line)."""
     mark = "[green]✓[/]" if record.status == "ok" else "[red]✗[/]"
-    detail = f" [dim]({escape(record.detail)})[/]" if record.detail and not getattr(record, "raised", False) else ""
+    detail = f" [dim]({escape(record.detail)})[/]" if record.detail and not record.raised else ""
     err_console.print(f"  {mark} {escape(record.name)} [dim]{record.seconds:.2f}s[/]{detail}")
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Force, Json
+from vitdeploy.cli.options import Force, HighPrecision, Json
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
 
@@ -60,7 +60,7 @@ def build_engine(
     model: Annotated[Path, typer.Argument(help="ONNX from `vitdeploy export` or `vitdeploy quantize` (its manifest gives the batch range).")],
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (TensorRT >= 10: runs the FP16 precision pass, builds strongly typed).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8+FP16: a Q/DQ ONNX builds as is; an FP32 ONNX needs --calib. With --fp16 too (trtexec's habit): the same.")] = False,
-    high_precision: Annotated[str, typer.Option("--high-precision", help="--int8: the unquantized float parts in fp16 (INT8+FP16) or fp32.")] = "fp16",
+    high_precision: HighPrecision = "fp16",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration data for the Q/DQ pass (image folder, .txt list, .npy/.npz); with --legacy-calibrator also a .calib cache.")] = None,
     method: Annotated[str, typer.Option(help="Calibration: percentile | entropy | minmax | mse (as vitdeploy quantize).")] = "percentile",
     samples: Annotated[int, typer.Option(help="Calibration samples.")] = 512,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Force, Json
+from vitdeploy.cli.options import DataCheck, Force, HighPrecision, Json
 from vitdeploy.errors import UsageError
 
 HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
@@ -54,8 +54,8 @@ def quantize(
     quantize_depthwise: Annotated[bool, typer.Option("--quantize-depthwise", help="Also quantize depthwise convs (left float by default: per-tensor scales hurt them).")] = False,
     no_family_hints: Annotated[bool, typer.Option("--no-family-hints", help="Ignore the model family's quantization hints from the export manifest.")] = False,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
-    high_precision: Annotated[str, typer.Option("--high-precision", help="INT8 --target trt: the unquantized float parts in fp16 (INT8+FP16, what TensorRT 10/11 builds fast) or fp32.")] = "fp16",
-    data_check: Annotated[bool, typer.Option("--data-check/--no-data-check", help="Refuse .npy/.npz arrays that look unpreprocessed (integer dtype, 0-255 values, not normalised).")] = True,
+    high_precision: HighPrecision = "fp16",
+    data_check: DataCheck = True,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Write the file even when it fails its precision's default thresholds (non-finite outputs are never written).")] = False,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --target ort-cpu, MODEL.fp16.onnx).")] = None,

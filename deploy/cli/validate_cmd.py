@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
-from vitdeploy.cli.options import Force, Json
+from vitdeploy.cli.options import DataCheck, Force, Json
 from vitdeploy.errors import ParityError
 
 HELP = """Check that candidates (ONNX at FP32/FP16/INT8, TensorRT engines) still agree with a reference
@@ -37,7 +37,7 @@ def validate(
     batch: Annotated[int, typer.Option(help="Batch size (clamped to each artifact's range).")] = 8,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write validate.json and validate.md into this folder.")] = None,
-    data_check: Annotated[bool, typer.Option("--data-check/--no-data-check", help="Refuse a .npy/.npz whose dtype or values are not normalised model inputs (raw 0-255 pixels, 0..1 not normalised).")] = True,
+    data_check: DataCheck = True,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
