@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import struct
+import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +150,31 @@ def _scale_to_uint8(arr: np.ndarray, is_float: bool) -> np.ndarray:
     return np.clip(np.round(a), 0, 255).astype(np.uint8)
 
 
+def resize_size(width: int, height: int, pre: Preprocess) -> tuple[int, int]:
+    """The (width, height) a ``width`` x ``height`` image is resized to before the center crop, exactly
+    as timm's eval transform (``transforms_imagenet_eval``, crop mode "center") computes it.
+
+    Each side's target is floor(size / crop_pct) (224 at 0.9: 248, not 249; 384 at 0.875: 438). A
+    square input goes through torchvision's ``Resize(int)``: the shorter side to the target, the
+    longer side scaled and truncated (int, not round). Otherwise timm's ``ResizeKeepRatio``: both
+    sides divided by the smaller of the two side ratios, rounded."""
+    _, h, w = pre.input_size
+    th, tw = math.floor(h / pre.crop_pct), math.floor(w / pre.crop_pct)
+    if th == tw:
+        return (th, int(th * height / width)) if width <= height else (int(th * width / height), th)
+    ratio = min(height / th, width / tw)
+    return round(width / ratio), round(height / ratio)
+
+
+def _crop_offset(side: int, crop: int) -> int:
+    """Where torchvision's ``CenterCrop`` starts a ``crop`` in an image side of ``side`` pixels; negative
+    when the side is shorter: torchvision pads (crop - side) // 2 zeros before it, as PIL's crop does."""
+    return round((side - crop) / 2.0) if side >= crop else -((crop - side) // 2)
+
+
 def preprocess_image(img, pre: Preprocess) -> np.ndarray:
-    """PIL image (any mode, see ``to_rgb8``) -> normalised (C, H, W) float32 array.
+    """PIL image (any mode, see ``to_rgb8``) -> normalised (C, H, W) float32 array: ``resize_size``
+    with the model's interpolation, torchvision's center crop, /255, (x - mean) / std.
 
     Raises UsageError when ``pre`` has no mean/std (images need the model's normalisation)."""
     if pre.mean is None or pre.std is None:
@@ -155,14 +182,9 @@ def preprocess_image(img, pre: Preprocess) -> np.ndarray:
                          "or pass --mean and --std")
     _, h, w = pre.input_size
     img = to_rgb8(img)
-    scale_to = int(round(min(h, w) / pre.crop_pct))
-    iw, ih = img.size
-    if iw <= ih:
-        nw, nh = scale_to, max(1, int(round(ih * scale_to / iw)))
-    else:
-        nh, nw = scale_to, max(1, int(round(iw * scale_to / ih)))
+    nw, nh = resize_size(*img.size, pre)
     img = img.resize((nw, nh), _pil_filter(pre.interpolation))
-    left, top = int(round((nw - w) / 2.0)), int(round((nh - h) / 2.0))
+    left, top = _crop_offset(nw, w), _crop_offset(nh, h)
     img = img.crop((left, top, left + w, top + h))
     arr = np.asarray(img, dtype=np.float32) / 255.0
     arr = (arr - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
@@ -358,16 +380,37 @@ def chance_warning(top1: float, samples: int, num_classes: int) -> str:
             "is untrained); top-1 figures are not meaningful and not counted")
 
 
-def check_shape(ds: Dataset, pre: Preprocess) -> None:
-    """An array's samples must be the model's (C, H, W); channels-last data gets the transpose as its fix."""
+def _fits(model: tuple[int, ...], got: tuple[int, ...]) -> bool:
+    """Whether samples of shape ``got`` fit a model input ``model`` whose dynamic dimensions are -1."""
+    return len(model) == len(got) and all(m in (-1, g) for m, g in zip(model, got))
+
+
+def _channels_last(model: tuple[int, ...]) -> bool:
+    """Whether a model's (C, H, W) input reads as (H, W, C): 1 or 3 channels last, not first."""
+    return len(model) == 3 and model[2] in (1, 3) and model[0] not in (1, 3)
+
+
+def check_shape(ds: Dataset, pre: Preprocess, model_shape: tuple[int, ...] | None = None) -> None:
+    """The samples must fit the model's input: ``model_shape`` (its dimensions after the batch, -1
+    dynamic) where the caller has read it from the model, else ``pre.input_size``. Raises InputError
+    (exit 3) before any model runs, naming the layout when only the channel position differs: channels-
+    last data gets the transpose as its fix; a channels-last (N,H,W,C) model given N,C,H,W samples (any
+    image: vitdeploy feeds N,C,H,W) is named as such."""
+    want = tuple(model_shape) if model_shape is not None else tuple(pre.input_size)
+    nhwc_model = (f"the model takes channels-last N,H,W,C input {want} but vitdeploy feeds N,C,H,W: export it with "
+                  "an N,C,H,W input")
     if ds.kind != "array":
+        if _channels_last(want):
+            raise InputError(f"{Path(ds.source).name}: images are preprocessed to N,C,H,W; {nhwc_model}")
         return
-    got, want = tuple(ds.array.shape[1:]), tuple(pre.input_size)  # type: ignore[union-attr]
-    if got == want:
+    got = tuple(ds.array.shape[1:])  # type: ignore[union-attr]
+    if _fits(want, got):
         return
-    if got == (want[1], want[2], want[0]):
+    if len(got) == 3 and _fits(want, (got[2], got[0], got[1])):
         raise InputError(f"{ds.source}: samples are {got}, channels last (N,H,W,C); the model takes N,C,H,W "
                          f"{want}: save x.transpose(0, 3, 1, 2)")
+    if len(got) == 3 and _fits(want, (got[1], got[2], got[0])):
+        raise InputError(f"{ds.source}: samples are N,C,H,W {got}; {nhwc_model}, or save x.transpose(0, 2, 3, 1)")
     raise InputError(f"{ds.source}: samples are {got} but the model takes {want} "
                      "(a .npy/.npz must be preprocessed already)")
 
@@ -472,11 +515,49 @@ def sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray:
     return np.sort(order[: samples if samples is not None else n])
 
 
+class ImageDecodeError(InputError):
+    """A file that does not decode as an image (exit 3): its ``path`` and the decoder's ``reason``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"cannot decode {path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What reading one image file can raise that is the file's fault, not vitdeploy's: OSError (missing,
+    a directory, permission denied, truncated or broken data, unknown format: UnidentifiedImageError),
+    ValueError (bad headers, modes that cannot become RGB), the parse errors Pillow's plugins raise on
+    broken files (SyntaxError, EOFError, struct.error, zlib.error) and Pillow's DecompressionBombError
+    (more than twice ``Image.MAX_IMAGE_PIXELS``)."""
+    from PIL import Image
+
+    return OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError
+
+
+def decode_image(path: Path):
+    """The image at ``path``, fully decoded, as 8-bit RGB (``to_rgb8``; first frame of an animation).
+
+    Raises ImageDecodeError (exit 3) naming the file and the decoder's reason for anything in
+    ``_decode_errors``; other exceptions are vitdeploy bugs and propagate. Pillow's warnings (large
+    images, palette transparency, corrupt EXIF) are not shown: they concern files that decode."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.load()
+                rgb = to_rgb8(img)
+                return rgb.copy() if rgb is img else rgb  # the with block closes img
+    except _decode_errors() as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ImageDecodeError(path, reason) from exc
+
+
 def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: int, on_error: str = "skip",
                  progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (batch, dataset indices) of preprocessed samples. Decode failures go to ds.skipped."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Yield (batch, dataset indices) of preprocessed samples. A file that does not decode
+    (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail"."""
     check_shape(ds, pre)
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
@@ -488,14 +569,14 @@ def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: 
         else:
             f = ds.files[i]
             try:
-                with Image.open(f) as img:
-                    buf.append(preprocess_image(img, pre))
-                    idx.append(i)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+                img = decode_image(f)
+            except ImageDecodeError as exc:
                 if on_error == "fail":
-                    raise InputError(f"cannot decode {f}: {reason}") from exc
-                ds.skipped.append((str(f), reason))
+                    raise
+                ds.skipped.append((exc.path, exc.reason))
+            else:
+                buf.append(preprocess_image(img, pre))
+                idx.append(i)
         if progress:
             progress(1)
         if len(buf) == batch_size:
@@ -516,6 +597,20 @@ def load_samples(ds: Dataset, pre: Preprocess, indices: np.ndarray, on_error: st
         detail = f"; e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]}" if ds.skipped else ""
         raise InputError(f"no decodable image in {ds.source} ({len(ds.skipped)} failed{detail})")
     return np.concatenate(parts), np.concatenate(idx)
+
+
+def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:
+    """One warning line counting and naming the files that did not decode (``ds.skipped``); None if none."""
+    if not ds.skipped:
+        return None
+    root = Path(ds.source)
+
+    def name(f: str) -> str:
+        return str(Path(f).relative_to(root)) if root.is_dir() and Path(f).is_relative_to(root) else f
+
+    named = "; ".join(f"{name(f)} ({reason})" for f, reason in ds.skipped[:shown])
+    more = f"; and {len(ds.skipped) - shown} more" if len(ds.skipped) > shown else ""
+    return f"{len(ds.skipped)} undecodable image(s) skipped: {named}{more}"
 
 
 def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocess) -> str:

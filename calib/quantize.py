@@ -227,6 +227,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 warnings.extend(lmap.warnings)
                 labels_hold = lmap.labels[hold_idx] if lmap.meaningful and lmap.labels is not None else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
+            if (skipped := D.skipped_warning(ds)) is not None:
+                warnings.append(skipped)
             if len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
                                 f"({len(ds)} available, {0 if x_hold is None else len(x_hold)} held out, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vitdeploy.errors import InputError, OutputError, OutputExistsError
+from vitdeploy.errors import InputError, OutputError, OutputExistsError, UsageError
 
 MANIFEST_SCHEMA = "vitdeploy.manifest/1"
 
@@ -30,14 +31,20 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_output(path: str | os.PathLike, force: bool = False) -> Path:
-    """Refuse to overwrite without ``force`` and fail early when the folder cannot be written."""
+def check_output(path: str | os.PathLike, force: bool = False, create: bool = True) -> Path:
+    """Refuse to overwrite without ``force`` and fail early when the folder cannot be written.
+    The folder is created unless ``create`` is False (then atomic_path creates it when writing)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"output {path} is a directory; give a file path")
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
+    if not create:
+        existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create output folder {parent}: {existing} is not a writable folder")
+        return path
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -56,24 +63,73 @@ def check_artifact_output(path: str | os.PathLike, force: bool = False) -> Path:
     return check_output(path, force)
 
 
+def refuse_overwriting_inputs(output: str | os.PathLike | None, **inputs: str | os.PathLike | None) -> None:
+    """UsageError when ``output`` (or the manifest beside it) is one of the named inputs, whatever
+    --force says: writing it would destroy what the command reads. ``inputs``: option name -> path."""
+    if output is None:
+        return
+    targets = {Path(output), manifest_path(output)}
+    for name, given in inputs.items():
+        if given is not None and any(_same_file(t, Path(given)) for t in targets):
+            raise UsageError(f"the output {output} would overwrite the input {name} {given}: give another --output")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The disk-full OSError that caused ``exc`` (itself, or anywhere in its cause chain), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def cannot_write(path: str | os.PathLike | None, exc: OSError) -> OutputError:
+    """The one-line error for a failed write: a full disk says so, anything else gives the OS's reason."""
+    reason = "no space left on device" if exc.errno in NO_SPACE else (exc.strerror or str(exc))
+    return OutputError(f"cannot write {path or exc.filename or 'the output'}: {reason}"
+                       + ("; free some space and rerun" if exc.errno in NO_SPACE else ""))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; move it into place only on success.
 
     On any exception (Ctrl-C and disk-full included) the temporary file is removed and the
-    target is untouched, so no half-written artifact is ever left behind.
+    target is untouched, so no half-written artifact is ever left behind. An OSError while
+    writing (a full disk, a quota) becomes OutputError "cannot write PATH: ..." (exit 5).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+    tmp_path: Path | None = None
+    parent = path.parent if str(path.parent) else Path(".")
+    created = [d for d in (parent, *parent.parents) if not d.exists()]  # folders to remove on failure
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+    except BaseException as exc:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from exc
         raise
 
 
@@ -84,11 +140,10 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -139,13 +194,34 @@ def read_manifest(artifact: str | os.PathLike, required: bool = False) -> dict[s
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"manifest {path} is unreadable: {exc}") from exc
-    if not isinstance(data, dict) or data.get("artifact") not in (None, Path(artifact).name):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"manifest {path} is unreadable: {exc}; fix or delete it") from exc
+    _check_manifest(path, data)
+    if data.get("artifact") not in (None, Path(artifact).name):
         if required:
             raise InputError(f"manifest {path} describes {data.get('artifact')!r}, not {Path(artifact).name}")
         return None
     return data
+
+
+_OBJECT_FIELDS = ("model", "input", "output", "batch", "preprocessing", "export", "quantization", "parity")
+
+
+def _check_manifest(path: Path, data: Any) -> None:
+    """InputError when a manifest is not the shape vitdeploy writes (the fields later stages read)."""
+    def bad(what: str) -> InputError:
+        return InputError(f"manifest {path} is malformed ({what}); re-export the model or delete the manifest")
+
+    if not isinstance(data, dict):
+        raise bad(f"a JSON {type(data).__name__}, not an object")
+    wrong = [k for k in _OBJECT_FIELDS if data.get(k) is not None and not isinstance(data[k], dict)]
+    if wrong:
+        raise bad(f"{wrong[0]!r} should be an object")
+    batch = data.get("batch")
+    if batch is not None:
+        nums = [batch.get("min"), batch.get("opt", batch.get("min")), batch.get("max")]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in nums) or not 1 <= nums[0] <= nums[1] <= nums[2]:
+            raise bad(f"batch {batch} is not 1 <= min <= opt <= max")
 
 
 def has_random_weights(manifest: dict[str, Any] | None) -> bool:

@@ -14,6 +14,7 @@ one fails, so this can gate CI.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,25 @@ class ValidateConfig:
             raise UsageError("--samples must be >= 1")
 
 
+# Each key of a thresholds file and the values it may take: (low, high), both included.
+THRESHOLD_RANGES: dict[str, tuple[float, float]] = {
+    "max_abs": (0.0, math.inf), "cosine_min": (0.0, 1.0), "top1_agreement": (0.0, 1.0), "top5_agreement": (0.0, 1.0),
+    "max_top1_drop": (0.0, 100.0),
+}
+
+
+def _check_threshold(path: Path, precision: str, key: str, value: object) -> None:
+    """UsageError naming the key and its allowed range for an unknown key or an out-of-range value."""
+    if key not in THRESHOLD_RANGES:
+        raise UsageError(f"{path}: unknown threshold {precision}.{key}; allowed: {', '.join(THRESHOLD_RANGES)}")
+    lo, hi = THRESHOLD_RANGES[key]
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        where = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
+        raise UsageError(f"{path}: {precision}.{key} is {json.dumps(value)}; it must be a number in {where} or null")
+
+
 def load_thresholds(spec: str | None) -> tuple[dict[str, Thresholds], dict[str, float]]:
     """A preset name (default, strict, loose) or a JSON file {"int8": {"cosine_min": 0.99, "max_top1_drop": 1.0}, ...}."""
     if spec is None or spec in PRESETS:
@@ -76,19 +96,24 @@ def load_thresholds(spec: str | None) -> tuple[dict[str, Thresholds], dict[str, 
         raise UsageError(f"--thresholds {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: invalid JSON ({exc})") from exc
     thresholds, drops = dict(PRECISION_THRESHOLDS), dict(MAX_TOP1_DROP)
-    allowed = {"max_abs", "cosine_min", "top1_agreement", "top5_agreement", "max_top1_drop"}
-    shape = f"{path}: expected {{precision: {{{', '.join(sorted(allowed))}: number or null}}}} with precision in fp32/fp16/int8"
+    shape = f"{path}: expected {{precision: {{{', '.join(THRESHOLD_RANGES)}: number or null}}}} with precision in fp32/fp16/int8"
     if not isinstance(raw, dict):
         raise UsageError(shape)
     for precision, values in raw.items():
-        if precision not in thresholds or not isinstance(values, dict) or set(values) - allowed or not all(
-                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values.values()):
+        if precision not in thresholds or not isinstance(values, dict):
             raise UsageError(shape)
+        for key, value in values.items():
+            _check_threshold(path, precision, key, value)
+        values = dict(values)
         if "max_top1_drop" in values:
-            drops[precision] = float(values.pop("max_top1_drop"))
+            drop = values.pop("max_top1_drop")
+            if drop is None:  # null: no drop limit
+                drops.pop(precision, None)
+            else:
+                drops[precision] = float(drop)
         thresholds[precision] = replace(thresholds[precision], **values)
     return thresholds, drops
 
@@ -156,10 +181,11 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
         "data": {"source": ds.source, "samples": int(len(x)), "labels": False,
                  "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
         "candidates": [],
-        "warnings": [],
+        "warnings": [w for w in [D.skipped_warning(ds)] if w],
     }
     with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
         ref_shape, ref_static = _input_shape(ref_runner)
+        D.check_shape(ds, pre, ref_shape)  # a layout mismatch (N,H,W,C model) named before anything runs
         if not _fits(ref_shape, tuple(pre.input_size)):
             said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")

@@ -83,12 +83,16 @@ def test_validate_zoo_reference_needs_a_checkpoint(cli, onnx_model, tmp_path):
     assert rc == 2 and "--checkpoint" in _one_error(err)
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '{"int8": {"cosine_min": "0.99"}}', '{"int8": [0.9]}'])
-def test_validate_thresholds_file_shape(cli, onnx_model, tmp_path, content):
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "expected {precision:"),
+    ('{"int8": [0.9]}', "expected {precision:"),
+    ('{"int8": {"cosine_min": "0.99"}}', 'int8.cosine_min is "0.99"; it must be a number in [0, 1] or null'),
+])
+def test_validate_thresholds_file_shape(cli, onnx_model, tmp_path, content, message):
     np.save(tmp_path / "d.npy", np.zeros((4, 3, 32, 32), np.float32))
     (tmp_path / "t.json").write_text(content)
     rc, _, err = cli("validate", onnx_model, onnx_model, "--data", tmp_path / "d.npy", "--thresholds", tmp_path / "t.json")
-    assert rc == 2 and "expected {precision:" in _one_error(err)
+    assert rc == 2 and message in _one_error(err)
 
 
 def test_deploy_engines_always_without_tensorrt_writes_nothing(cli, tmp_path):

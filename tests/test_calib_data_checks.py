@@ -307,10 +307,10 @@ def test_validate_bare_onnx_with_preprocessed_npz_needs_no_mean_std(cli, tmp_pat
                        "--no-data-check", "--json")
     assert rc == 0 and json.loads(out)["data"]["value_check"] is False, err
 
-    # samples that do not fit the bare model: named as the data's shape, not a manifest's
+    # samples that do not fit the bare model: the data is what is wrong (exit 3), read from the model itself
     np.save(tmp_path / "big.npy", np.zeros((4, 3, 16, 16), np.float32))
     rc, _, err = cli("validate", tmp_path / "a.onnx", tmp_path / "b.onnx", "--data", tmp_path / "big.npy")
-    assert rc == 6 and "the samples of" in err and "(3, 16, 16)" in err, err
+    assert rc == 3 and "samples are (3, 16, 16) but the model takes (3, 8, 8)" in err, err
 
 
 def test_validate_core_checks_values_against_the_manifest(tmp_path):

@@ -84,9 +84,12 @@ def test_planted_regression_is_caught(cli, trained, tmp_path):
 
 def test_thresholds_file(cli, trained, tmp_path):
     f = tmp_path / "t.json"
-    f.write_text(json.dumps({"fp16": {"cosine_min": 1.01}}))  # impossible: must fail
+    f.write_text(json.dumps({"fp16": {"max_abs": 0}}))  # no FP16 file is bit-exact: must fail
     rc, _, err = cli("validate", trained["fp32"], trained["fp16"], "--data", trained["val"], "--samples", "20", "--thresholds", f)
-    assert rc == 6 and "cosine" in err
+    assert rc == 6 and "max_abs" in err
+    f.write_text(json.dumps({"fp16": {"cosine_min": 1.01}}))  # out of range: refused before any work
+    rc, _, err = cli("validate", trained["fp32"], trained["fp16"], "--data", trained["val"], "--thresholds", f)
+    assert rc == 2 and "cosine_min" in err
     f.write_text(json.dumps({"fp99": {}}))
     rc, _, err = cli("validate", trained["fp32"], trained["fp16"], "--data", trained["val"], "--thresholds", f)
     assert rc == 2

@@ -16,7 +16,8 @@ from rich.markup import escape
 from vitdeploy import __version__
 from vitdeploy.cli import _state
 from vitdeploy.cli.console import err_console
-from vitdeploy.errors import EXIT_CODES, VitdeployError
+from vitdeploy.errors import EXIT_CODES, OutputError, VitdeployError
+from vitdeploy.io import cannot_write, disk_full
 
 EPILOG = "Exit codes: " + "; ".join(f"{k} {v.split(' (')[0]}" for k, v in EXIT_CODES.items())
 
@@ -74,25 +75,39 @@ def run(argv: list[str] | None = None) -> int:
     _state.debug = bool(os.environ.get("VITDEPLOY_DEBUG")) or "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         result = app(args=argv, prog_name="vitdeploy", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
-    except VitdeployError as exc:
-        if _state.debug:
-            err_console.print_exception()
-        # escape: messages carry brackets ("pip install 'vitdeploy[ort]'") that rich would eat as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
+        code = int(result) if isinstance(result, int) else 0  # typer returns 130 for a KeyboardInterrupt
     except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:  # bad usage found by the parser
-        exc.show(file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
+    except click.ClickException as exc:  # bad usage found by the parser: one line, not click's usage block
+        ctx = getattr(exc, "ctx", None)
+        _error(exc.format_message() + (f" (see '{ctx.command_path} --help')" if ctx else ""))
+        return 2
     except (KeyboardInterrupt, click.exceptions.Abort):
+        code = 130
+    except Exception as exc:
+        return _report(exc)
+    if code == 130:
         err_console.print("[bold red]interrupted[/]")
-        return 130
-    except Exception as exc:  # a bug: one line unless --debug
-        if _state.debug:
-            err_console.print_exception()
-        else:
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
-                              highlight=False, soft_wrap=True)
-        return 1
+    return code
+
+
+def _report(exc: Exception) -> int:
+    """One line for an error and its exit code: the project's errors by type, a full disk as exit 5
+    whatever raised it, anything else as a bug (exit 1)."""
+    if _state.debug:
+        err_console.print_exception()
+    full = disk_full(exc)
+    if full is not None and not isinstance(exc, OutputError):
+        exc = cannot_write(None, full)
+    if isinstance(exc, VitdeployError):
+        _error(str(exc))
+        return exc.exit_code
+    if not _state.debug:
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+                          highlight=False, soft_wrap=True)
+    return 1
+
+
+def _error(message: str) -> None:
+    # escape: messages carry brackets ("pip install 'vitdeploy[ort]'") that rich would eat as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, print_json, progress
-from vitdeploy.cli.options import Force, Json
+from vitdeploy.cli.options import Force, Iterations, Json, Threads, Warmup
 from vitdeploy.report import _ms  # one latency format for the table and the Markdown
 from vitdeploy.errors import UsageError
 
@@ -38,12 +38,12 @@ Examples:
 
 def bench(
     artifacts: Annotated[list[str], typer.Argument(help="One or more .onnx / .engine files or zoo model names; the first is the speedup baseline.", show_default=False)],
-    backend: Annotated[Optional[str], typer.Option(help="torch | ort-cpu | ort-cuda | ort-trt | trt.", show_default="ort-cpu for .onnx, trt for engines, torch for zoo names")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="torch | torch-cuda | ort-cpu | ort-cuda | ort-trt | trt.", show_default="ort-cpu for .onnx, trt for engines, torch for zoo names")] = None,
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes, comma-separated.")] = "1",
-    warmup: Annotated[int, typer.Option(help="Untimed calls per artifact and batch before timing.")] = 10,
-    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Timed calls per artifact and batch.", show_default="100")] = None,
+    warmup: Warmup = 10,
+    iterations: Iterations = None,
     duration: Annotated[Optional[float], typer.Option(help="Instead of --iterations: time about S seconds per artifact and batch.", show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / torch; 1 gives the steadiest numbers on a shared machine.", show_default="the backend's own")] = None,
+    threads: Threads = None,
     interleave: Annotated[bool, typer.Option("--interleave/--no-interleave", help="Round-robin the artifacts per call (default) or time them one after another.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for bench.json, bench.md and bench.png.", show_default=False)] = None,

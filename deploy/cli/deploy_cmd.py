@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Json
-from vitdeploy.errors import ParityError, UsageError
+from vitdeploy.cli.options import Iterations, Json, Threads
+from vitdeploy.errors import ParityError
 
 HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
 engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
@@ -42,8 +42,8 @@ def deploy(
     method: Annotated[str, typer.Option(help="INT8 calibration method.")] = "percentile",
     int8_target: Annotated[str, typer.Option(help="auto (trt when engines are built, else ort-cpu) | trt | ort-cpu.")] = "auto",
     engines: Annotated[str, typer.Option(help="auto (when TensorRT is installed) | always | never.")] = "auto",
-    iterations: Annotated[int, typer.Option(help="Timed iterations per artifact and batch.")] = 50,
-    threads: Annotated[int, typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = 1,
+    iterations: Iterations = 50,
+    threads: Threads = 1,
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Redo every step, even unchanged ones.")] = False,
     as_json: Json = False,
@@ -54,8 +54,6 @@ def deploy(
     from vitdeploy.steps import Steps
 
     size = _floats(input_size, 3, "--input-size")
-    if iterations < 1:
-        raise UsageError("--iterations must be >= 1")
     config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
                           precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                           batches=parse_batches(batch), int8_target=int8_target, method=method, iterations=iterations,

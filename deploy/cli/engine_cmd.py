@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Force, HighPrecision, Json
+from vitdeploy.cli.options import Force, HighPrecision, Json, Samples
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
 
@@ -63,7 +63,7 @@ def build_engine(
     high_precision: HighPrecision = "fp16",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration data for the Q/DQ pass (image folder, .txt list, .npy/.npz); with --legacy-calibrator also a .calib cache.")] = None,
     method: Annotated[str, typer.Option(help="Calibration: percentile | entropy | minmax | mse (as vitdeploy quantize).")] = "percentile",
-    samples: Annotated[int, typer.Option(help="Calibration samples.")] = 512,
+    samples: Samples = 512,
     legacy_calibrator: Annotated[bool, typer.Option("--legacy-calibrator", help="TensorRT < 10.12 only: implicit INT8 from a calibration cache instead of Q/DQ.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Engine path (default: MODEL.trt.engine, MODEL.fp16.trt.engine or MODEL.int8.trt.engine; manifest beside it as .trt.json).")] = None,
     workspace: Annotated[Optional[str], typer.Option(help="Workspace memory pool limit, e.g. 1GiB, 512MiB (default: TensorRT's).")] = None,
@@ -78,10 +78,12 @@ def build_engine(
     force: Force = False,
     as_json: Json = False,
 ) -> None:
+    from vitdeploy.io import refuse_overwriting_inputs
     from vitdeploy.steps import Steps
     from vitdeploy.trt.build import build_engine as run_build
     from vitdeploy.trt.config import BatchRange, EngineConfig, parse_size
 
+    refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib, "--timing-cache": timing_cache})
     config = EngineConfig(
         model=model, output=output, fp16=fp16, int8=int8, high_precision=high_precision, calib=calib, method=method, samples=samples,
         legacy_calibrator=legacy_calibrator, workspace=parse_size(workspace) if workspace else None,

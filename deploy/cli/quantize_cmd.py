@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import DataCheck, Force, HighPrecision, Json
+from vitdeploy.cli.options import DataCheck, Force, HighPrecision, Json, OnError, Samples, Threads, check_holdout
 from vitdeploy.errors import UsageError
 
 HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
@@ -46,8 +46,8 @@ def quantize(
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Image folder (recursive, class subfolders allowed), .txt list of image paths, or preprocessed .npy/.npz.")] = None,
     method: Annotated[str, typer.Option(help="percentile | entropy | minmax | mse (percentile was the most faithful on every seed family).")] = "percentile",
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
-    samples: Annotated[int, typer.Option(help="Calibration samples (a seeded subset).")] = 512,
-    holdout: Annotated[Optional[int], typer.Option(help="Held-out images for the accuracy check (default: samples/8 within 8-256, at most half the data).")] = None,
+    samples: Samples = 512,
+    holdout: Annotated[Optional[int], typer.Option(min=0, help="Held-out images for the accuracy check (default: samples/8 within 8-256, at most half the data).")] = None,
     target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type, node name or node-name glob ('*/attn/MatMul_1') to leave in float (repeatable).")] = None,
     float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized (--target ort-cpu always does: no faster in INT8 there).")] = False,
@@ -59,24 +59,24 @@ def quantize(
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Write the file even when it fails its precision's default thresholds (non-finite outputs are never written).")] = False,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --target ort-cpu, MODEL.fp16.onnx).")] = None,
-    on_error: Annotated[str, typer.Option(help="Undecodable image: skip (counted and reported) | fail.")] = "skip",
+    on_error: OnError = "skip",
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W when the model has no manifest.")] = None,
     mean: Annotated[Optional[str], typer.Option(help="R,G,B mean when the model has no manifest.")] = None,
     std: Annotated[Optional[str], typer.Option(help="R,G,B std when the model has no manifest.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime threads.")] = None,
+    threads: Threads = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
     from vitdeploy.calib.quantize import QuantizeConfig
     from vitdeploy.calib.quantize import quantize as run_quantize
     from vitdeploy.cli.export_cmd import _floats
+    from vitdeploy.io import refuse_overwriting_inputs
     from vitdeploy.steps import Steps
 
     if int8 == fp16:
         raise UsageError("choose exactly one of --int8 and --fp16")
-    if on_error not in ("skip", "fail"):
-        raise UsageError("--on-error must be skip or fail")
+    refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib})
     size = _floats(input_size, 3, "--input-size")
     pre = {"input_size": tuple(int(v) for v in size) if size else None, "mean": _floats(mean, 3, "--mean"),
            "std": _floats(std, 3, "--std")}
@@ -88,6 +88,7 @@ def quantize(
         threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
         high_precision=high_precision, gate=not no_gate, data_check=data_check,
     )
+    check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
         result = run_quantize(config, steps, tracker(bar))

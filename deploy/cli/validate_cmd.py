@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
-from vitdeploy.cli.options import DataCheck, Force, Json
+from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Samples, Threads
 from vitdeploy.errors import ParityError
 
 HELP = """Check that candidates (ONNX at FP32/FP16/INT8, TensorRT engines) still agree with a reference
@@ -32,12 +32,13 @@ def validate(
     candidates: Annotated[list[str], typer.Argument(help="ONNX files and/or engines to check.")],
     data: Annotated[Path, typer.Option("--data", help="Image folder (class subfolders = labels: by class index 0..N-1, ImageNet WordNet id, or sorted name), .txt list, or .npy/.npz (with 'labels').")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights for a zoo-model reference.")] = None,
-    samples: Annotated[int, typer.Option(help="Samples to use (a seeded subset).")] = 256,
+    samples: Samples = 256,
     thresholds: Annotated[Optional[str], typer.Option(help="Preset (default, strict, loose) or a JSON file of per-precision thresholds.")] = None,
-    batch: Annotated[int, typer.Option(help="Batch size (clamped to each artifact's range).")] = 8,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime / PyTorch.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size, >= 1 (clamped to each artifact's range).")] = 8,
+    threads: Threads = None,
     report: Annotated[Optional[Path], typer.Option(help="Write validate.json and validate.md into this folder.")] = None,
     data_check: DataCheck = True,
+    on_error: OnError = "skip",
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -48,10 +49,10 @@ def validate(
     limits, drops = load_thresholds(thresholds)
     if report is not None:
         for name in ("validate.json", "validate.md"):
-            check_output(report / name, force)
+            check_output(report / name, force, create=False)  # created when written: nothing left on failure
     config = ValidateConfig(reference=reference, candidates=tuple(candidates), data=data, checkpoint=checkpoint,
                             samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads,
-                            data_check=data_check)
+                            data_check=data_check, on_error=on_error)
     with progress(transient=True) as bar:
         doc = run_validate(config, tracker(bar))
     if report is not None:
