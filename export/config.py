@@ -46,6 +46,10 @@ class BatchRange:
         return f"{self.min}:{self.opt}:{self.max}"
 
 
+# What `vitdeploy export` serves when no batch option is given (and the source fixes none).
+DEFAULT_BATCH = BatchRange(1, 1, 8)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Input description for models outside the zoo (the zoo's specs carry their own)."""
@@ -63,7 +67,7 @@ class ExportConfig:
     model: str
     checkpoint: Path | None = None
     output: Path | None = None
-    batch: BatchRange = BatchRange(1, 1, 8)
+    batch: BatchRange | None = None  # None: nothing asked (DEFAULT_BATCH, or a static program's own batch)
     opset: int = MIN_OPSET
     exporter: str = "auto"
     simplify: str = "onnxsim"

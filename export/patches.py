@@ -45,6 +45,28 @@ def explicit_attention() -> Iterator[None]:
         F.scaled_dot_product_attention = original  # type: ignore[assignment]
 
 
+@contextlib.contextmanager
+def mha_slow_path() -> Iterator[None]:
+    """Turn off the fused fast path of nn.MultiheadAttention / nn.TransformerEncoder(Layer) while exporting.
+
+    In eval mode without grad, torch runs ``nn.TransformerEncoderLayer`` as one fused kernel
+    (``aten::_transformer_encoder_layer_fwd``, nested tensors with ``enable_nested_tensor``), which
+    the legacy exporter has no ONNX symbol for and the dynamo exporter only writes at opset 18.
+    With the fast path off, the same modules trace as their plain MatMul / Softmax / LayerNorm
+    ops at any opset; the numbers are the same. torch < 2.2 has no switch: then this is a no-op.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(was)
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         "explicit_attention",
@@ -52,6 +74,12 @@ PATCHES: tuple[Patch, ...] = (
         "TensorRT's attention fusion and the INT8 placement expect MatMul -> Softmax -> MatMul with one scale, "
         "as timm-style models written with F.scaled_dot_product_attention would otherwise not get",
         explicit_attention,
+    ),
+    Patch(
+        "mha_slow_path",
+        "nn.TransformerEncoderLayer's fused fast path traces as aten::_transformer_encoder_layer_fwd, which "
+        "the legacy exporter refuses and the dynamo exporter writes only at opset 18; the plain path exports at 17",
+        mha_slow_path,
     ),
 )
 

@@ -9,6 +9,7 @@ the .onnx and its manifest. Nothing is written unless every step passed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -22,12 +23,12 @@ from vitdeploy import onnx_utils, trtcheck
 from vitdeploy.compare import Comparison
 from vitdeploy.errors import CompatibilityError, ExportError, ParityError
 from vitdeploy.export import passes, patches, simplify
-from vitdeploy.export.config import ExportConfig
+from vitdeploy.export.config import DEFAULT_BATCH, ExportConfig
 from vitdeploy.export.family import family_config
 from vitdeploy.export.source import ModelSource, resolve
 from vitdeploy.export.torch_onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from vitdeploy.export.validate import validate_against_torch
-from vitdeploy.io import check_artifact_output, new_manifest, write_bytes_atomic, write_manifest
+from vitdeploy.io import cannot_write, check_artifact_output, disk_full, new_manifest, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
 
@@ -51,6 +52,8 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
     steps = steps or Steps()
     with steps.step("load model"):
         source = resolve(config)
+    # the batch asked for, else the one a source fixes (a static .pt2 program; its note says so), else 1:1:8
+    config = dataclasses.replace(config, batch=config.batch or source.batch or DEFAULT_BATCH)
     out = Path(config.output) if config.output else default_output(source.name)
     check_artifact_output(out, config.force)
 
@@ -85,6 +88,9 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                                           exporter=name, exported_program=source.exported_program)
                     break
                 except ExportError as exc:
+                    full = disk_full(exc)
+                    if full is not None:  # the disk, not the exporter: another exporter would fail alike
+                        raise cannot_write(out, full) from exc
                     if config.exporter != "auto" or name == exporters[-1]:
                         detail = "; ".join(failures + [str(exc)])
                         raise ExportError(detail if failures else str(exc)) from exc

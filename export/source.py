@@ -13,12 +13,18 @@ import hashlib
 import importlib
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vitdeploy.errors import InputError, UsageError
-from vitdeploy.export.config import ExportConfig, Preprocessing
+from vitdeploy.export.config import (
+    DEFAULT_BATCH,
+    BatchRange,
+    ExportConfig,
+    Preprocessing,
+)
 from vitdeploy.export.family import family_config
 from vitdeploy.io import sha256_file
 
@@ -38,6 +44,9 @@ class ModelSource:
     checkpoint: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     exported_program: Any = None
+    # The batch range the source itself fixes, overriding the default one (a program exported
+    # at one batch size); None: the range asked for.
+    batch: BatchRange | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -80,6 +89,16 @@ def _override(spec_pre: dict[str, Any], pre: Preprocessing) -> dict[str, Any]:
 
 
 def resolve(config: ExportConfig) -> ModelSource:
+    """The model ``config.model`` names. Warnings raised while building or loading it (torch's about
+    the user's own modules, e.g. nn.TransformerEncoder's nested-tensor notice) become notes, not stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        source = _resolve(config)
+    for text in dict.fromkeys(_first_line(w.message) for w in caught):  # once each, in order
+        source.notes.append(f"warning while loading the model: {text}")
+    return source
+
+
+def _resolve(config: ExportConfig) -> ModelSource:
     target = config.model
     if target.endswith(".pt2") or (Path(target).suffix in (".pt2", ".ep") and Path(target).exists()):
         return _from_exported_program(Path(target), config)
@@ -190,14 +209,44 @@ def _from_exported_program(path: Path, config: ExportConfig) -> ModelSource:
         raise InputError(f"cannot load torch.export program {path}: {exc}") from exc
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
     default_size = None
+    batch = None
     if len(placeholders) == 1 and "val" in placeholders[0].meta:
         shape = placeholders[0].meta["val"].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]):
             default_size = tuple(int(d) for d in shape[1:])
+        if len(shape) >= 1:
+            batch = _program_batch(path, ep, shape[0], config.batch)
     notes: list[str] = []
+    if batch is not None:
+        notes.append(f"{path.name} was exported with its batch fixed at {batch.opt}: the ONNX has that static "
+                     "batch, not the default 1..8 (export the program with a dynamic batch Dim for a range)")
     pre = _user_preprocessing(config.preprocessing, notes, default_size)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     src = ModelSource("exported_program", path.stem, ep.module(), None, pre, config.preprocessing.num_classes,
-                      None, notes, exported_program=ep)
+                      None, notes, exported_program=ep, batch=batch)
     src.checkpoint = {"path": str(path), "sha256": digest}
     return src
+
+
+def _program_batch(path: Path, ep: Any, dim: Any, asked: BatchRange | None) -> BatchRange | None:
+    """The batch range a program's own batch dimension imposes: its fixed size when nothing was asked
+    for (``asked`` None), None when the range asked for (or the default one) fits it; UsageError for a
+    range it cannot take."""
+    if isinstance(dim, int):
+        lo = hi = dim
+    else:
+        try:
+            bounds = ep.range_constraints[dim.node.expr]
+        except (AttributeError, KeyError):
+            return None  # a batch expression not bounded on its own: the parity check will tell
+        lo, hi = int(bounds.lower), (int(bounds.upper) if bounds.upper.is_Integer else None)
+    if lo == hi and asked is None:
+        return BatchRange(lo, lo, lo)
+    asked = asked or DEFAULT_BATCH
+    if lo <= asked.min and (hi is None or asked.max <= hi):
+        return None
+    takes = f"batch {lo} only" if lo == hi else f"batch {lo}..{'' if hi is None else hi}"
+    option = f"--batch {asked.opt}" if not asked.dynamic else f"--dynamic-batch {asked}"
+    fix = f"pass --batch {lo}" if lo == hi else "pass a --dynamic-batch within it"
+    raise UsageError(f"{path.name} takes {takes} (fixed when it was exported), not {option}: {fix}, "
+                     "or export the program again with a batch torch.export.Dim")

@@ -115,11 +115,35 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        msg = str(exc).strip().splitlines()
-        detail = next((line for line in msg if "Unsupported global" in line or "GLOBAL" in line), msg[0] if msg else "")
-        raise CheckpointError(
-            f"cannot read {path} safely (weights_only): {detail.strip()}"
-        ) from exc
+        raise _refused(path, exc) from exc
+
+
+SAFE_WAY = "save the weights alone, torch.save(model.state_dict(), path), and pass that file"
+NOT_UNPICKLED = "which vitdeploy does not unpickle (that could run any code)"
+
+
+def _refused(path: Path, exc: Exception) -> CheckpointError:
+    """One line for a file weights-only loading refuses: what was refused, and the safe way on.
+
+    Never torch's own advice ("re-running with weights_only=False will likely succeed"): that
+    runs whatever code the file pickles, which vitdeploy does not do for any file.
+    """
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # noqa: BLE001 - not a zip checkpoint, or a damaged one: nothing to list
+        unsafe = []
+    if any(g.startswith("torch.nn.modules.") for g in unsafe):
+        own = [g for g in unsafe if not g.startswith("torch.")] or unsafe
+        return CheckpointError(f"cannot read {path} safely: it is a whole pickled model ({_head(own, 2)}), "
+                               f"{NOT_UNPICKLED}; where its classes are defined, load it and {SAFE_WAY}")
+    if unsafe:
+        return CheckpointError(f"cannot read {path} safely: besides tensors it pickles {_head(unsafe, 3)}, "
+                               f"{NOT_UNPICKLED}; {SAFE_WAY}")
+    text = str(exc).split("WeightsUnpickler error:")[-1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    detail = lines[0].split(". Please")[0][:200] if lines else type(exc).__name__
+    return CheckpointError(f"cannot read {path} as a torch checkpoint ({detail}); if it is one, {SAFE_WAY}")
 
 
 def extract_state_dict(obj: Any, prefer_ema: bool = True) -> tuple[dict[str, torch.Tensor], str | None]:

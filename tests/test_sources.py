@@ -57,3 +57,67 @@ def test_saved_torch_export_program_exports(cli, tmp_path):
     assert m["input"]["shape"] == [None, 3, 32, 32] and m["export"]["opset"] == 17
     assert all(f["max_abs"] <= 1e-4 for f in m["parity"]["final"].values())
     assert onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim[0].dim_param
+
+
+def _static_program(path):
+    from vitdeploy.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_test").eval()
+    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 32, 32),)), str(path))
+
+
+def test_program_with_batch_fixed_at_1_exports_static_with_a_note(cli, tmp_path):
+    _static_program(tmp_path / "one.pt2")
+    out = tmp_path / "one.onnx"
+    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", out, "--target", "ort", "--mean", "0.5,0.5,0.5",
+                     "--std", "0.5,0.5,0.5")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "one.json").read_text())
+    assert m["input"]["shape"] == [1, 3, 32, 32] and m["input"]["dynamic_axes"] == {}
+    assert m["batch"] == {"min": 1, "opt": 1, "max": 1} and set(m["parity"]["final"]) == {"1"}
+    assert any("batch fixed at 1" in n for n in m["notes"])
+    assert onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+
+
+@pytest.mark.parametrize("option", [["--dynamic-batch", "1:4:16"], ["--batch", "4"]])
+def test_program_with_batch_fixed_at_1_refuses_another_batch_in_one_line(cli, tmp_path, option):
+    _static_program(tmp_path / "one.pt2")
+    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", tmp_path / "one.onnx", "--target", "ort", *option)
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "takes batch 1 only" in lines[0] and " ".join(option) in lines[0]
+    assert "--batch 1" in lines[0] and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.pt2"]
+
+
+class TrainState:
+    """What training scripts pickle beside the weights (module level: pickled by reference)."""
+
+    epoch = 3
+
+
+TORCH_ADVICE = ("weights_only=False", "will likely succeed", "WeightsUnpickler", "add_safe_globals", "Re-running")
+
+
+@pytest.mark.parametrize("what", ["custom_object", "whole_model", "not_a_checkpoint"])
+def test_checkpoint_weights_only_refuses_is_one_line_with_the_safe_way(cli, tmp_path, what):
+    from vitdeploy.models import create_model
+
+    model = create_model("vit_tiny_test")
+    path = tmp_path / "ckpt.pth"
+    if what == "custom_object":
+        torch.save({"model": model.state_dict(), "state": TrainState()}, path)
+    elif what == "whole_model":
+        torch.save(model, path)
+    else:
+        path.write_bytes(b"not a checkpoint at all")
+    rc, _, err = cli("export", "vit_tiny_test", "-c", path, "-o", tmp_path / "x.onnx", "--target", "ort")
+    assert rc == 4, err
+    error = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "torch.save(model.state_dict(), path)" in error[0]
+    assert not any(advice in err for advice in TORCH_ADVICE)
+    expected = {"custom_object": f"pickles {TrainState.__module__}.TrainState",
+                "whole_model": "whole pickled model (vitdeploy.models.",
+                "not_a_checkpoint": "cannot read"}[what]
+    assert expected in error[0]

@@ -72,7 +72,7 @@ def export(
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding (not on 'info': what build-engine handles).")] = False,
     decompose_layernorm: Annotated[bool, typer.Option("--decompose-layernorm", help="Write LayerNorm as primitive ops, for trtexec on TensorRT 8.5 (build-engine does it itself).")] = False,
     non_strict: Annotated[bool, typer.Option("--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")] = False,
-    atol: Annotated[float, typer.Option(help="Max abs error allowed between ONNX Runtime and PyTorch.")] = 1e-4,
+    atol: Annotated[float, typer.Option(min=0.0, help="Max abs error allowed between ONNX Runtime and PyTorch (>= 0).")] = 1e-4,
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
     mean: Annotated[Optional[str], typer.Option(help="Normalisation mean R,G,B (models outside the zoo).")] = None,
     std: Annotated[Optional[str], typer.Option(help="Normalisation std R,G,B (models outside the zoo).")] = None,
@@ -82,12 +82,15 @@ def export(
 ) -> None:
     from vitdeploy.compare import Thresholds
     from vitdeploy.export.config import BatchRange, ExportConfig, Preprocessing
+    from vitdeploy.io import refuse_overwriting_inputs
 
     if batch is not None and dynamic_batch is not None:
         raise UsageError("give either --batch (static) or --dynamic-batch, not both")
     if batch is not None and batch < 1:
         raise UsageError(f"invalid --batch {batch}: must be >= 1")
-    batch_range = BatchRange(batch, batch, batch) if batch is not None else BatchRange.parse(dynamic_batch or "1:1:8")
+    refuse_overwriting_inputs(output, **{"--checkpoint": checkpoint, "MODEL": model if Path(model).is_file() else None})
+    batch_range = (BatchRange(batch, batch, batch) if batch is not None
+                   else BatchRange.parse(dynamic_batch) if dynamic_batch is not None else None)
     size = _floats(input_size, 3, "--input-size")
     config = ExportConfig(
         model=model, checkpoint=checkpoint, output=output, batch=batch_range, opset=opset, exporter=exporter,
