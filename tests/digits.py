@@ -12,6 +12,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# each family's tiny variant (32 px, 10 classes): the models the accuracy tests train on digits
+TINY_VARIANTS = {
+    "vit": "vit_tiny_test",
+    "t2t_vit": "t2t_vit_tiny_test",
+    "convit": "convit_tiny_test",
+    "sret": "sret_tiny_test",
+    "ceit": "ceit_tiny_test",
+}
+
 
 def digit_images(size: int = 32) -> tuple[list[Image.Image], np.ndarray]:
     from sklearn.datasets import load_digits
@@ -50,7 +59,8 @@ def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    device = next(model.parameters()).device  # trains where the model is (a GPU when it was moved there)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     model.train()
     start, step = time.perf_counter(), 0
@@ -58,7 +68,7 @@ def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int 
         return step / steps if steps else (time.perf_counter() - start) / seconds
 
     while progress() < 1.0:
-        idx = torch.from_numpy(rng.integers(0, len(xt), 64))
+        idx = torch.from_numpy(rng.integers(0, len(xt), 64)).to(device)
         xb = xt[idx]
         dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
         xb = torch.roll(xb, shifts=(dx, dy), dims=(2, 3))

@@ -329,3 +329,24 @@ def test_bench_accuracy_from_validate(cli, tmp_path, models):
     (tmp_path / "bad.json").write_text("{}")
     rc, _, err = cli("bench", fp32, "--accuracy", tmp_path / "bad.json")
     assert rc == 3 and "not a `vitdeploy validate` result" in err
+
+
+def test_a_gpu_provider_that_falls_back_to_the_cpu_is_refused(models, monkeypatch):
+    """ONNX Runtime runs on the CPU when its CUDA provider fails to load: a CUDA figure must never be
+    a CPU one. A real CPU-only ONNX Runtime told it has CUDA shows that fallback."""
+    import onnxruntime as ort
+
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    available = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [*available, "CUDAExecutionProvider"])
+    with pytest.raises(MissingDependencyError, match="could not start its CUDAExecutionProvider .*CPUExecutionProvider"):
+        OnnxRuntimeRunner(models["fp32"], providers=("cuda", "cpu")).activate()
+
+
+def test_torch_cuda_without_a_gpu_says_so(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MissingDependencyError, match="sees no CUDA GPU.*--backend torch"):
+        B.run_bench(B.BenchConfig(("vit_tiny_test",), backend="torch-cuda", warmup=0, iterations=2))

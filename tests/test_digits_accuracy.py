@@ -17,13 +17,7 @@ import digits
 
 pytestmark = pytest.mark.slow
 
-FAMILY_TINY = {
-    "vit": "vit_tiny_test",
-    "t2t_vit": "t2t_vit_tiny_test",
-    "convit": "convit_tiny_test",
-    "sret": "sret_tiny_test",
-    "ceit": "ceit_tiny_test",
-}
+FAMILY_TINY = digits.TINY_VARIANTS
 TRAIN_STEPS = 900  # ~25 s on one free core; a step budget keeps results independent of machine load
 
 

@@ -4,6 +4,7 @@
     runner = open_runner("deit.onnx", backend="ort-cuda")
     runner = open_runner("deit.engine")                    # TensorRT
     runner = open_runner("deit_tiny_patch16_224", checkpoint="deit.pth")   # PyTorch reference
+    runner = open_runner("deit_tiny_patch16_224", backend="torch-cuda")  # PyTorch eager on the GPU
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from vitdeploy.errors import InputError, UsageError
 from vitdeploy.io import read_manifest
 from vitdeploy.runners.base import BaseRunner
 
-BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+_TORCH_DEVICES = {"torch": "cpu", "torch-cuda": "cuda"}
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _ORT_PROVIDERS = {"ort-cpu": ("cpu",), "ort-cuda": ("cuda", "cpu"), "ort-trt": ("trt", "cuda", "cpu")}
@@ -102,13 +104,17 @@ def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = No
 
         runner = TensorRTRunner(art.path)
     else:
-        if backend != "torch":
-            raise UsageError(f"{art.spec} is a PyTorch model: only the torch backend runs it (export it for ONNX Runtime)")
+        if backend not in _TORCH_DEVICES:
+            raise UsageError(f"{art.spec} is a PyTorch model: only the torch and torch-cuda backends run it "
+                             "(export it for ONNX Runtime)")
+        if device == "cpu":
+            device = _TORCH_DEVICES[backend]
         from vitdeploy.models import create_model
-        from vitdeploy.runners.torch_runner import TorchRunner
+        from vitdeploy.runners.torch_runner import CudaTorchRunner, TorchRunner
 
         model = create_model(art.spec, checkpoint=art.checkpoint)
-        runner = TorchRunner(model, tuple(art.manifest["preprocessing"]["input_size"]), threads=threads, device=device)
+        runner_type = TorchRunner if device == "cpu" else CudaTorchRunner
+        runner = runner_type(model, tuple(art.manifest["preprocessing"]["input_size"]), threads=threads, device=device)
     runner.artifact = art  # type: ignore[attr-defined]
     runner.backend = backend  # type: ignore[attr-defined]
     return runner

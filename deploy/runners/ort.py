@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,21 @@ class OnnxRuntimeRunner(BaseRunner):
             src = self.model if isinstance(self.model, bytes) else str(self.model)
             if self.fp16_rounding:
                 src = self._fp16_rounded(src)
-            self.session = ort.InferenceSession(src, sess_options=opts, providers=list(self.providers))
+            if any(p != "CPUExecutionProvider" for p in self.providers) and hasattr(ort, "preload_dlls"):
+                ort.preload_dlls()  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from the nvidia-* wheels, if installed
+            with warnings.catch_warnings():  # a provider it lacks is a UserWarning: the check below says it once
+                warnings.simplefilter("ignore")
+                self.session = ort.InferenceSession(src, sess_options=opts, providers=list(self.providers))
         except Exception as exc:  # ORT raises its own exception types for invalid graphs
             raise InputError(f"ONNX Runtime cannot load {self._label()}: {str(exc).splitlines()[0]}") from exc
+        # ORT falls back to the next provider when one fails to load (CUDA libraries missing, say):
+        # running on the CPU what the user asked to run on the GPU would be a silent change
+        running = self.session.get_providers()
+        if self.providers[0] not in running:
+            self.session = None
+            raise MissingDependencyError(
+                f"ONNX Runtime could not start its {self.providers[0]} (it would run on {', '.join(running)}): "
+                "the CUDA/cuDNN libraries it needs are missing; pip install 'onnxruntime-gpu[cuda,cudnn]'")
         self.is_active = True
 
     def _fp16_rounded(self, src: str | bytes) -> str | bytes:

@@ -1,10 +1,12 @@
-"""PyTorch eager runner (the reference). torch is imported only when this runner is built."""
+"""PyTorch eager runners (the reference), on the CPU or a CUDA GPU. torch is imported only when
+a runner is built."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from vitdeploy.deps import require
+from vitdeploy.errors import MissingDependencyError
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 
 
@@ -39,6 +41,55 @@ class TorchRunner(BaseRunner):
         if isinstance(y, (tuple, list)):
             y = y[0]
         return {self.output_name: y.detach().float().cpu().numpy()}
+
+
+class CudaTorchRunner(TorchRunner):
+    """PyTorch eager on a CUDA GPU, with the optional timing hooks of vitdeploy.bench: CUDA events
+    around a whole call (host->device copy, forward, device->host copy) and around the forward alone
+    on an input kept on the device, and the peak device memory torch's allocator has held."""
+
+    def __init__(self, module, input_shape: tuple[int, ...], device: str = "cuda", **kwargs):
+        super().__init__(module, input_shape, device=device, **kwargs)
+
+    def activate(self) -> None:
+        if not self.torch.cuda.is_available():
+            raise MissingDependencyError(f"torch {self.torch.__version__} here sees no CUDA GPU: install a CUDA "
+                                         "build of torch, or use --backend torch (CPU)")
+        super().activate()
+        self._resident: tuple[tuple[int, ...], object] | None = None
+
+    def _events(self):
+        cuda = self.torch.cuda
+        return cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+
+    def timed_infer(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        """infer() plus its device milliseconds (CUDA events on the current stream), copies included."""
+        start, end = self._events()
+        start.record()
+        out = self.infer(feed)
+        end.record()
+        end.synchronize()
+        return out, float(start.elapsed_time(end))
+
+    def infer_device_only(self, feed: dict[str, np.ndarray]) -> float:
+        """Milliseconds of the forward alone on the device; the input is copied once per shape."""
+        x = feed[self.input_name]
+        if self._resident is None or self._resident[0] != x.shape:
+            self._resident = (x.shape, self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device))
+        start, end = self._events()
+        with self.torch.inference_mode():
+            start.record()
+            self.module(self._resident[1])
+            end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    def device_memory_bytes(self) -> int | None:
+        return int(self.torch.cuda.max_memory_allocated(self.device))
+
+    def deactivate(self) -> None:
+        self._resident = None
+        super().deactivate()
 
 
 def _eval_mode(module):
