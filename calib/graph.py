@@ -116,3 +116,71 @@ def name_unnamed_nodes(model) -> int:
             taken.add(name)
             named += 1
     return named
+
+
+def _scalar_value(name: str, inits: dict) -> float | None:
+    t = inits.get(name)
+    if t is None or int(np.prod(t.dims)) != 1:
+        return None
+    return float(to_array(t).reshape(-1)[0])
+
+
+def fuse_erf_gelu(model) -> int:
+    """Replace each exact (Erf) GELU subgraph by one ``com.microsoft`` Gelu node, in place; returns how many.
+
+    Matches ONNX Runtime's own two forms, ``x * (1 + erf(x / sqrt2)) * 0.5`` and
+    ``(0.5 * x) * (1 + erf(x / sqrt2))``. ONNX Runtime fuses these itself, except when ``x`` is a
+    DequantizeLinear output: it first gives each consumer of a DQ its own copy, and the two copies
+    no longer match the pattern (CeiT's LeFF, whose GELU reads a QLinearConv output).
+    """
+    onnx = require("onnx")
+    inits = initializers(model)
+    prod, cons = producers(model), consumers(model)
+
+    def near(name: str, value: float) -> bool:
+        v = _scalar_value(name, inits)
+        return v is not None and abs(v - value) < 1e-4 * abs(value)
+
+    def other(node, known: str) -> str:
+        return node.input[1] if node.input[0] == known else node.input[0]
+
+    def sole(tensor: str, op: str):
+        users = cons.get(tensor, [])
+        return users[0][0] if len(users) == 1 and users[0][0].op_type == op else None
+
+    outputs = {o.name for o in model.graph.output}
+    fused, dead, new = 0, set(), {}
+    for div in model.graph.node:
+        if div.op_type != "Div" or not near(div.input[1], 2 ** 0.5):
+            continue
+        x = div.input[0]
+        erf = sole(div.output[0], "Erf")
+        add = erf and sole(erf.output[0], "Add")
+        mul = add and sole(add.output[0], "Mul")
+        if not mul or not near(other(add, erf.output[0]), 1.0):
+            continue
+        factor = other(mul, add.output[0])
+        half = prod.get(factor)
+        if factor == x:  # x * (1 + erf) then * 0.5
+            last = sole(mul.output[0], "Mul")
+            if last is None or not near(other(last, mul.output[0]), 0.5):
+                continue
+            pieces = [div, erf, add, mul, last]
+        elif half is not None and half.op_type == "Mul" and x in half.input and near(other(half, x), 0.5) \
+                and len(cons.get(factor, [])) == 1:  # (0.5 * x) * (1 + erf)
+            pieces, last = [half, div, erf, add, mul], mul
+        else:
+            continue
+        if any(n.output[0] in outputs for n in pieces if n is not last):
+            continue
+        dead.update(id(n) for n in pieces)
+        new[id(last)] = onnx.helper.make_node("Gelu", [x], [last.output[0]], name=f"{div.name}/Gelu",
+                                               domain="com.microsoft")
+        fused += 1
+    if fused:
+        nodes = [new.get(id(n), n) for n in model.graph.node if id(n) not in dead or id(n) in new]
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        if not any(o.domain == "com.microsoft" for o in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return fused

@@ -22,6 +22,9 @@ VNNI Xeon, min per node over 6-8 runs, the five families' smallest variants):
   ONNX Runtime does not fuse the Gemm at all and dequantizes its weight at every call (SReT-T:
   89 ms of float Gemm instead of 30 ms of QGemm).
 - Conv outputs keep Q/DQ: ONNX Runtime fuses a quantized Conv only into QLinearConv (UINT8 out).
+  A GELU reading such an output is written as one com.microsoft Gelu: ONNX Runtime gives each
+  consumer of a DQ its own copy first, and its GELU fusion then no longer matches (CeiT-T LeFF:
+  Div/Erf/Add/Mul 27 ms instead of 8 ms of Gelu).
 - attention matmuls (QK^T, PV: no weight) stay float: ONNX Runtime's kernels for two quantized
   activations ran no faster than FP32 (SReT-T 26.7 vs 25.4 ms; its largest QK^T 8.6 vs 4.5 ms)
   and the probabilities and q/k/v then need Quantize nodes of their own.
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitdeploy.calib.graph import from_array, initializers, to_array, toposort
+from vitdeploy.calib.graph import from_array, fuse_erf_gelu, initializers, to_array, toposort
 from vitdeploy.deps import require
 from vitdeploy.errors import UsageError
 
@@ -396,7 +399,6 @@ def _write_ort_cpu(model, qplan: QuantPlan, act_ranges: dict, output_ranges: dic
     # Gemm biases in INT32 at input scale x weight scale, the form QGemm adds: ONNX Runtime fuses a
     # Gemm into QGemm only when all its inputs are dequantized (a float bias leaves a float Gemm
     # that dequantizes its weight at every call: SReT-T 89 ms of Gemm instead of 30).
-    absorbed: set[str] = set()
     layers: dict[str, dict[int, QuantInput]] = {}
     for q in qplan.inputs:
         layers.setdefault(q.node, {})[q.index] = q
@@ -421,17 +423,17 @@ def _write_ort_cpu(model, qplan: QuantPlan, act_ranges: dict, output_ranges: dic
         new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_int32", f"{base}_scale", f"{base}_zero_point"],
                                           [f"{base}_dq"], name=f"{base}_DQ", axis=0))
         node.input[2] = f"{base}_dq"
-        absorbed.add(c)
         for attr in [x for x in node.attribute if x.name == "beta"]:
             node.attribute.remove(attr)
 
-    # float copies of quantized weights and folded biases are dead unless something else reads them
-    still_used = {x for n in list(graph.node) + new_nodes for x in n.input}
-    dead = set(qplan.weights) | absorbed
-    keep = [i for i in graph.initializer if i.name in still_used or i.name not in dead]
+    graph.node.extend(new_nodes)
+    # a GELU reading a quantized Conv's output: ONNX Runtime no longer fuses it (fuse_erf_gelu)
+    fuse_erf_gelu(m)
+    # float copies of quantized weights, folded biases and fused GELU constants are dead unless
+    # something else reads them
+    still_used = {x for n in graph.node for x in n.input} | {i.name for i in graph.input}
+    keep = [i for i in list(graph.initializer) + new_inits if i.name in still_used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    graph.initializer.extend(new_inits)
-    graph.node.extend(new_nodes)
     toposort(m)
     return m

@@ -30,6 +30,7 @@ ONNX exporters fold every eval-mode BatchNorm into the convolution before it.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -85,11 +86,24 @@ class ImageToTokens(nn.Module):
         return self.proj(self.backbone(x)).flatten(2).transpose(1, 2)
 
 
+class ExportGELU(nn.GELU):
+    """nn.GELU (same numerics in PyTorch) whose ONNX export applies the 0.5 to the input first:
+    ``(0.5 * x) * (1 + erf(x / sqrt(2)))``. The exporter's form ends in a constant ``Mul(0.5)``, which the
+    simplifier folds into the conv that follows (LeFF: conv2, conv3), leaving Div/Erf/Add/Mul that ONNX
+    Runtime no longer fuses into one Gelu (ceit_tiny, batch 8, 1 thread: 40 ms of GELU math instead of 8).
+    This form is the other pattern ONNX Runtime's GELU fusion matches, and no constant Mul is left to fold."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and self.approximate == "none":
+            return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+        return super().forward(x)
+
+
 class LocallyEnhancedFeedForward(nn.Module):
     """LeFF on a fixed ``grid`` of patch tokens; the leading class token is passed through unchanged."""
 
     def __init__(self, dim: int, hidden: int, grid: tuple[int, int], kernel_size: int = 3, with_bn: bool = True,
-                 act_layer: type[nn.Module] = nn.GELU):
+                 act_layer: type[nn.Module] = ExportGELU):
         super().__init__()
         self.grid = grid
         self.conv1 = nn.Conv2d(dim, hidden, kernel_size=1)
@@ -113,7 +127,9 @@ class LocallyEnhancedFeedForward(nn.Module):
         cls_token, tokens = x[:, :1], x[:, 1:]
         h, w = self.grid
         grid = tokens.reshape(-1, h, w, self.conv1.in_channels).permute(0, 3, 1, 2)
-        tokens = self._convs(grid).flatten(2).transpose(1, 2)
+        # channels-last then flatten (the values of flatten(2).transpose(1, 2)): ONNX Runtime cancels this
+        # Transpose against the NHWC layout of its quantized conv / folds it into the NCHWc reorder
+        tokens = self._convs(grid).permute(0, 2, 3, 1).reshape(-1, h * w, self.conv3.out_channels)
         return torch.cat([cls_token, tokens], dim=1)
 
 

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from vitdeploy.calib import cpu_form, qdq
+from vitdeploy.calib.graph import fuse_erf_gelu
 
 
 @pytest.fixture(autouse=True)
@@ -196,3 +197,44 @@ def test_deploy_without_engines_picks_the_cpu_form_by_timing_and_resumes(cli, tm
     assert rc == 0, err
     again = json.loads((out / "report.json").read_text())
     assert "quantize int8" in again["steps_skipped"] and again["int8_cpu_form"] == form
+
+
+def _gelu_graph(form: str) -> onnx.ModelProto:
+    """x -> exact GELU in one of ONNX Runtime's two Erf forms (``half_last``: x * (1 + erf) * 0.5;
+    ``half_first``: (0.5 * x) * (1 + erf)); ``wrong_constant``: half_last with 0.4 instead of 0.5."""
+    half = 0.4 if form == "wrong_constant" else 0.5
+    consts = {"sqrt2": 2 ** 0.5, "one": 1.0, "half": half}
+    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["d"], name="gelu/Div"),
+             helper.make_node("Erf", ["d"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"])]
+    if form == "half_first":
+        nodes += [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "a"], ["y"])]
+    else:
+        nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+                              [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("form", ["half_last", "half_first"])
+def test_fuse_erf_gelu_writes_one_gelu_with_the_same_values(form):
+    import onnxruntime as ort
+
+    model = _gelu_graph(form)
+    x = np.linspace(-4, 4, 16, dtype=np.float32).reshape(2, 8)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert fuse_erf_gelu(model) == 1
+    assert [(n.op_type, n.domain) for n in model.graph.node] == [("Gelu", "com.microsoft")]
+    assert list(model.graph.node[0].input) == ["x"] and list(model.graph.node[0].output) == ["y"]
+    out = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+
+
+def test_fuse_erf_gelu_leaves_other_math_alone():
+    model = _gelu_graph("wrong_constant")
+    before = [n.op_type for n in model.graph.node]
+    assert fuse_erf_gelu(model) == 0
+    assert [n.op_type for n in model.graph.node] == before
+    assert not any(o.domain == "com.microsoft" for o in model.opset_import)
