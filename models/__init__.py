@@ -5,25 +5,16 @@
     deployable = make_deploy_ready(model)   # same weights, export-friendly ops
 
 Families: ``vit`` (ViT/DeiT), ``t2t_vit``, ``convit``, ``sret``, ``ceit``; each has ``*_tiny_test``
-variants (2 layers, 32 px) for tests. Requires torch.
+variants (2 layers, 32 px) for tests. Building a model requires torch; the registry and specs do not.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vitdeploy.deps import require
-
-require("torch", "the model zoo")
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from vitdeploy.models.checkpoint import LoadReport, load_checkpoint  # noqa: E402
-from vitdeploy.models.deploy import deploy_info, make_deploy_ready  # noqa: E402
-from vitdeploy.models.layers import count_params  # noqa: E402
-from vitdeploy.models.registry import (  # noqa: E402
+from vitdeploy.models.registry import (
     get_entry,
     get_family,
     get_spec,
@@ -32,7 +23,27 @@ from vitdeploy.models.registry import (  # noqa: E402
     register_family,
     register_model,
 )
-from vitdeploy.models.spec import ModelSpec  # noqa: E402
+from vitdeploy.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+    from vitdeploy.models.checkpoint import LoadReport, load_checkpoint
+    from vitdeploy.models.deploy import deploy_info, make_deploy_ready
+    from vitdeploy.models.layers import count_params
+
+# Imported on first use, so the registry and the specs (`vitdeploy models`) need no torch.
+_LAZY = {"LoadReport": "checkpoint", "load_checkpoint": "checkpoint", "deploy_info": "deploy",
+         "make_deploy_ready": "deploy", "count_params": "layers"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from vitdeploy.deps import require
+
+    require("torch", "the model zoo")
+    return getattr(importlib.import_module(f"vitdeploy.models.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "LoadReport",
@@ -59,6 +70,9 @@ def create_model(name: str, *, checkpoint: str | os.PathLike | None = None, stri
     form is returned (see ``make_deploy_ready``). ``prefer_ema`` picks EMA weights when a
     checkpoint holds both; None means the family's default (what its official evaluation used).
     """
+    from vitdeploy.models.checkpoint import load_checkpoint
+    from vitdeploy.models.deploy import make_deploy_ready
+
     entry = get_entry(name)
     model = entry.factory(**kwargs)
     model.vitdeploy_name = name  # type: ignore[attr-defined]
@@ -74,6 +88,9 @@ def create_model(name: str, *, checkpoint: str | os.PathLike | None = None, stri
 
 def model_params(name: str, **kwargs: Any) -> int:
     """Parameter count of a registered model, built on the meta device (no memory, no init)."""
+    import torch
+    from vitdeploy.models.layers import count_params
+
     entry = get_entry(name)
     with torch.device("meta"):
         model = entry.factory(**kwargs)

@@ -277,31 +277,31 @@ def _ceit(embed_dim: int, num_heads: int, img_size: int = 224, **kwargs) -> CeiT
 
 # top-1: coeusguo/ceit README; GMACs: the paper's FLOPs column, which counts conv and linear layers
 # but not the two attention matmuls (counting those too: 1.40 / 4.76 / 17.75 / 5.10 / 15.98).
-@register_model("ceit", paper_top1=76.4, macs_g=1.2, official_params=6_356_904)
+@register_model("ceit")
 def ceit_tiny_patch16_224(**kwargs) -> CeiT:
     return _ceit(192, 3, **kwargs)
 
 
-@register_model("ceit", paper_top1=82.0, macs_g=4.5, official_params=24_204_840)
+@register_model("ceit")
 def ceit_small_patch16_224(**kwargs) -> CeiT:
     return _ceit(384, 6, **kwargs)
 
 
-@register_model("ceit", paper_top1=82.5, macs_g=17.0, official_params=94_405_416,
+@register_model("ceit",
                 notes="top-1 after 150 epochs (81.9 after 100); no GMACs in the paper: 17.0 counted as the paper "
                       "counts")
 def ceit_base_patch16_224(**kwargs) -> CeiT:
     return _ceit(768, 12, **kwargs)
 
 
-@register_model("ceit", input_size=(3, 384, 384), paper_top1=78.8, macs_g=3.6, official_params=6_429_864,
+@register_model("ceit", input_size=(3, 384, 384),
                 notes="fine-tuned at 384; the paper lists the 224 model's 6.4M params")
 def ceit_tiny_patch16_384(**kwargs) -> CeiT:
     kwargs.setdefault("img_size", 384)
     return _ceit(192, 3, **kwargs)
 
 
-@register_model("ceit", input_size=(3, 384, 384), paper_top1=83.3, macs_g=12.9, official_params=24_350_760,
+@register_model("ceit", input_size=(3, 384, 384),
                 notes="fine-tuned at 384; the paper lists the 224 model's 24.2M params")
 def ceit_small_patch16_384(**kwargs) -> CeiT:
     kwargs.setdefault("img_size", 384)

@@ -297,40 +297,34 @@ def _convit(num_heads: int, dims_per_head: int, kwargs: dict) -> ConViT:
 # Paper (d'Ascoli et al. 2021) table 1: top-1 and FLOPs (= GMACs, rounded to 1-2 digits there);
 # official README: convit_tiny Acc@1 73.116. "macs_g_counted": MACs of linears, conv and the
 # attention matmuls at 224 px, counted from the architecture.
-@register_model("convit", paper_top1=73.1, macs_g=1.0, official_params=5_710_512,
-                extra={"macs_g_counted": 1.25})
+@register_model("convit", extra={"macs_g_counted": 1.25})
 def convit_tiny(**kwargs) -> ConViT:
     return _convit(4, 48, kwargs)
 
 
-@register_model("convit", paper_top1=81.3, macs_g=5.4, official_params=27_777_322,
-                extra={"macs_g_counted": 5.74})
+@register_model("convit", extra={"macs_g_counted": 5.74})
 def convit_small(**kwargs) -> ConViT:
     return _convit(9, 48, kwargs)
 
 
-@register_model("convit", paper_top1=82.4, macs_g=17.0, official_params=86_540_040,
-                extra={"macs_g_counted": 17.49})
+@register_model("convit", extra={"macs_g_counted": 17.49})
 def convit_base(**kwargs) -> ConViT:
     return _convit(16, 48, kwargs)
 
 
-@register_model("convit", paper_top1=76.7, macs_g=2.0, official_params=9_972_912,
-                notes="official: convit_tiny with --embed_dim 64 (no factory name in the repo)",
+@register_model("convit", notes="official: convit_tiny with --embed_dim 64 (no factory name in the repo)",
                 extra={"macs_g_counted": 2.13})
 def convit_tiny_plus(**kwargs) -> ConViT:
     return _convit(4, 64, kwargs)
 
 
-@register_model("convit", paper_top1=82.2, macs_g=10.0, official_params=48_979_882,
-                notes="official: convit_small with --embed_dim 64 (no factory name in the repo)",
+@register_model("convit", notes="official: convit_small with --embed_dim 64 (no factory name in the repo)",
                 extra={"macs_g_counted": 9.99})
 def convit_small_plus(**kwargs) -> ConViT:
     return _convit(9, 64, kwargs)
 
 
-@register_model("convit", paper_top1=82.5, macs_g=30.0, official_params=153_134_856,
-                notes="official: convit_base with --embed_dim 64 (no factory name in the repo)",
+@register_model("convit", notes="official: convit_base with --embed_dim 64 (no factory name in the repo)",
                 extra={"macs_g_counted": 30.72})
 def convit_base_plus(**kwargs) -> ConViT:
     return _convit(16, 64, kwargs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitdeploy.errors import UnknownModelError
-from vitdeploy.models.spec import ModelSpec
+from vitdeploy.models.spec import LISTED, Listed, ModelSpec
 
 ModelFactory = Callable[..., Any]
 # filter(state_dict, model, notes) -> state_dict; appends a line to notes for each change it makes
@@ -55,7 +55,13 @@ def register_model(family: str, **spec_fields: Any) -> Callable[[ModelFactory], 
         if name in _MODELS:
             raise ValueError(f"model {name} registered twice")
         fam = _FAMILIES.get(family)
-        spec = ModelSpec(name=name, family=family, source=spec_fields.pop("source", fam.source if fam else ""), **spec_fields)
+        fields = dict(spec_fields)
+        row = LISTED.get(name)
+        if row is not None:  # the reported figures live once, in the listing's data
+            fields = {"paper_top1": row.paper_top1, "macs_g": row.macs_g,
+                      "official_params": None if row.tiny else row.params, **fields}
+        spec = ModelSpec(name=name, family=family, source=fields.pop("source", fam.source if fam else ""), **fields)
+        _check_listed(spec)
         _MODELS[name] = Entry(spec, fn)
         fn.spec = spec  # type: ignore[attr-defined]
         return fn
@@ -63,8 +69,27 @@ def register_model(family: str, **spec_fields: Any) -> Callable[[ModelFactory], 
     return wrap
 
 
+def _check_listed(spec: ModelSpec) -> None:
+    """The listing's data (spec.LISTED) must say what the registered spec says of the architecture."""
+    row = LISTED.get(spec.name)
+    if row is None:
+        return  # registered outside the zoo: not in `vitdeploy models`
+    differ = [k for k in ("family", "input_size", "tiny")
+              if getattr(row, k) != getattr(spec, k)]
+    if differ:
+        raise ValueError(f"model {spec.name}: spec.LISTED differs from its registration in {', '.join(differ)}")
+
+
+def listed(family: str | None = None, include_tiny: bool = True) -> dict[str, Listed]:
+    """The zoo's variants with the figures `vitdeploy models` shows, without importing a family (or torch)."""
+    return {n: r for n, r in LISTED.items() if (family is None or r.family == family) and (include_tiny or not r.tiny)}
+
+
 def _ensure_loaded() -> None:
-    # Importing the families registers them; done lazily so `vitdeploy.models.spec` stays light.
+    # Importing the families registers them; done lazily so the registry and specs need no torch.
+    from vitdeploy.deps import require
+
+    require("torch", "the model zoo")
     from vitdeploy.models import ceit, convit, sret, t2t_vit, vit  # noqa: F401
 
 

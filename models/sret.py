@@ -458,32 +458,27 @@ _NO_SLICE = dict(groups1=(1, 1, 1), groups2=(1, 1, 1), drop_path_rate=0.0)
 _PERM = "fixed token permutation on the sliced recursive pass (seed 0); official draws randperm per call"
 
 
-@register_model("sret", paper_top1=76.0, macs_g=1.1, official_params=4_755_979, notes=_PERM,
-                extra={"paper_params": 4.76e6})
+@register_model("sret", notes=_PERM, extra={"paper_params": 4.76e6})
 def SReT_T(**kwargs) -> SReT:
     return _build(_T, kwargs)
 
 
-@register_model("sret", paper_top1=76.7, macs_g=1.2, official_params=4_988_024, notes=_PERM,
-                extra={"paper_params": 4.99e6})
+@register_model("sret", notes=_PERM, extra={"paper_params": 4.99e6})
 def SReT_LT(**kwargs) -> SReT:
     return _build(_LT, kwargs)
 
 
-@register_model("sret", paper_top1=81.9, macs_g=4.2, official_params=20_899_692, notes=_PERM,
-                extra={"paper_params": 20.9e6})
+@register_model("sret", notes=_PERM, extra={"paper_params": 20.9e6})
 def SReT_S(**kwargs) -> SReT:
     return _build(_S, kwargs)
 
 
-@register_model("sret", paper_top1=77.6, macs_g=1.1, official_params=4_755_979, notes=_PERM + "; KD-trained",
-                extra={"paper_params": 4.76e6})
+@register_model("sret", notes=_PERM + "; KD-trained", extra={"paper_params": 4.76e6})
 def SReT_T_distill(**kwargs) -> SReT:
     return _build(_T, kwargs)
 
 
-@register_model("sret", paper_top1=77.7, macs_g=1.2, official_params=4_988_024, notes=_PERM + "; KD-trained",
-                extra={"paper_params": 4.99e6})
+@register_model("sret", notes=_PERM + "; KD-trained", extra={"paper_params": 4.99e6})
 def SReT_LT_distill(**kwargs) -> SReT:
     return _build(_LT, kwargs)
 
@@ -491,30 +486,29 @@ def SReT_LT_distill(**kwargs) -> SReT:
 # Without slicing (SReT_wo_slice.py): one group everywhere, so no permutation. The official
 # SReT_T_wo_slice / SReT_LT_wo_slice factories omit the required np_mlp_ratio; 1 (as in SReT_T,
 # and the README's 4.8M / 5.0M) is used.
-@register_model("sret", paper_top1=76.1, macs_g=1.4, official_params=4_755_979, extra={"paper_params": 4.76e6})
+@register_model("sret", extra={"paper_params": 4.76e6})
 def SReT_T_wo_slice(**kwargs) -> SReT:
     return _build(dict(_T, **_NO_SLICE), kwargs)
 
 
-@register_model("sret", paper_top1=76.8, macs_g=1.4, official_params=4_988_024, extra={"paper_params": 4.99e6})
+@register_model("sret", extra={"paper_params": 4.99e6})
 def SReT_LT_wo_slice(**kwargs) -> SReT:
     return _build(dict(_LT, **_NO_SLICE), kwargs)
 
 
-@register_model("sret", paper_top1=82.0, macs_g=4.7, official_params=20_899_692, extra={"paper_params": 20.9e6})
+@register_model("sret", extra={"paper_params": 20.9e6})
 def SReT_S_wo_slice(**kwargs) -> SReT:
     return _build(dict(_S, **_NO_SLICE), kwargs)
 
 
-@register_model("sret", paper_top1=77.9, macs_g=1.4, official_params=4_988_024, notes="KD-trained",
-                extra={"paper_params": 4.99e6})
+@register_model("sret", notes="KD-trained", extra={"paper_params": 4.99e6})
 def SReT_LT_wo_slice_distill(**kwargs) -> SReT:
     return _build(dict(_LT, **_NO_SLICE), kwargs)
 
 
 # README: 21.0M, but the 384 px position embedding alone adds 126 * (48^2 - 28^2) = 191,520 to
 # SReT_S's 20,899,692; the exact count is the official code's.
-@register_model("sret", input_size=(3, 384, 384), paper_top1=83.8, macs_g=18.5, official_params=21_091_212,
+@register_model("sret", input_size=(3, 384, 384),
                 notes="KD-trained, fine-tuned at 384 px", extra={"paper_params": 21.0e6})
 def SReT_S_wo_slice_finetune_384(**kwargs) -> SReT:
     return _build(dict(_S, **_NO_SLICE, image_size=384), kwargs)

@@ -334,47 +334,47 @@ def _t2t(tokens_type: str, embed_dim: int, depth: int, num_heads: int, mlp_ratio
 _CFG = {"crop_pct": 0.9, "interpolation": "bicubic"}
 
 
-@register_model("t2t_vit", paper_top1=71.7, macs_g=1.1, official_params=4_310_222, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_7(**kwargs) -> T2T_ViT:
     return _t2t("performer", 256, 7, 4, 2.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=75.2, macs_g=1.5, official_params=5_889_230, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_10(**kwargs) -> T2T_ViT:
     return _t2t("performer", 256, 10, 4, 2.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=76.5, macs_g=1.8, official_params=6_941_902, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_12(**kwargs) -> T2T_ViT:
     return _t2t("performer", 256, 12, 4, 2.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=81.5, macs_g=4.8, official_params=21_545_550, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_14(**kwargs) -> T2T_ViT:
     return _t2t("performer", 384, 14, 6, 3.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=81.9, macs_g=8.5, official_params=39_177_422, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_19(**kwargs) -> T2T_ViT:
     return _t2t("performer", 448, 19, 7, 3.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=82.3, macs_g=13.8, official_params=64_105_934, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_24(**kwargs) -> T2T_ViT:
     return _t2t("performer", 512, 24, 8, 3.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=81.7, macs_g=6.1, official_params=21_541_070, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_t_14(**kwargs) -> T2T_ViT:
     return _t2t("transformer", 384, 14, 6, 3.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=82.4, macs_g=9.8, official_params=39_172_942, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_t_19(**kwargs) -> T2T_ViT:
     return _t2t("transformer", 448, 19, 7, 3.0, **kwargs)
 
 
-@register_model("t2t_vit", paper_top1=82.6, macs_g=15.0, official_params=64_101_454, **_CFG)
+@register_model("t2t_vit", **_CFG)
 def t2t_vit_t_24(**kwargs) -> T2T_ViT:
     return _t2t("transformer", 512, 24, 8, 3.0, **kwargs)
 

@@ -89,38 +89,37 @@ def _deit(**kwargs) -> VisionTransformer:
 
 
 # DeiT table 1 / repo README: top-1, GFLOPs (= GMACs), params
-@register_model("vit", paper_top1=72.2, macs_g=1.3, official_params=5_717_416)
+@register_model("vit")
 def deit_tiny_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=192, depth=12, num_heads=3, **kwargs)
 
 
-@register_model("vit", paper_top1=79.8, macs_g=4.6, official_params=22_050_664)
+@register_model("vit")
 def deit_small_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=384, depth=12, num_heads=6, **kwargs)
 
 
-@register_model("vit", paper_top1=81.8, macs_g=17.6, official_params=86_567_656)
+@register_model("vit")
 def deit_base_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=768, depth=12, num_heads=12, **kwargs)
 
 
-@register_model("vit", paper_top1=74.5, macs_g=1.3, official_params=5_910_800)
+@register_model("vit")
 def deit_tiny_distilled_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=192, depth=12, num_heads=3, distilled=True, **kwargs)
 
 
-@register_model("vit", paper_top1=81.2, macs_g=4.7, official_params=22_436_432)
+@register_model("vit")
 def deit_small_distilled_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=384, depth=12, num_heads=6, distilled=True, **kwargs)
 
 
-@register_model("vit", paper_top1=83.4, macs_g=17.7, official_params=87_338_192)
+@register_model("vit")
 def deit_base_distilled_patch16_224(**kwargs) -> VisionTransformer:
     return _deit(embed_dim=768, depth=12, num_heads=12, distilled=True, **kwargs)
 
 
-@register_model("vit", **TINY_TEST_SPEC,
-                notes="test-sized: 2 blocks, width 64, patch 8 on 32 px")
+@register_model("vit", **TINY_TEST_SPEC, notes="test-sized: 2 blocks, width 64, patch 8 on 32 px")
 def vit_tiny_test(**kwargs) -> VisionTransformer:
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("img_size", 32)

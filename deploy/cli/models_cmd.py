@@ -2,33 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json
 from vitdeploy.cli.options import Json
 
+if TYPE_CHECKING:
+    from vitdeploy.models.spec import Listed
+
 app = typer.Typer(
     help="List the registered models with their parameter counts and preprocessing.\n\n"
-    "Examples: vitdeploy models --family t2t_vit;  vitdeploy models --json;  vitdeploy models show convit_tiny",
+    "Examples:\n\n  vitdeploy models --family t2t_vit\n\n  vitdeploy models --json\n\n  vitdeploy models show convit_tiny",
     invoke_without_command=True,
     no_args_is_help=False,
 )
 
 
 def _describe(name: str) -> dict:
+    """Every spec field (the families hold the preprocessing, so this imports them and torch) with the
+    parameter count from the listing's data; a model registered outside the zoo is built on the meta device."""
     from vitdeploy.models import get_spec, model_params
+    from vitdeploy.models.registry import listed
 
     spec = get_spec(name)
-    params = model_params(name)
+    row = listed().get(name)
+    params = row.params if row else model_params(name)
     d = spec.to_dict()
     d["params"] = params
     d["params_match_official"] = (
         None if spec.official_params is None else abs(params - spec.official_params) <= 1e-3 * spec.official_params
     )
     return d
+
+
+def _listing_table(rows: dict[str, Listed]) -> Table:
+    table = tables.table("vitdeploy model zoo")
+    table.add_column("model", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    for header in ("params\nM", "input\npx", "top-1\n%", "GMACs"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for name, r in rows.items():
+        table.add_row(name, r.family, f"{r.params / 1e6:.2f}", str(r.px),
+                      "-" if r.paper_top1 is None else f"{r.paper_top1:.1f}",
+                      "-" if r.macs_g is None else f"{r.macs_g:.1f}")
+    return table
 
 
 @app.callback()
@@ -41,29 +62,18 @@ def models(
     if ctx.invoked_subcommand is not None:
         return
     from vitdeploy.errors import UnknownModelError
-    from vitdeploy.models import list_families, list_models
+    from vitdeploy.models.registry import listed
 
-    families = [f.name for f in list_families()]
+    families = list(dict.fromkeys(r.family for r in listed().values()))
     if family is not None and family not in families:
         raise UnknownModelError(f"unknown family {family!r}; families: {', '.join(families)}")
-    rows = [_describe(n) for n in list_models(family, include_tiny=tiny)]
+    rows = listed(family, include_tiny=tiny)
     if as_json:
-        print_json(rows)
+        print_json([_describe(n) for n in rows])
         return
-    table = Table(title="vitdeploy model zoo", header_style="bold")
-    for col, just in [("name", "left"), ("family", "left"), ("params", "right"), ("official", "right"),
-                      ("input", "right"), ("top-1", "right"), ("GMACs", "right")]:
-        table.add_column(col, justify=just, no_wrap=col == "name")
-    for r in rows:
-        official = "-" if r["official_params"] is None else f"{r['official_params'] / 1e6:.2f}M"
-        if r["params_match_official"] is False:
-            official = f"[red]{official}[/]"
-        table.add_row(
-            r["name"] + (" [dim]test[/]" if r["tiny"] else ""), r["family"], f"{r['params'] / 1e6:.2f}M", official,
-            "x".join(map(str, r["input_size"][1:])), "-" if r["paper_top1"] is None else f"{r['paper_top1']:.1f}",
-            "-" if r["macs_g"] is None else f"{r['macs_g']:.2f}",
-        )
-    console.print(table)
+    console.print(_listing_table(rows))
+    console.print("[dim]top-1: ImageNet-1k as reported by the paper or official repository; "
+                  "*_test: test-sized, random weights only; all fields: --json or `models show NAME`[/]")
 
 
 @app.command("show")
@@ -76,9 +86,7 @@ def show(name: Annotated[str, typer.Argument(help="Registered model name.")], as
     if as_json:
         print_json(d)
         return
-    table = Table(title=name, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table = tables.kv_table(name)
     for k, v in d.items():
         if v in (None, "", {}):
             continue
