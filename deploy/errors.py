@@ -14,6 +14,7 @@ Exit codes (also in the README):
     8  export or conversion failed
     9  TensorRT engine build failed
     10 compatibility check failed (TensorRT readiness, engine/GPU mismatch)
+    11 remote device unreachable, or the connection dropped mid-run
     130 interrupted
 """
 
@@ -86,6 +87,12 @@ class CompatibilityError(VitdeployError):
     exit_code = 10
 
 
+class RemoteError(VitdeployError):
+    """The device cannot be reached over SSH, or the connection dropped mid-run."""
+
+    exit_code = 11
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error (rerun with --debug and report it)",
@@ -98,5 +105,6 @@ EXIT_CODES: dict[int, str] = {
     8: "export or conversion failed",
     9: "TensorRT engine build failed",
     10: "compatibility check failed (TensorRT readiness, engine/GPU mismatch)",
+    11: "remote device unreachable, or the connection dropped mid-run",
     130: "interrupted",
 }

@@ -1,0 +1,145 @@
+"""CLI glue for ``--remote``: the command's options, as the user gave them, re-issued on the device.
+
+build-engine, bench and validate call these instead of their local core function; what comes
+back (a BuildResult, a bench or validate document) is what a local run gives, so the command
+draws the same table. The transport and its errors are vitdeploy.remote's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+from rich.markup import escape
+from vitdeploy.cli.console import err_console
+from vitdeploy.remote import (
+    RemoteConfig,
+    RemoteError,
+    RemoteRun,
+    Upload,
+    conditions,
+    run_remote,
+)
+
+# options that stay on this machine: where results go, how they are shown, the remote itself
+LOCAL_ONLY = {"remote", "remote_python", "output", "force", "as_json", "report", "accuracy"}
+
+
+def local_file(value: Any) -> Any:
+    """A value naming an existing local file or folder becomes an Upload; anything else (a zoo name) stays."""
+    return Upload(Path(value)) if Path(str(value)).exists() else value
+
+
+def command_argv(convert: dict[str, Callable[[Any], Any]]) -> list[str | Upload]:
+    """The current command's name, its arguments and the options given on the command line (defaults left to
+    the device), LOCAL_ONLY dropped, values of the parameters in ``convert`` passed through it."""
+    ctx = click.get_current_context()
+    argv: list[str | Upload] = [ctx.info_name or ctx.command.name or ""]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in LOCAL_ONLY:
+            continue
+        value = ctx.params.get(name)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        values = [convert[name](v) if name in convert else str(v) for v in values]
+        if isinstance(param, click.Argument):
+            argv += values
+            continue
+        if ctx.get_parameter_source(name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        assert isinstance(param, click.Option)
+        if param.is_flag and not param.count:
+            flag = param.opts[0] if value else (param.secondary_opts or [None])[0]
+            argv += [flag] if flag else []
+            continue
+        for v in values:  # the one option that parses a given value to None is `--samples all`
+            argv += [param.opts[0], "all" if v == "None" else v]
+    return argv
+
+
+def _run(host: str, python: str | None, argv: list[str | Upload], **kwargs: Any) -> RemoteRun:
+    config = RemoteConfig.create(host, python)
+    run = run_remote(config, argv, on_send=lambda name: err_console.print(f"sending {escape(name)} to {escape(host)}",
+                                                                          highlight=False), **kwargs)
+    err_console.print(f"[dim]{escape(conditions(host, run.env))}; sent {len(run.sent)}, already there {len(run.reused)}[/]",
+                      highlight=False, soft_wrap=True)
+    return run
+
+
+def _relabel(obj: Any, uploads: list[Upload]) -> Any:
+    """Device paths of the inputs (``.../in<i>/name``) in a result document -> the local paths."""
+    names = {f"in{i}/{u.path.name}": str(u.path) for i, u in enumerate(uploads)}
+
+    def fix(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: fix(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [fix(v) for v in o]
+        if isinstance(o, str):
+            return next((local for rel, local in names.items() if o == rel or o.endswith("/" + rel)), o)
+        return o
+
+    return fix(obj)
+
+
+def _is_engine(value: Any) -> bool:
+    return str(value).endswith((".engine", ".plan", ".trt"))
+
+
+def build_remote(host: str, python: str | None, config: Any) -> Any:
+    """build-engine on the device for an EngineConfig: checked here first (options, output path),
+    then the engine and its manifest come back to the local output, their hash checked. Returns the
+    BuildResult a local build gives."""
+    from vitdeploy.errors import UsageError
+    from vitdeploy.io import (
+        check_artifact_output,
+        manifest_path,
+        read_manifest,
+        sha256_file,
+    )
+    from vitdeploy.trt.build import BuildResult
+    from vitdeploy.trt.config import (
+        check_output_name,
+        default_output,
+        inspect_onnx,
+        resolve,
+    )
+
+    if config.timing_cache is not None:
+        raise UsageError("--timing-cache cannot be used with --remote: a timing cache belongs to the device")
+    request = resolve(config, inspect_onnx(Path(config.model)))
+    out = Path(config.output) if config.output else default_output(Path(config.model), request.precision)
+    check_output_name(out, Path(config.model))
+    check_artifact_output(out, config.force)
+    argv = command_argv({"model": local_file, "calib": local_file}) + ["-o", out.name]
+    _run(host, python, argv, need_tensorrt=True, outputs=[(out.name, out), (manifest_path(out).name, manifest_path(out))])
+    manifest = read_manifest(out, required=True) or {}
+    if manifest.get("sha256") != sha256_file(out):
+        for p in (out, manifest_path(out)):
+            p.unlink(missing_ok=True)
+        raise RemoteError(f"{out} from {host} does not match its manifest's sha256; rerun")
+    return BuildResult(engine_path=out, manifest_path=manifest_path(out), manifest=manifest)
+
+
+def bench_remote(host: str, python: str | None) -> dict[str, Any]:
+    """bench on the device, with the artifacts given (files sent, zoo names as they are): its bench document."""
+    argv = command_argv({"artifacts": local_file})
+    uploads = [a for a in argv if isinstance(a, Upload)]
+    run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads))
+    return _relabel(run.doc, uploads)
+
+
+def validate_remote(host: str, python: str | None) -> dict[str, Any]:
+    """validate on the device: its validate document (exit 6 is decided here, from the document).
+    ``--data HOST:/path`` names data already on the device; other data is sent."""
+    def data(value: Any) -> Any:
+        text = str(value)
+        return text.split(":", 1)[1] if text.startswith(host + ":") else Upload(Path(text))
+
+    argv = command_argv({"reference": local_file, "candidates": local_file, "checkpoint": local_file, "data": data})
+    uploads = [a for a in argv if isinstance(a, Upload)]
+    run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads), ok_codes=(0, 6))
+    return _relabel(run.doc, uploads)
