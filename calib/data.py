@@ -554,49 +554,99 @@ def decode_image(path: Path):
         raise ImageDecodeError(path, reason) from exc
 
 
+def _load_one(ds: Dataset, pre: Preprocess, i: int) -> np.ndarray:
+    """Sample ``i`` preprocessed: a row of the array, or the image decoded (``decode_image``) and preprocessed."""
+    if ds.kind == "array":
+        return ds.array[i]  # type: ignore[index]
+    return preprocess_image(decode_image(ds.files[i]), pre)
+
+
+def decode_workers(threads: int | None = None) -> int:
+    """Decoder threads by default: the cores the runtime's ``threads`` leave free (half of them when
+    unknown), 1 to 4."""
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores - threads if threads else cores // 2))
+
+
+def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int) -> Iterator[tuple[int, Callable]]:
+    """(index, result()) for each of ``indices`` in order, where result() returns the sample or raises
+    ImageDecodeError. Images are decoded by ``workers`` threads (Pillow releases the GIL) at most
+    ``4 * workers`` ahead of the consumer; closing the iterator (an error, Ctrl-C) cancels what is queued
+    and leaves the threads to finish one image each."""
+    if ds.kind == "array" or workers <= 1:
+        for i in indices:
+            yield int(i), lambda i=int(i): _load_one(ds, pre, i)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="vitdeploy-decode")
+    pending: deque = deque()
+    todo = iter(indices)
+    try:
+        while True:
+            while len(pending) < 4 * workers and (i := next(todo, None)) is not None:
+                pending.append((int(i), pool.submit(_load_one, ds, pre, int(i))))
+            if not pending:
+                return
+            i, future = pending.popleft()
+            yield i, future.result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: int, on_error: str = "skip",
-                 progress: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (batch, dataset indices) of preprocessed samples. A file that does not decode
+                 progress: Callable[[int], None] | None = None,
+                 workers: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (batch, dataset indices) of preprocessed samples, in the order of ``indices``, decoded by
+    ``workers`` threads ahead of the consumer (``_loaded``). A file that does not decode
     (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail"."""
     check_shape(ds, pre)
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
     buf, idx = [], []
-    for i in indices:
-        if ds.kind == "array":
-            buf.append(ds.array[i])  # type: ignore[index]
-            idx.append(i)
-        else:
-            f = ds.files[i]
+    loaded = _loaded(ds, pre, indices, workers)
+    try:
+        for i, result in loaded:
             try:
-                img = decode_image(f)
+                buf.append(result())
             except ImageDecodeError as exc:
                 if on_error == "fail":
                     raise
                 ds.skipped.append((exc.path, exc.reason))
             else:
-                buf.append(preprocess_image(img, pre))
                 idx.append(i)
-        if progress:
-            progress(1)
-        if len(buf) == batch_size:
+            if progress:
+                progress(1)
+            if len(buf) == batch_size:
+                yield np.stack(buf), np.asarray(idx)
+                buf, idx = [], []
+        if buf:
             yield np.stack(buf), np.asarray(idx)
-            buf, idx = [], []
-    if buf:
-        yield np.stack(buf), np.asarray(idx)
+    finally:
+        loaded.close()
+
+
+def no_decodable_image(ds: Dataset) -> InputError:
+    detail = f"; e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]}" if ds.skipped else ""
+    return InputError(f"no decodable image in {ds.source} ({len(ds.skipped)} failed{detail})")
 
 
 def load_samples(ds: Dataset, pre: Preprocess, indices: np.ndarray, on_error: str = "skip",
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All selected samples as one array (and their dataset indices). Raises when none decode."""
-    parts, idx = [], []
-    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress):
-        parts.append(batch)
-        idx.append(i)
-    if not parts:
-        detail = f"; e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]}" if ds.skipped else ""
-        raise InputError(f"no decodable image in {ds.source} ({len(ds.skipped)} failed{detail})")
-    return np.concatenate(parts), np.concatenate(idx)
+                 progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """All selected samples as one array (and their dataset indices), filled in place (no second
+    copy while loading). Raises when none decode. For data at scale, iterate ``iter_batches``."""
+    x: np.ndarray | None = None
+    idx = np.empty(len(indices), dtype=np.int64)
+    n = 0
+    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress, workers):
+        if x is None:
+            x = np.empty((len(indices), *batch.shape[1:]), dtype=batch.dtype)
+        x[n:n + len(batch)], idx[n:n + len(batch)] = batch, i
+        n += len(batch)
+    if x is None:
+        raise no_decodable_image(ds)
+    return x[:n], idx[:n]  # the unused tail of skipped images was never written: not resident
 
 
 def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:

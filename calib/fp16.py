@@ -142,6 +142,16 @@ def convert(model, keep_ops: Iterable[str] = (), keep_nodes: Iterable[str] = ())
     return m
 
 
+def kept_fp32_op_types(model, keep_ops: Iterable[str] = ()) -> list[str]:
+    """The op types ``convert`` keeps FP32 by type (``KEEP_FP32_OPS`` and ``keep_ops``; not Q/DQ)
+    that this model's graph has on float data: what its "kept FP32" line may name. An op type
+    the model lacks, or has only on integer tensors (a ReduceSum of shapes), is not listed."""
+    wanted = set(KEEP_FP32_OPS) | set(keep_ops)
+    types = onnx_utils.elem_types(model)
+    return sorted({n.op_type for n in model.graph.node
+                   if n.op_type in wanted and any(types.get(x) == _FLOAT for x in n.input if x)})
+
+
 def _node_precision(node, floats: list[int], fp32_ops: set[str], fp32_names: set[str], float_inits: set[str],
                     now: dict[str, int]) -> int:
     if node.op_type in fp32_ops or node.name in fp32_names or any(a.type in (5, 10) for a in node.attribute):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,17 @@ from vitdeploy.calib import fp16 as F16
 from vitdeploy.calib import qdq, stats, trtcache
 from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
-from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, compare, resolvable_agreement,
-                               resolvable_drop)
+from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, TopKAccuracy,
+                               resolvable_agreement, resolvable_drop)
 from vitdeploy.errors import UsageError, ValueMismatchError
 from vitdeploy.io import check_artifact_output, check_output, has_random_weights, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.steps import Steps
 
 
 HIGH_PRECISIONS = ("fp16", "fp32")
+# Fewer INT8 calibration images than this are warned about: the range tails that percentile and entropy
+# clip at are then set by a handful of images, so the ranges fit their content, not the variety of the data.
+MIN_INT8_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _preprocessing(parent: dict | None, ds: D.Dataset | None, input_shape: list,
         return D.Preprocess.for_array(overrides["input_size"])  # seeded inputs need only the size
 
 
-def _split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint calibration and held-out indices, deterministic in ``seed``."""
     order = np.random.default_rng(seed).permutation(n)
     hold = holdout if holdout is not None else int(np.clip(samples // 8, 8, 256))
@@ -127,21 +131,29 @@ def _split(n: int, samples: int, holdout: int | None, seed: int) -> tuple[np.nda
     return np.sort(calib), np.sort(order[:hold])
 
 
-def _evaluate(ref_model: bytes, cand_model: bytes, x: np.ndarray, labels: np.ndarray | None,
-              input_name: str, threads: int | None, static_batch: int | None = None) -> dict[str, Any]:
+def _evaluate(ref_model: bytes, cand_model: bytes, batches: Iterable[tuple[np.ndarray, np.ndarray | None]],
+              threads: int | None, static_batch: int | None = None) -> dict[str, Any] | None:
+    """Both models on each (inputs, labels or None) batch in turn, reduced as they come (validate's
+    ``StreamingComparison``, ``TopKAccuracy``): nothing is kept per sample. None when no batch came."""
     from vitdeploy.runners.ort import OnnxRuntimeRunner
-    from vitdeploy.validate import run_batched
+    from vitdeploy.validate import infer_batch
 
-    with OnnxRuntimeRunner(ref_model, threads=threads) as r:
-        ref = run_batched(r, x, static_batch or 32, static_batch or 1)
+    reducer, ref_acc, acc = StreamingComparison(), TopKAccuracy(), TopKAccuracy()
     # FP16 parts rounded as FP16 stores them: the CPU provider would silently compute them in FP32
-    with OnnxRuntimeRunner(cand_model, threads=threads, fp16_rounding=True) as r:
-        cand = run_batched(r, x, static_batch or 32, static_batch or 1)
-    result: dict[str, Any] = {"samples": int(len(x)), "vs_fp32": compare(ref, cand).to_dict(),
-                              "fp16_emulated": r.fp16_emulated}
-    if labels is not None:
-        result["top1_fp32"] = float((ref.argmax(1) == labels).mean())
-        result["top1"] = float((cand.argmax(1) == labels).mean())
+    with OnnxRuntimeRunner(ref_model, threads=threads) as r, \
+            OnnxRuntimeRunner(cand_model, threads=threads, fp16_rounding=True) as c:
+        for x, labels in batches:
+            ref, cand = infer_batch(r, x, static_batch or 1), infer_batch(c, x, static_batch or 1)
+            reducer.update(ref, cand)
+            if labels is not None:
+                ref_acc.update(ref, labels)
+                acc.update(cand, labels)
+    if not reducer.n:
+        return None
+    result: dict[str, Any] = {"samples": reducer.n, "vs_fp32": reducer.result().to_dict(), "fp16_emulated": c.fp16_emulated}
+    if acc.n:
+        result["top1_fp32"] = ref_acc.result()["top1"]
+        result["top1"] = acc.result()["top1"]
         result["top1_drop_points"] = 100.0 * (result["top1_fp32"] - result["top1"])
     return result
 
@@ -198,7 +210,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     warnings: list[str] = []
     model_bytes = model.SerializeToString()
     ctx = _Context(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
-    x_hold = labels_hold = data_info = None
+    data_info = hold_labels = None
+    hold_idx = np.empty(0, dtype=np.int64)
     data_source, synthetic = config.calib, False
     if data_source is None and config.precision == "fp16" and pre.normalisation_known:
         # FP16 ranges need image-like data: without --calib, the built-in synthetic sample beats
@@ -215,29 +228,31 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             D.check_array_values(ds, pre, allow=not config.data_check)
             if ds.kind == "array" and not config.data_check:
                 warnings.append("value check of the array skipped (--no-data-check): make sure it is preprocessed")
-            calib_idx, hold_idx = _split(len(ds), config.samples, config.holdout, config.seed)
+            calib_idx, hold_idx = holdout_split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
-            samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance)
+            workers = D.decode_workers(config.threads)
+            samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
             if static_batch and len(samples) >= static_batch and len(samples) % static_batch:
                 keep = len(samples) - len(samples) % static_batch  # a static-batch model takes whole batches
                 samples, calib_idx = samples[:keep], calib_idx[:keep]
-            if len(hold_idx):
-                x_hold, hold_idx = D.load_samples(ds, pre, hold_idx, config.on_error, advance)
+            if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch in the accuracy step
                 lmap = D.labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see calib.data
                 warnings.extend(lmap.warnings)
-                labels_hold = lmap.labels[hold_idx] if lmap.meaningful and lmap.labels is not None else None
+                hold_labels = lmap.labels if lmap.meaningful else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
-            if (skipped := D.skipped_warning(ds)) is not None:
-                warnings.append(skipped)
-            if len(samples) < config.samples and not synthetic:
+            if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
+                warnings.append(f"only {len(samples)} calibration images ({len(ds)} available, "
+                                f"{len(hold_idx)} held out): below {MIN_INT8_SAMPLES}, INT8 "
+                                "ranges fit those few images rather than your data; give a few hundred")
+            elif len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
-                                f"({len(ds)} available, {0 if x_hold is None else len(x_hold)} held out, "
+                                f"({len(ds)} available, {len(hold_idx)} held out, "
                                 f"{len(ds.skipped)} undecodable)")
             data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(data_source), "kind": ds.kind,
                          "synthetic": synthetic,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),
-                         "holdout_samples": int(0 if x_hold is None else len(x_hold)), "hash": ctx.data_hash,
+                         "holdout_samples": len(hold_idx), "hash": ctx.data_hash,
                          "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
                          "labels": ds.labels is not None, "value_check": config.data_check}
 
@@ -249,26 +264,33 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     result_bytes = result_model.SerializeToString()
     with steps.step("accuracy vs FP32"):
-        if x_hold is not None and len(x_hold):
-            accuracy = _evaluate(model_bytes, result_bytes, x_hold, labels_hold, ctx.input_name, config.threads,
-                                 static_batch)
+        if len(hold_idx):
+            batches = ((x, None if hold_labels is None else hold_labels[i]) for x, i in
+                       D.iter_batches(ds, pre, hold_idx, static_batch or 32, config.on_error, advance, workers))
+            accuracy = _evaluate(model_bytes, result_bytes, batches, config.threads, static_batch)
+            if accuracy is None:
+                raise D.no_decodable_image(ds)
+            data_info.update(holdout_samples=accuracy["samples"], skipped=len(ds.skipped),  # type: ignore[union-attr]
+                             skipped_examples=ds.skipped[:5])
             accuracy["data"] = ("held-out images of the built-in synthetic sample (no --calib)" if synthetic
                                 else "held-out calibration images")
         else:
             from vitdeploy.export.validate import seeded_inputs
 
             x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
-            accuracy = _evaluate(model_bytes, result_bytes, x, None, ctx.input_name, config.threads, static_batch)
+            accuracy = _evaluate(model_bytes, result_bytes, [(x, None)], config.threads, static_batch)
             accuracy["data"] = ("seeded random inputs (no calibration data given)" if config.calib is None
                                 else "seeded random inputs (no held-out images: --holdout 0 or too few images)")
             if config.calib is not None:
                 warnings.append("no held-out images: accuracy measured on seeded random inputs, not on your data")
+        if ds is not None and (skipped := D.skipped_warning(ds)) is not None:  # calibration and held-out images
+            warnings.append(skipped)
         vs = accuracy["vs_fp32"]
         if not np.isfinite([vs["max_abs"], vs["cosine_min"]]).all():
             raise ValueMismatchError(f"{config.precision.upper()} outputs are not finite on {accuracy['samples']} "
                                      f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
                                      figures=vs)
-        _judge(accuracy, config, parent, num_classes, real_data=x_hold is not None and not synthetic,
+        _judge(accuracy, config, parent, num_classes, real_data=len(hold_idx) > 0 and not synthetic,
                warnings=warnings)
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
@@ -385,7 +407,6 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
     ``fp16.range_fp32_nodes``). The manifest lists those under ``fp32_overflow_nodes`` (its first
     reason; the counts per reason are in ``fp32_range_reasons``)."""
     model = ctx.model
-    op_types = {n.op_type for n in model.graph.node}
     overflow: list[str] = []
     why: dict[str, int] = {}
     stats_info = None
@@ -401,9 +422,8 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
         overflow = list(reasons)
         why = {r: sum(v == r for v in reasons.values()) for r in sorted(set(reasons.values()))}
         stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
-    kept_ops = sorted((set(F16.KEEP_FP32_OPS) | set(keep_ops)) & op_types)  # only the op types this model has
-    return {"fp32_ops": kept_ops, "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why,
-            "statistics": stats_info}
+    return {"fp32_ops": F16.kept_fp32_op_types(model, keep_ops),  # only those this graph has on float data
+            "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why, "statistics": stats_info}
 
 
 def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_classes: int | None, real_data: bool,

@@ -283,8 +283,9 @@ def _check_batch(entry: _Entry, batch: int) -> None:
         raise UsageError(f"{entry.label} has a static batch of {entry.static_batch}: batch {batch} is outside it "
                          "(re-export with a dynamic batch range, e.g. vitdeploy export --dynamic-batch 1:8:32)")
     if entry.batch_range is not None and not entry.batch_range[0] <= batch <= entry.batch_range[1]:
-        lo, hi = entry.batch_range
-        raise UsageError(f"{entry.label} serves batches {lo} to {hi} (its manifest): batch {batch} is outside that range")
+        lo, hi = min(entry.batch_range[0], batch), max(entry.batch_range[1], batch)
+        raise UsageError(f"{entry.label} serves batches {entry.batch_range[0]} to {entry.batch_range[1]} (its manifest): "
+                         f"batch {batch} is outside that range; re-export with --dynamic-batch {lo}:{min(max(8, lo), hi)}:{hi}")
 
 
 def _feed_spec(entry: _Entry, batch: int) -> list[tuple[str, list[int], np.dtype]]:

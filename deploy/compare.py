@@ -12,6 +12,8 @@ Figures (per output, over a batch of samples):
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -80,39 +82,129 @@ def resolvable_agreement(minimum: float, samples: int) -> float:
     return min(minimum, 1.0 - NOISE_SAMPLES / samples)
 
 
+class ExactSum:
+    """A float sum fed in chunks, exactly rounded (Shewchuk's partials, as ``math.fsum``), so a sum
+    over batches equals the sum over all values at once, whatever the chunking."""
+
+    def __init__(self) -> None:
+        self.partials: list[float] = []
+
+    def add(self, values: np.ndarray) -> None:
+        for x in np.asarray(values, dtype=np.float64).ravel().tolist():
+            i = 0
+            for y in self.partials:
+                if abs(x) < abs(y):
+                    x, y = y, x
+                hi = x + y
+                lo = y - (hi - x)
+                if lo:
+                    self.partials[i] = lo
+                    i += 1
+                x = hi
+            self.partials[i:] = [x]
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self.partials)
+
+
+class StreamingComparison:
+    """``compare`` reduced batch by batch: memory does not grow with the number of samples.
+
+    ``update(ref, cand)`` with the next samples' outputs (first axis: samples); ``result()`` is the
+    Comparison of everything fed, the same whatever the batching: per-sample figures are computed
+    row by row, sums exactly (``ExactSum``), the worst samples kept in a heap of ``worst`` entries
+    ordered by (cosine, sample index)."""
+
+    def __init__(self, worst: int = 5) -> None:
+        self.worst_k = worst
+        self.n = 0
+        self.values = 0  # output values compared (n x per-sample size)
+        self.finite = True
+        self.max_abs = 0.0
+        self.scale = 0.0  # max |ref|
+        self.abs_sum, self.cos_sum = ExactSum(), ExactSum()
+        self.cos_min = math.inf
+        self.top1 = self.top5 = 0
+        self._heap: list[tuple[float, int]] = []  # (-cosine, -index): the largest kept key on top
+
+    def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        ref = np.asarray(ref, dtype=np.float64)
+        cand = np.asarray(cand, dtype=np.float64)
+        if ref.shape != cand.shape:
+            raise ShapeMismatchError(f"output shapes differ: reference {ref.shape} vs candidate {cand.shape}")
+        if ref.ndim == 0 or ref.shape[0] == 0:
+            return
+        b = ref.shape[0]
+        r, c = ref.reshape(b, -1), cand.reshape(b, -1)
+        diff = np.abs(c - r)
+        rows_finite = np.isfinite(c).all(axis=1)
+        self.finite = self.finite and bool(rows_finite.all())
+        if self.finite:
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.abs_sum.add(diff.sum(axis=1))
+        self.scale = max(self.scale, float(np.abs(r).max()))
+        self.values += diff.size
+        denom = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
+        cos = np.where(denom > 0, (r * c).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
+        cos = np.where(rows_finite, cos, -1.0)
+        self.cos_min = min(self.cos_min, float(cos.min()))
+        self.cos_sum.add(cos)
+        ref_top1 = r.argmax(1)
+        self.top1 += int((ref_top1 == c.argmax(1)).sum())
+        topk = np.argsort(-c, axis=1)[:, :min(5, r.shape[1])]
+        self.top5 += int((topk == ref_top1[:, None]).any(axis=1).sum())
+        for i, v in enumerate(cos.tolist()):
+            key = (-(math.inf if math.isnan(v) else v), -(self.n + i))  # NaN ranks last, as in a sort
+            if len(self._heap) < self.worst_k:
+                heapq.heappush(self._heap, key)
+            elif key > self._heap[0]:
+                heapq.heapreplace(self._heap, key)
+        self.n += b
+
+    def result(self) -> Comparison:
+        if self.n == 0:
+            raise ShapeMismatchError("nothing to compare: empty outputs")
+        inf = float("inf")
+        return Comparison(
+            samples=self.n,
+            max_abs=self.max_abs if self.finite else inf,
+            max_rel=self.max_abs / (self.scale or 1.0) if self.finite else inf,
+            mean_abs=self.abs_sum.value / self.values if self.finite else inf,
+            cosine_min=self.cos_min,
+            cosine_mean=self.cos_sum.value / self.n,
+            top1_agreement=self.top1 / self.n,
+            top5_agreement=self.top5 / self.n,
+            worst=[-i for _, i in sorted(self._heap, reverse=True)],
+        )
+
+
+class TopKAccuracy:
+    """Top-1/top-5 accuracy of outputs against labels, counted batch by batch (a label outside the
+    outputs, e.g. -1, is never a hit)."""
+
+    def __init__(self) -> None:
+        self.n = self.top1 = self.top5 = 0
+
+    def update(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        top5 = np.argsort(-logits, axis=1)[:, : min(5, logits.shape[1])]
+        self.top1 += int((top5[:, 0] == labels).sum())
+        self.top5 += int((top5 == labels[:, None]).any(axis=1).sum())
+        self.n += len(labels)
+
+    def result(self) -> dict[str, float]:
+        return {"top1": self.top1 / self.n, "top5": self.top5 / self.n} if self.n else {"top1": 0.0, "top5": 0.0}
+
+
 def compare(ref: np.ndarray, cand: np.ndarray, worst: int = 5) -> Comparison:
-    """Compare two output arrays whose first axis is the sample axis."""
-    ref = np.asarray(ref, dtype=np.float64)
-    cand = np.asarray(cand, dtype=np.float64)
+    """Compare two output arrays whose first axis is the sample axis (one ``StreamingComparison`` batch)."""
+    ref = np.asarray(ref)
+    cand = np.asarray(cand)
     if ref.shape != cand.shape:
         raise ShapeMismatchError(f"output shapes differ: reference {ref.shape} vs candidate {cand.shape}")
-    if ref.ndim == 0 or ref.shape[0] == 0:
-        raise ShapeMismatchError("nothing to compare: empty outputs")
-    n = ref.shape[0]
-    r = ref.reshape(n, -1)
-    c = cand.reshape(n, -1)
-    diff = np.abs(c - r)
-    finite = np.isfinite(c).all()
-    scale = float(np.abs(r).max()) or 1.0
-    denom = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
-    cos = np.where(denom > 0, (r * c).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
-    if not finite:
-        cos = np.where(np.isfinite(c).all(axis=1), cos, -1.0)
-    top1 = float((r.argmax(1) == c.argmax(1)).mean())
-    k = min(5, r.shape[1])
-    topk = np.argsort(-c, axis=1)[:, :k]
-    top5 = float((topk == r.argmax(1)[:, None]).any(axis=1).mean())
-    return Comparison(
-        samples=n,
-        max_abs=float(diff.max()) if finite else float("inf"),
-        max_rel=float(diff.max() / scale) if finite else float("inf"),
-        mean_abs=float(diff.mean()) if finite else float("inf"),
-        cosine_min=float(cos.min()),
-        cosine_mean=float(cos.mean()),
-        top1_agreement=top1,
-        top5_agreement=top5,
-        worst=[int(i) for i in np.argsort(cos)[:worst]],
-    )
+    reducer = StreamingComparison(worst)
+    reducer.update(ref, cand)
+    return reducer.result()
 
 
 def assert_close(ref: np.ndarray, cand: np.ndarray, thresholds: Thresholds, what: str) -> Comparison:

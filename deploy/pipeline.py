@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.errors import UsageError
+from vitdeploy.export.config import BatchRange
 from vitdeploy.io import read_manifest, sha256_file, write_bytes_atomic, write_json_atomic
 from vitdeploy.steps import Steps
 
@@ -25,6 +26,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 STATE_FILE = "deploy-state.json"
 CPU_FORM_FILE = "int8-cpu-form.json"  # which INT8 form ran faster on this CPU, with the figures
 REPORT_SCHEMA = "vitdeploy.deploy-report/1"
+SEED = 0  # quantize's calibration/held-out split and validate's subset of that held-out size: the same images
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,26 @@ class DeployConfig:
     out: Path
     checkpoint: Path | None = None
     calib: Path | None = None
-    data: Path | None = None  # validation data (default: the calibration data)
+    data: Path | None = None  # validation data (default: the calibration images held out from calibration)
     precisions: tuple[str, ...] = PRECISIONS
     batches: tuple[int, ...] = (1, 8)
+    dynamic_batch: BatchRange | None = None  # the export's batch range (default: 1:min(batches):max(8, batches))
     int8_target: str = "auto"  # auto: trt when engines are built, else the CPU form measured faster here
     method: str = "percentile"
-    samples: int = 256
-    validate_samples: int = 256
+    samples: int = 512  # calibration samples (quantize's default)
+    holdout: int | None = None  # calibration images held out (quantize's default); the verdicts' data without --data
+    validate_samples: int = 256  # with --data
+    thresholds: str | None = None  # validate's preset or JSON file (None: the default preset)
+    on_error: str = "skip"  # an image that does not decode: skip | fail
     iterations: int = 50
     warmup: int = 5
     threads: int | None = 1
     engines: str = "auto"  # auto | always | never
     input_size: tuple[int, int, int] | None = None  # for package.module:function models
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    num_classes: int | None = None
+    strict_checkpoint: bool = True  # False: --non-strict
     force: bool = False  # redo every step
 
     def __post_init__(self) -> None:
@@ -57,6 +67,18 @@ class DeployConfig:
             raise UsageError("--engines must be auto, always or never")
         if self.int8_target not in ("auto", "trt", "ort-cpu"):
             raise UsageError("--int8-target must be auto, trt or ort-cpu")
+        r = self.dynamic_batch
+        outside = [b for b in self.batches if r is not None and not r.min <= b <= r.max]
+        if r is not None and outside:
+            lo, hi = min(r.min, *outside), max(r.max, *outside)
+            raise UsageError(f"--batch {','.join(map(str, outside))} outside --dynamic-batch {r}: give batch sizes in "
+                             f"{r.min}..{r.max} or a range that holds them, e.g. --dynamic-batch {lo}:{r.opt}:{hi}")
+
+    @property
+    def export_batch(self) -> BatchRange:
+        """--dynamic-batch, else dynamic up to the largest --batch and at least 8 (calibration and
+        validation run in batches too)."""
+        return self.dynamic_batch or BatchRange(1, min(self.batches), max(max(self.batches), 8))
 
 
 @dataclass
@@ -112,12 +134,15 @@ def tensorrt_available() -> bool:
 def run_deploy(config: DeployConfig, steps: Steps | None = None,
                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, Any]:
     """Run (or resume) the job; returns the report document (also written to OUT/report.*)."""
+    from vitdeploy.validate import load_thresholds
+
     steps = steps or Steps()
     out = config.out
+    limits, drops = load_thresholds(config.thresholds)  # before anything is written, as the checks below
     if config.engines == "always" and not tensorrt_available():
         from vitdeploy.deps import require
 
-        require("tensorrt", "--engines always")  # before anything is written
+        require("tensorrt", "--engines always")
     out.mkdir(parents=True, exist_ok=True)
     state = State(out / STATE_FILE, reset=config.force)
     notes: list[str] = []
@@ -159,16 +184,16 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         state.record(name, inputs, outputs)
 
     # 1. export
-    from vitdeploy.export import BatchRange, ExportConfig, Preprocessing, export
+    from vitdeploy.export import ExportConfig, Preprocessing, export
 
     fp32 = out / f"{base}.onnx"
-    # always dynamic, up to at least 8: calibration and validation run in batches too
-    batch_range = BatchRange(1, min(config.batches), max(max(config.batches), 8))
-    export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=batch_range, force=True,
-                              preprocessing=Preprocessing(input_size=config.input_size))
-    run_step("export", _digest(config.model, config.checkpoint and Path(config.checkpoint), str(batch_range),
-                               config.input_size, "export/1"),
-             [fp32, fp32.with_suffix(".json")], lambda: export(export_cfg))
+    fp32_manifest = fp32.with_suffix(".json")  # the preprocessing quantize and validate read: in their digests
+    pre = Preprocessing(input_size=config.input_size, mean=config.mean, std=config.std, num_classes=config.num_classes)
+    export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=config.export_batch,
+                              force=True, preprocessing=pre, strict_checkpoint=config.strict_checkpoint)
+    run_step("export", _digest(config.model, config.checkpoint and Path(config.checkpoint), str(config.export_batch),
+                               asdict(pre), config.strict_checkpoint, "export/2"),
+             [fp32, fp32_manifest], lambda: export(export_cfg))
     artifacts: dict[str, Path] = {"fp32": fp32}
 
     # 2. precision passes
@@ -185,11 +210,15 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         target = int8_target if precision == "int8" else "trt"
         path = quant_output(fp32, precision, target)
         qcfg = QuantizeConfig(model=fp32, precision=precision, calib=calib, method=config.method, samples=config.samples,
-                              target=target, output=path, force=True, threads=config.threads,
+                              holdout=config.holdout, seed=SEED, on_error=config.on_error, target=target, output=path,
+                              force=True, threads=config.threads,
                               gate=False)  # deploy's validation step is the gate (and knows random weights)
-        run_step(f"quantize {precision}", _digest(fp32, calib, precision, target, config.method, config.samples, "q/1"),
+        run_step(f"quantize {precision}", _digest(fp32, fp32_manifest, calib, precision, target, config.method,
+                                                  config.samples, config.holdout, config.on_error, "q/2"),
                  [path, path.with_suffix(".json")], lambda q=qcfg: quantize(q, progress=progress))
         artifacts[precision] = path
+    warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
+                for w in (read_manifest(artifacts[p]) or {}).get("warnings") or ()]
 
     # 3. engines
     engines: dict[str, Path] = {}
@@ -204,23 +233,27 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
             engines[precision] = engine
 
     measured = engines or artifacts
-    # 4. validate
+    # 4. validate: on --data, else on the calibration images quantize held out
     from vitdeploy.validate import ValidateConfig, accuracy_section, markdown, validate
 
     vdoc: dict[str, Any] = {}
     candidates = tuple(str(p) for k, p in measured.items() if not (k == "fp32" and not engines))
     vpath = out / "validate.json"
+    vsamples, which = _validation_data(config, calib)
 
     def do_validate() -> None:
         nonlocal vdoc
-        vdoc = validate(ValidateConfig(reference=str(fp32), candidates=candidates, data=data,
-                                       samples=config.validate_samples, threads=config.threads), progress)
+        vdoc = validate(ValidateConfig(reference=str(fp32), candidates=candidates, data=data, samples=vsamples,
+                                       thresholds=limits, max_top1_drop=drops, seed=SEED, threads=config.threads,
+                                       on_error=config.on_error), progress)
         write_json_atomic(vpath, vdoc)
         write_bytes_atomic(out / "validate.md", markdown(vdoc).encode())
 
-    run_step("validate", _digest(*(Path(c) for c in candidates), fp32, data, config.validate_samples, "v/1"),
+    run_step("validate", _digest(*(Path(c) for c in candidates), fp32, fp32_manifest, data, vsamples,
+                                 {k: asdict(v) for k, v in limits.items()}, drops, config.on_error, "v/2"),
              [vpath], do_validate)
     vdoc = vdoc or json.loads(vpath.read_text())
+    judged_on = f"{vdoc['data']['samples']} {which}"
 
     # 5. bench
     from vitdeploy.bench import BenchConfig, run_bench
@@ -241,7 +274,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     bdoc["accuracy"] = accuracy_section(vdoc)
 
     # 6. report
-    report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped)
+    report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped, judged_on, warnings)
     report["int8_cpu_form"] = cpu_form
     with steps.step("report"):
         from vitdeploy import report as R
@@ -255,6 +288,24 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         write_json_atomic(out / "report.json", report)
         write_bytes_atomic(out / "report.md", report_markdown(report).encode())
     return report
+
+
+def _validation_data(config: DeployConfig, calib: Path) -> tuple[int | None, str]:
+    """Validate's sample count and what those samples are, in words (after the count). Without --data:
+    the calibration images quantize held out and never calibrated on. Validate's seeded subset of n
+    (calib.data.sample_indices) is the first n of the permutation whose first n quantize holds out
+    (calib.quantize.holdout_split), both seeded with SEED."""
+    if config.data is not None:
+        return config.validate_samples, f"images of {config.data} (--data)"
+    from vitdeploy.calib.data import open_dataset
+    from vitdeploy.calib.quantize import holdout_split
+
+    name = config.calib or "the built-in synthetic sample"
+    _, held = holdout_split(len(open_dataset(calib)), config.samples, config.holdout, SEED)
+    if len(held):
+        return len(held), f"held-out images of {name} not used for calibration"
+    why = "--holdout 0" if config.holdout == 0 else "too few to hold any out"
+    return config.validate_samples, f"images of {name}, calibration images too ({why})"
 
 
 TRT_INT8_HINT = "For TensorRT run `vitdeploy quantize MODEL.onnx --int8 --target trt` (or deploy with --int8-target trt)"
@@ -282,14 +333,15 @@ def _quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step, 
         path = quant_output(fp32, "int8", choice.choice)
         # the trt form as timed: FP32 float parts (FP16 ones run slower on ONNX Runtime's CPU provider)
         quantize(QuantizeConfig(model=fp32, precision="int8", calib=calib, method=config.method, samples=config.samples,
+                                holdout=config.holdout, seed=SEED, on_error=config.on_error,
                                 target=choice.choice, output=path, force=True,
                                 high_precision="fp32" if choice.choice == "trt" else "fp16",
                                 threads=config.threads, gate=False), progress=progress)
         outputs.extend([path, path.with_suffix(".json")])
         write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})
 
-    run_step("quantize int8", _digest(fp32, calib, "int8", "auto-cpu", config.method, config.samples, config.threads,
-                                      "q/2"), outputs, do)
+    run_step("quantize int8", _digest(fp32, fp32.with_suffix(".json"), calib, "int8", "auto-cpu", config.method,
+                                      config.samples, config.holdout, config.on_error, config.threads, "q/3"), outputs, do)
     return json.loads(choice_path.read_text())
 
 
@@ -329,7 +381,9 @@ def gated(config: DeployConfig) -> bool:
 
 
 def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict[str, Path], vdoc: dict[str, Any],
-                 bdoc: dict[str, Any], notes: list[str], skipped: list[str]) -> dict[str, Any]:
+                 bdoc: dict[str, Any], notes: list[str], skipped: list[str], judged_on: str,
+                 warnings: list[str]) -> dict[str, Any]:
+    """``judged_on``: the images that judged the verdicts, in words; ``warnings``: the steps' own."""
     from vitdeploy import __version__
 
     measured = engines or artifacts
@@ -357,8 +411,8 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
         "schema": REPORT_SCHEMA, "vitdeploy": __version__, "model": config.model,
         "checkpoint": str(config.checkpoint) if config.checkpoint else None,
         "calibration": str(config.calib) if config.calib else "built-in synthetic sample",
-        "validation_data": vdoc["data"], "precisions": rows, "batches": list(config.batches),
-        "conditions": bdoc.get("conditions"), "warnings": bdoc.get("warnings", []), "notes": notes,
+        "validation_data": {**vdoc["data"], "judged_on": judged_on}, "precisions": rows, "batches": list(config.batches),
+        "conditions": bdoc.get("conditions"), "warnings": warnings + bdoc.get("warnings", []), "notes": notes,
         "steps_skipped": skipped, "passed": vdoc.get("passed", True), "gated": gated(config),
         "files": {"validate": "validate.json", "bench": "bench.json", "markdown": "report.md"},
     }
@@ -370,7 +424,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         lines += [f"> **Note:** {n}", ""]
     d = r["validation_data"]
     lines += [f"Checkpoint: {r['checkpoint'] or 'none (random weights)'}; calibration: {r['calibration']}; "
-              f"validation: {d['samples']} samples from {d['source']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]
+              f"verdicts judged on {d['judged_on']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]
     head = "| precision | artifact | backend | top-1 | drop (pt) | cosine | top-1 agree |"
     sep = "|---|---|---|---|---|---|---|"
     for b in r["batches"]:

@@ -216,12 +216,27 @@ def _accuracy_points(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str, in
 
 
 def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
-    """PNG: p50 latency vs batch per artifact (log x); with an accuracy section, a second panel of
-    accuracy drop (or 1 - cosine) vs speedup per precision, each point labelled."""
+    """PNG of ``plot_figure(doc)``."""
+    fig = plot_figure(doc)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def plot_figure(doc: dict[str, Any]):
+    """Figure: p50 latency vs batch per artifact (log x); with an accuracy section, a second panel of
+    accuracy drop (or 1 - cosine) vs speedup per precision, each point labelled. Labels are moved
+    apart until none overlap; tick labels never use an offset or a shared ×10ⁿ multiplier."""
     matplotlib = require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, NullLocator
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    def plain() -> ScalarFormatter:  # plain decimals: no "+1.0" offset, no ×10ⁿ multiplier
+        f = ScalarFormatter(useOffset=False)
+        f.set_scientific(False)
+        return f
 
     points, ylabel, acc_batch = _accuracy_points(doc)
     two = bool(points)
@@ -229,6 +244,7 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 2, 1) if two else fig.add_subplot(1, 1, 1)
     colors = matplotlib.colormaps["tab10"]
+    labels = []
     by_art: dict[str, list[dict[str, Any]]] = {}
     for r in doc["results"]:
         by_art.setdefault(r["artifact"], []).append(r)
@@ -245,10 +261,10 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.plot(xs, p50, marker="o", color=color, linewidth=2,
                 label=f"{label} ({a.get('precision', rows[0]['precision'])}, {a.get('backend', rows[0]['backend'])})")
         ax.fill_between(xs, p50, p90, color=color, alpha=0.15, linewidth=0)
-        if len(by_art) <= 3:  # value labels: first artifact below its line, the others above, offset apart
-            dy = -13 if i == 0 else 7 + 10 * (i - 1)
-            for x, y in zip(xs, p50):
-                ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, dy), ha="center", fontsize=8, color=color)
+        if len(by_art) <= 3:  # value labels: first artifact below its line, the others above
+            dy = -13 if i == 0 else 7
+            labels += [ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
+                                   fontsize=8, color=color) for x, y in zip(xs, p50)]
     batches = sorted({int(r["batch"]) for r in doc["results"]})
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(batches))
@@ -261,7 +277,8 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
         ax.set_yscale("log")
         ax.set_ylabel("latency per call, p50 (ms, log scale)")
     else:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.15 * max(all_lat) if all_lat and max(all_lat) > 0 else 1.0)
+        ax.yaxis.set_major_formatter(plain())
         ax.set_ylabel("latency per call, p50 (ms)")
     ax.set_xlabel("batch size (images per call, log scale)")
     ax.set_title("Latency vs batch (line: p50, band: p50 to p90)")
@@ -276,8 +293,8 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
             pts = [p for p in points if p["precision"] == prec]
             ax2.scatter([p["speedup"] for p in pts], [p["y"] for p in pts], s=70, color=colors(k % 10),
                         marker=markers[k % len(markers)], label=prec, zorder=3)
-            for p in pts:
-                ax2.annotate(p["label"], (p["speedup"], p["y"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            labels += [ax2.annotate(p["label"], (p["speedup"], p["y"]), textcoords="offset points", xytext=(6, 6),
+                                    fontsize=8) for p in pts]
         ax2.axhline(0, color="grey", linewidth=0.8, linestyle=":")
         ax2.axvline(1, color="grey", linewidth=0.8, linestyle=":")
         first = doc["artifacts"][0]["label"]
@@ -287,12 +304,43 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
         ax2.grid(True, alpha=0.3)
         ax2.legend(title="precision", fontsize=9)
         ax2.margins(0.2)
-        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        _widen_flat(ax2.set_xlim, [p["speedup"] for p in points], 0.1)
+        _widen_flat(ax2.set_ylim, [p["y"] for p in points], 1.0 if ylabel.startswith("top-1") else 1e-6)
+        ax2.xaxis.set_major_formatter(plain())
+        ax2.yaxis.set_major_formatter(plain())
     fig.suptitle(f"vitdeploy bench: {environment_label(doc)}", fontsize=10)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    _spread_labels(fig, labels)
+    return fig
+
+
+def _widen_flat(set_lim, values: list[float], floor: float) -> None:
+    """Limits centred on values whose range is ~0 (all equal, or rounding noise such as 1e-17):
+    half-width the larger of ``floor`` and half their magnitude, instead of a range of ~1e-16."""
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-9 * max(abs(lo), abs(hi), floor):
+        half = max(floor, abs(hi) / 2)
+        set_lim((lo + hi) / 2 - half, (lo + hi) / 2 + half)
+
+
+def _spread_labels(fig, labels: list) -> None:
+    """Move annotations apart vertically, away from their points, until no two overlap. The layout
+    is fixed first (constrained layout would move the axes again when saving)."""
+    if len(labels) < 2:
+        return
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for ann in labels:
+        for _ in range(len(placed) + 1):
+            box = ann.get_window_extent(renderer)
+            hit = next((b for b in placed if box.overlaps(b)), None)
+            if hit is None:
+                break
+            dx, dy = ann.xyann
+            shift = (hit.y0 - box.y1 - 1) if dy < 0 else (hit.y1 - box.y0 + 1)  # pixels
+            ann.xyann = (dx, dy + shift * 72 / fig.dpi)
+        placed.append(ann.get_window_extent(renderer))
 
 
 def require_matplotlib():

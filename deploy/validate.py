@@ -13,17 +13,22 @@ one fails, so this can gate CI.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vitdeploy.compare import MAX_TOP1_DROP, PRECISION_THRESHOLDS, Thresholds, compare, resolvable_drop
+from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, Thresholds,
+                               TopKAccuracy, resolvable_drop)
 from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
-from vitdeploy.io import has_random_weights
+from vitdeploy.io import atomic_path, has_random_weights, sha256_file, write_json_atomic
 from vitdeploy.runners.base import static_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
@@ -51,7 +56,7 @@ class ValidateConfig:
     candidates: tuple[str, ...]
     data: Path
     checkpoint: Path | None = None  # for a zoo-model reference
-    samples: int | None = 256
+    samples: int | None = 256  # None: all of the data
     thresholds: dict[str, Thresholds] = field(default_factory=lambda: dict(PRECISION_THRESHOLDS))
     max_top1_drop: dict[str, float] = field(default_factory=lambda: dict(MAX_TOP1_DROP))
     batch_size: int = 8
@@ -60,6 +65,8 @@ class ValidateConfig:
     backends: dict[str, str] = field(default_factory=dict)  # artifact -> backend override
     on_error: str = "skip"
     data_check: bool = True  # refuse .npy/.npz data whose values are not normalised inputs (calib.data.check_array_values)
+    decode_workers: int | None = None  # image decoder threads (default: calib.data.decode_workers)
+    cache_dir: Path | None = None  # per-artifact partial results, to resume (default: $VITDEPLOY_CACHE/validate)
 
     def __post_init__(self) -> None:
         if not self.candidates:
@@ -137,26 +144,132 @@ def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int
     return max(lo, min(wanted, hi)), lo
 
 
+def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
+    """Float32 outputs of one chunk; a chunk smaller than ``min_batch`` is padded with copies of its
+    last sample (and the padding's outputs dropped)."""
+    n = len(chunk)
+    if n < min_batch:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
+    return np.asarray(runner.infer_one(np.ascontiguousarray(chunk))[:n], dtype=np.float32)
+
+
 def run_batched(runner, x: np.ndarray, batch: int, min_batch: int = 1) -> np.ndarray:
-    """Outputs for all of ``x`` in chunks of ``batch``; a chunk smaller than ``min_batch`` is padded
-    with copies of its last sample (and the padding's outputs dropped)."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        n = len(chunk)
-        if n < min_batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
-        outs.append(runner.infer_one(np.ascontiguousarray(chunk))[:n])
-    return np.concatenate(outs).astype(np.float32)
+    """Outputs for all of ``x`` in chunks of ``batch`` (``infer_batch``)."""
+    return np.concatenate([infer_batch(runner, x[i:i + batch], min_batch) for i in range(0, len(x), batch)])
 
 
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    top5 = np.argsort(-logits, axis=1)[:, : min(5, logits.shape[1])]
-    return {"top1": float((top5[:, 0] == labels).mean()), "top5": float((top5 == labels[:, None]).any(axis=1).mean())}
+class _RunCache:
+    """One validation run's files: the reference's outputs (float32 rows, read back batch by batch by
+    each candidate), the kept sample indices and the reference's facts, then one JSON of reduced
+    figures per finished candidate, each written atomically. The folder is named by what decides the
+    figures (artifact digest, data fingerprint, sample selection, preprocessing, batch, backend): an
+    interrupted run started again resumes after its last finished artifact. Removed once the run ends."""
+
+    def __init__(self, config: ValidateConfig, ref_art: Artifact, pre, indices: np.ndarray) -> None:
+        from vitdeploy.calib import data as D
+
+        root = config.cache_dir or Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "validate"
+        key = _digest(VALIDATE_SCHEMA, _artifact_digest(ref_art), config.backends.get(config.reference),
+                      D.source_fingerprint(config.data), hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest(),
+                      pre.key(), config.on_error, config.batch_size)
+        self.dir = root / key[:32]
+        self.logits, self.kept, self.meta = self.dir / "reference.f32", self.dir / "reference.kept.npy", self.dir / "reference.json"
+
+    def reference(self) -> dict[str, Any] | None:
+        """The finished reference pass's facts (with ``kept``), or None."""
+        try:
+            meta = json.loads(self.meta.read_text())
+            meta["kept"] = np.load(self.kept)
+            complete = self.logits.stat().st_size == 4 * len(meta["kept"]) * math.prod(meta["shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return meta if complete else None
+
+    def candidate(self, key: str) -> Path:
+        return self.dir / f"candidate-{key[:32]}.json"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def _artifact_digest(art: Artifact) -> str:
+    """What identifies an artifact's outputs: its file's content (and a checkpoint's), or a zoo name."""
+    return _digest(art.spec, art.kind, *(sha256_file(p) for p in (art.path, art.checkpoint) if p is not None))
+
+
+def _read_rows(f, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    rows = np.fromfile(f, dtype=np.float32, count=n * math.prod(shape))
+    if rows.size != n * math.prod(shape):
+        raise InputError(f"{f.name}: the cached reference outputs are shorter than the samples: remove it and rerun")
+    return rows.reshape(n, *shape)
+
+
+def _reference_pass(runner, art: Artifact, static: int | None, ds, pre, indices: np.ndarray, config: ValidateConfig,
+                    cache: _RunCache, advance) -> dict[str, Any]:
+    """Run the reference over the selected samples as they are decoded, its outputs streamed to the
+    cache; the facts later passes need (kept indices, output shape, undecodable files)."""
+    from vitdeploy.calib import data as D
+
+    chunk, min_batch = batch_plan(art, static, config.batch_size)
+    workers = config.decode_workers or D.decode_workers(config.threads)
+    kept: list[np.ndarray] = []
+    shape: tuple[int, ...] = ()
+    with atomic_path(cache.logits) as tmp, open(tmp, "wb") as f:
+        for x, idx in D.iter_batches(ds, pre, indices, chunk, config.on_error, advance, workers):
+            out = infer_batch(runner, x, min_batch)
+            f.write(out.tobytes())
+            kept.append(idx)
+            shape = out.shape[1:]
+        if not kept:
+            raise D.no_decodable_image(ds)
+    meta = {"shape": list(shape), "skipped": ds.skipped, "backend": runner.backend}
+    with atomic_path(cache.kept) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.concatenate(kept))
+    write_json_atomic(cache.meta, meta)  # last: its presence marks the reference as finished
+    return {**meta, "kept": np.concatenate(kept)}
+
+
+def _candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dict[str, Any], labels: np.ndarray | None,
+                    config: ValidateConfig, cache: _RunCache, advance) -> dict[str, Any]:
+    """Run a candidate over the kept samples, each batch compared with the reference's outputs read
+    back from the cache as it goes (``StreamingComparison``, ``TopKAccuracy``): the reduced figures."""
+    from vitdeploy.calib import data as D
+
+    chunk, min_batch = batch_plan(art, static, config.batch_size)
+    workers = config.decode_workers or D.decode_workers(config.threads)
+    shape = tuple(ref["shape"])
+    reducer, acc, done = StreamingComparison(worst=5), TopKAccuracy(), 0
+    with open(cache.logits, "rb") as f:
+        for x, _ in D.iter_batches(ds, pre, ref["kept"], chunk, "fail", advance, workers):
+            out = infer_batch(runner, x, min_batch)
+            if out.shape[1:] != shape:
+                raise ShapeMismatchError(f"{art.label} outputs {out.shape[1:]}, the reference {shape}")
+            reducer.update(_read_rows(f, len(out), shape), out)
+            if labels is not None:
+                acc.update(out, labels[done:done + len(out)])
+            done += len(out)
+    return {"comparison": reducer.result().to_dict(), "accuracy": acc.result() if labels is not None else None,
+            "backend": runner.backend, "fp16_emulated": bool(getattr(runner, "fp16_emulated", False))}
+
+
+def _reference_accuracy(cache: _RunCache, ref: dict[str, Any], labels: np.ndarray, rows: int = 1024) -> dict[str, float]:
+    """The reference's top-1/top-5 on ``labels``, its outputs read back from the cache in blocks."""
+    acc, shape = TopKAccuracy(), tuple(ref["shape"])
+    with open(cache.logits, "rb") as f:
+        for i in range(0, len(labels), rows):
+            n = min(rows, len(labels) - i)
+            acc.update(_read_rows(f, n, shape).reshape(n, -1), labels[i:i + n])
+    return acc.result()
 
 
 def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
-    """The validation document; ``progress(label, total)`` returns an advance(n) callback."""
+    """The validation document; ``progress(label, total)`` returns an advance(n) callback.
+
+    Streams: images are decoded by a pool of threads ahead of inference, one batch at a time, and
+    each artifact's outputs are reduced as they come, so memory does not grow with the samples. The
+    reference runs first, its outputs kept on disk (``_RunCache``), then each candidate in turn; a
+    finished artifact's figures are kept so that an interrupted run, started again, resumes."""
     from vitdeploy.calib import data as D
 
     ref_art = resolve_artifact(config.reference, config.checkpoint)
@@ -171,80 +284,100 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     D.check_shape(ds, pre)
     D.check_array_values(ds, pre, allow=not config.data_check)
     indices = D.sample_indices(len(ds), config.samples, config.seed)
-    advance = progress("decode data", len(indices)) if progress else None
-    x, kept = D.load_samples(ds, pre, indices, config.on_error, advance)
-    names = [str(ds.files[i]) for i in kept] if ds.kind == "images" else [f"{ds.source}[{int(i)}]" for i in kept]
+    cache = _RunCache(config, ref_art, pre, indices)
 
-    doc: dict[str, Any] = {
-        "schema": VALIDATE_SCHEMA,
-        "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision},
-        "data": {"source": ds.source, "samples": int(len(x)), "labels": False,
-                 "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
-        "candidates": [],
-        "warnings": [w for w in [D.skipped_warning(ds)] if w],
-    }
     with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
         ref_shape, ref_static = _input_shape(ref_runner)
         D.check_shape(ds, pre, ref_shape)  # a layout mismatch (N,H,W,C model) named before anything runs
         if not _fits(ref_shape, tuple(pre.input_size)):
             said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
             raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
-        ref_logits = run_batched(ref_runner, x, *batch_plan(ref_art, ref_static, config.batch_size))
-    doc["reference"]["backend"] = ref_runner.backend
+        ref = cache.reference()
+        resumed = ref is not None
+        if ref is None:
+            advance = progress(f"reference {ref_art.label}", len(indices)) if progress else None
+            ref = _reference_pass(ref_runner, ref_art, ref_static, ds, pre, indices, config, cache, advance)
+    ds.skipped = [(str(f), str(why)) for f, why in ref["skipped"]]
+    kept = ref["kept"]
+
+    doc: dict[str, Any] = {
+        "schema": VALIDATE_SCHEMA,
+        "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision,
+                      "backend": ref_runner.backend, "resumed": resumed},
+        "data": {"source": ds.source, "samples": len(kept), "labels": False,
+                 "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
+        "candidates": [],
+        "warnings": [w for w in [D.skipped_warning(ds)] if w],
+    }
     random_weights = ref_art.kind != "torch" and has_random_weights(ref_art.manifest)  # torch: --checkpoint required
     doc["data"]["random_weights"] = random_weights
     if random_weights:  # near-ties everywhere: which class wins is noise, how close the outputs are is not
         doc["warnings"].append("the reference has random weights (exported without --checkpoint): top-1 agreement "
                                "and accuracy are not meaningful and do not gate; cosine and max abs still do")
-    labels = None if random_weights else _usable_labels(doc, ds, kept, ref_logits)
+    labels = None if random_weights else _usable_labels(doc, ds, kept, int(math.prod(ref["shape"])),
+                                                        lambda lab: _reference_accuracy(cache, ref, lab))
     if labels is not None:
-        doc["reference"].update(_accuracy(ref_logits, labels))
+        doc["reference"].update(_reference_accuracy(cache, ref, labels))
 
     for spec in config.candidates:
         art = resolve_artifact(spec)
-        with open_runner(art, config.backends.get(spec), config.threads, fp16_rounding=True) as runner:
-            shape, static = _input_shape(runner)
-            if shape != ref_shape:
-                raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
-            logits = run_batched(runner, x, *batch_plan(art, static, config.batch_size))
-        if logits.shape != ref_logits.shape:
-            raise ShapeMismatchError(f"{art.label} outputs {logits.shape[1:]}, the reference {ref_logits.shape[1:]}")
-        comparison = compare(ref_logits, logits, worst=5)
-        precision = art.precision if art.precision in config.thresholds else "fp32"
-        limits = config.thresholds[precision]
-        if random_weights:
-            limits = replace(limits, top1_agreement=None, top5_agreement=None)
-        failures = limits.failures(comparison)
-        entry: dict[str, Any] = {"artifact": art.label, "kind": art.kind, "backend": runner.backend, "precision": art.precision,
-                                 "fp16_emulated": bool(getattr(runner, "fp16_emulated", False)),
-                                 "comparison": comparison.to_dict(),
-                                 "worst_samples": [names[i] for i in comparison.worst],
-                                 "thresholds": {**limits.__dict__,
-                                                "max_top1_drop": config.max_top1_drop.get(precision)}}
-        if labels is not None:
-            acc = _accuracy(logits, labels)
-            drop = 100.0 * (doc["reference"]["top1"] - acc["top1"])
-            entry.update(acc, top1_drop_points=drop)
-            limit = config.max_top1_drop.get(precision)
-            if limit is not None:
-                limit = resolvable_drop(limit, len(labels))  # as in quantize's own check
-                entry["thresholds"]["max_top1_drop_effective"] = round(limit, 3)
-                if drop > limit + 1e-9:
-                    failures.append(f"top-1 drop {drop:.2f} points > {limit:.2f}")
-        entry["passed"] = not failures
-        entry["failures"] = failures
-        doc["candidates"].append(entry)
+        done = cache.candidate(_digest(_artifact_digest(art), config.backends.get(spec), labels is not None))
+        try:
+            figures = json.loads(done.read_text())
+        except (OSError, ValueError):
+            with open_runner(art, config.backends.get(spec), config.threads, fp16_rounding=True) as runner:
+                shape, static = _input_shape(runner)
+                if shape != ref_shape:
+                    raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
+                advance = progress(art.label, len(kept)) if progress else None
+                figures = _candidate_pass(runner, art, static, ds, pre, ref, labels, config, cache, advance)
+            write_json_atomic(done, figures)
+        else:
+            figures["resumed"] = True
+        doc["candidates"].append(_candidate_entry(doc, art, figures, config, random_weights,
+                                                  None if labels is None else len(labels), ds, kept))
     doc["passed"] = all(c["passed"] for c in doc["candidates"])
+    shutil.rmtree(cache.dir, ignore_errors=True)
     return doc
 
 
-def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, ref_logits: np.ndarray) -> np.ndarray | None:
+def _candidate_entry(doc: dict[str, Any], art: Artifact, figures: dict[str, Any], config: ValidateConfig,
+                     random_weights: bool, labelled: int | None, ds, kept: np.ndarray) -> dict[str, Any]:
+    """A candidate's entry of the document: its reduced figures judged against its precision's thresholds."""
+    comparison = Comparison(**figures["comparison"])
+    precision = art.precision if art.precision in config.thresholds else "fp32"
+    limits = config.thresholds[precision]
+    if random_weights:
+        limits = replace(limits, top1_agreement=None, top5_agreement=None)
+    failures = limits.failures(comparison)
+    names = [str(ds.files[kept[i]]) if ds.kind == "images" else f"{ds.source}[{int(kept[i])}]" for i in comparison.worst]
+    entry: dict[str, Any] = {"artifact": art.label, "kind": art.kind, "backend": figures["backend"], "precision": art.precision,
+                             "fp16_emulated": figures["fp16_emulated"], "resumed": bool(figures.get("resumed")),
+                             "comparison": comparison.to_dict(), "worst_samples": names,
+                             "thresholds": {**limits.__dict__, "max_top1_drop": config.max_top1_drop.get(precision)}}
+    if labelled is not None and figures["accuracy"] is not None:
+        acc = figures["accuracy"]
+        drop = 100.0 * (doc["reference"]["top1"] - acc["top1"])
+        entry.update(acc, top1_drop_points=drop)
+        limit = config.max_top1_drop.get(precision)
+        if limit is not None:
+            limit = resolvable_drop(limit, labelled)  # as in quantize's own check
+            entry["thresholds"]["max_top1_drop_effective"] = round(limit, 3)
+            if drop > limit + 1e-9:
+                failures.append(f"top-1 drop {drop:.2f} points > {limit:.2f}")
+    entry["passed"] = not failures
+    entry["failures"] = failures
+    return entry
+
+
+def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, num_classes: int,
+                   accuracy: Callable[[np.ndarray], dict[str, float]]) -> np.ndarray | None:
     """The labels of the kept samples for the reference's outputs, or None when there are none or
     they cannot be its classes (``labels_for``) or the reference scores at chance on them; fills
-    ``doc["data"]`` (labels, labels_present, label_scheme, num_classes, unusable_labels) and warns."""
+    ``doc["data"]`` (labels, labels_present, label_scheme, num_classes, unusable_labels) and warns.
+    ``accuracy(labels)``: the reference's top-1/top-5 on labels of the kept samples."""
     from vitdeploy.calib import data as D
 
-    num_classes = int(ref_logits.shape[1])
     lmap = D.labels_for(ds, num_classes)
     doc["data"].update(labels_present=lmap.labels is not None, label_scheme=lmap.scheme, num_classes=num_classes)
     if lmap.labels is None:
@@ -253,7 +386,7 @@ def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, ref_logits: np.nda
     found = list(lmap.warnings)
     usable = lmap.meaningful
     in_range = (labels >= 0) & (labels < num_classes)
-    acc = _accuracy(ref_logits, np.where(in_range, labels, -1))
+    acc = accuracy(np.where(in_range, labels, -1))
     if usable and D.chance_level(acc["top1"], len(labels), num_classes):
         usable = False
         found.append(D.chance_warning(acc["top1"], len(labels), num_classes))

@@ -41,6 +41,7 @@ def test_deploy_registered_model_report_and_resume(cli, tmp_path, digit_folders,
     rows = {r["precision"]: r for r in report["precisions"]}
     assert list(rows) == ["fp32", "fp16", "int8"]
     assert report["validation_data"]["samples"] == 120 and report["validation_data"]["labels"]
+    assert report["validation_data"]["judged_on"] == f"120 images of {val} (--data)"
     for precision, row in rows.items():
         assert set(row["latency"]) == {"1", "8"}
         assert all(v["p50_ms"] > 0 and v["throughput_ips"] > 0 for v in row["latency"].values())
@@ -75,6 +76,8 @@ def test_deploy_user_model_with_builtin_calibration(cli, tmp_path, monkeypatch):
     assert "> **Note:** INT8 was calibrated" in (out / "report.md").read_text()
     assert [r["precision"] for r in report["precisions"]] == ["fp32", "int8"]
     assert report["calibration"] == "built-in synthetic sample"
+    # no --data: judged on the 32 of the 64 built-in images held out from calibration
+    assert report["validation_data"]["judged_on"] == "32 held-out images of the built-in synthetic sample not used for calibration"
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress
-from vitdeploy.cli.options import Force, Iterations, Json, Threads, Warmup
+from vitdeploy.cli.options import Force, Iterations, Json, Remote, RemotePython, Threads, Warmup
 from vitdeploy.report import _ms  # one latency format for the table and the Markdown
 from vitdeploy.errors import UsageError
 
@@ -26,13 +25,17 @@ Artifacts are timed interleaved (one call of each per round) so machine load hit
 
 Examples:
 
-  vitdeploy bench deit_tiny.onnx deit_tiny.int8.onnx --batch 1,8,32 --threads 1
+  vitdeploy bench deit_tiny.onnx deit_tiny.int8.onnx --batch 1,8,32 \\
+      --threads 1
 
-  vitdeploy bench deit_tiny.trt.engine deit_tiny.int8.trt.engine --batch 1,8 --duration 10 --report reports/orin
+  vitdeploy bench deit_tiny.trt.engine deit_tiny.int8.trt.engine \\
+      --batch 1,8 --duration 10 --report reports/orin
 
-  vitdeploy bench deit.onnx deit.int8.onnx --accuracy out/validate.json --report reports/cpu
+  vitdeploy bench deit.onnx deit.int8.onnx --accuracy out/validate.json \\
+      --report reports/cpu
 
-  vitdeploy bench deit_tiny_patch16_224 deit_tiny.onnx --iterations 50 --json > bench.json
+  vitdeploy bench deit_tiny_patch16_224 deit_tiny.onnx --iterations 50 \\
+      --json > bench.json
 """
 
 
@@ -48,6 +51,8 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for bench.json, bench.md and bench.png.", show_default=False)] = None,
     accuracy: Annotated[Optional[Path], typer.Option("--accuracy", help="validate.json from `vitdeploy validate --report`: adds accuracy to the report and the accuracy-vs-speedup plot.", show_default=False)] = None,
+    remote: Remote = None,
+    remote_python: RemotePython = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -86,7 +91,12 @@ def bench(
             raise InputError(f"--accuracy {accuracy} is not a `vitdeploy validate` result ({VALIDATE_SCHEMA})")
         accuracy_block = accuracy_section(vdoc)
     try:
-        doc = run_bench(config, track)
+        if remote is not None:
+            from vitdeploy.remote_cli import bench_remote
+
+            doc = bench_remote(remote, remote_python)
+        else:
+            doc = run_bench(config, track)
     finally:
         if bars:
             bars[0].stop()
@@ -105,7 +115,7 @@ def bench(
     if written is not None:
         files = ", ".join(str(p) for p in written.written())
         err_console.print(f"report: {files}" + (f" [yellow](plot skipped: {written.plot_skipped})[/]" if written.plot_skipped else ""),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)  # one line, whatever the width: scripts grep it
 
 
 def show(doc: dict) -> None:
@@ -116,18 +126,18 @@ def show(doc: dict) -> None:
     cfg = doc["config"]
     first = doc["artifacts"][0]["label"]
     any_device = any(r.get("device") for r in doc["results"])
-    wide = console.width >= 110
+    wide = console.width >= 110  # p90, mean, std and RSS growth: in the JSON and Markdown below that
+    stats = ("p50", "p90", "p99", "mean", "std") if wide else ("p50", "p99")
     for b, rows in _by_batch(doc).items():
-        table = Table(title=f"batch {b} (latency in ms)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                      pad_edge=False)
+        table = tables.table(f"batch {b} (latency in ms)")
         table.add_column("artifact", overflow="fold")
-        for name in ("p50", "p90", "p99", "mean", "std", "images/s", "speedup"):
+        for name in (*stats, "img/s", "speedup"):
             table.add_column(name, justify="right", no_wrap=True)
         if any_device:
-            table.add_column("GPU p50\nwith copies", justify="right")
-            table.add_column("GPU p50\ndevice only", justify="right")
+            table.add_column("GPU p50\n+copies", justify="right", no_wrap=True)
+            table.add_column("GPU p50\ndevice", justify="right", no_wrap=True)
         if wide:
-            table.add_column("RSS growth\nMiB", justify="right")
+            table.add_column("RSS growth\nMiB", justify="right", no_wrap=True)
         for r in rows:
             lat = r["latency_ms"]
             sp = r.get("speedup")
@@ -135,9 +145,9 @@ def show(doc: dict) -> None:
             if sp is not None and r["artifact"] != first:
                 sp_text = f"[green]{sp_text}[/]" if sp >= 1.05 else f"[red]{sp_text}[/]" if sp <= 0.95 else sp_text
             ips = r.get("throughput_ips")
-            cells = [f"{escape(r['artifact'])}\n[dim]{r['backend']} · {r['precision']}[/]",
-                     _ms(lat["p50"]), _ms(lat["p90"]), _ms(lat["p99"]), _ms(lat["mean"]), _ms(lat["std"]),
-                     "-" if ips is None else f"{ips:,.0f}" if ips >= 100 else f"{ips:.1f}", sp_text]
+            cells = [f"{escape(tables.left_cut(r['artifact']))}\n[dim]{r['backend']} · {r['precision']}[/]",
+                     *(_ms(lat[k]) for k in stats), "-" if ips is None else f"{ips:,.0f}" if ips >= 100 else f"{ips:.1f}",
+                     sp_text]
             if any_device:
                 dev = r.get("device") or {}
                 cells += [_ms((dev.get("end_to_end_ms") or {}).get("p50")), _ms((dev.get("device_only_ms") or {}).get("p50"))]

@@ -7,27 +7,34 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Iterations, Json, Threads
+from vitdeploy.cli.options import (CALIB_SAMPLES, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
+                                   NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout)
 from vitdeploy.errors import ParityError
 
 HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
 engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
 against FP32, benchmark them, and write OUT/report.md, report.json and report.png.
 
-Resumable: a step whose inputs did not change is not redone (--force redoes everything).
-Without --calib a built-in synthetic sample is used, and the report says loudly that its INT8
-figures mean nothing.
+Resumable: a step whose inputs did not change is not redone (--force redoes
+everything). Without --calib a built-in synthetic sample is used, and the
+report says loudly that its INT8 figures mean nothing.
+
+Without --data the verdicts are judged on calibration images held out from
+calibration (--holdout). The steps' options keep their names and defaults.
 
 Examples:
 
-  vitdeploy deploy deit_tiny_patch16_224 --checkpoint deit_tiny.pth --calib val_images/ --out out/deit_tiny
+  vitdeploy deploy deit_tiny_patch16_224 --checkpoint deit_tiny.pth \\
+      --calib val_images/ --out out/deit_tiny
 
-  vitdeploy deploy t2t_vit_7 --precisions fp32,int8 --batch 1,8,32 --out out/t2t7
+  vitdeploy deploy t2t_vit_7 --precisions fp32,int8 --batch 1,8,32 \\
+      --out out/t2t7
 
-  vitdeploy deploy mypkg.nets:build --input-size 3,224,224 --calib calib.npz --out out/mine
+  vitdeploy deploy mypkg.nets:build --input-size 3,224,224 \\
+      --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --calib calib/ --out out/mine
 """
 
 
@@ -35,30 +42,44 @@ def deploy(
     model: Annotated[str, typer.Argument(help="Registered name or package.module:function.")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Model weights.")] = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration data: image folder, .txt list or .npy/.npz.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Validation data (default: the calibration data).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Validation data (default: the calibration images held out from calibration).")] = None,
     precisions: Annotated[str, typer.Option(help="Comma list of fp32, fp16, int8.")] = "fp32,fp16,int8",
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes to benchmark, e.g. 1,8.")] = "1,8",
+    dynamic_batch: DynamicBatch = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("vitdeploy_out"),
-    method: Annotated[str, typer.Option(help="INT8 calibration method.")] = "percentile",
+    method: Method = "percentile",
+    samples: Samples = CALIB_SAMPLES,
+    holdout: Holdout = None,
+    thresholds: ThresholdSpec = None,
+    on_error: OnError = "skip",
     int8_target: Annotated[str, typer.Option(help="auto (trt when engines are built, else ort-cpu) | trt | ort-cpu.")] = "auto",
     engines: Annotated[str, typer.Option(help="auto (when TensorRT is installed) | always | never.")] = "auto",
     iterations: Iterations = 50,
     threads: Threads = 1,
-    input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
+    input_size: InputSize = None,
+    mean: Mean = None,
+    std: Std = None,
+    num_classes: NumClasses = None,
+    non_strict: NonStrict = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Redo every step, even unchanged ones.")] = False,
     as_json: Json = False,
 ) -> None:
     from vitdeploy.bench import parse_batches
     from vitdeploy.cli.export_cmd import _floats
+    from vitdeploy.export.config import BatchRange
     from vitdeploy.pipeline import DeployConfig, run_deploy
     from vitdeploy.steps import Steps
 
     size = _floats(input_size, 3, "--input-size")
     config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
                           precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
-                          batches=parse_batches(batch), int8_target=int8_target, method=method, iterations=iterations,
-                          threads=threads, engines=engines, input_size=tuple(int(v) for v in size) if size else None,
+                          batches=parse_batches(batch), dynamic_batch=BatchRange.parse(dynamic_batch) if dynamic_batch else None,
+                          int8_target=int8_target, method=method, samples=samples, holdout=holdout, thresholds=thresholds,
+                          on_error=on_error, iterations=iterations, threads=threads, engines=engines,
+                          input_size=tuple(int(v) for v in size) if size else None, mean=_floats(mean, 3, "--mean"),
+                          std=_floats(std, 3, "--std"), num_classes=num_classes, strict_checkpoint=not non_strict,
                           force=force)
+    check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
         report = run_deploy(config, steps, tracker(bar))
@@ -72,23 +93,53 @@ def deploy(
 
 
 def _table(r: dict, out: Path) -> None:
+    """Built for 80 columns with three batch sizes: short headers, speedups under the latencies, one
+    short reason per verdict (the full one is in report.md / report.json)."""
     for n in r["notes"]:
         console.print(f"[bold yellow]note:[/] {escape(n)}")
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     backends = sorted({row["backend"] for row in r["precisions"]})
-    table = Table(title=f"{r['model']} on {', '.join(backends)}: accuracy and latency", header_style="bold")
-    cols = ["precision", "top-1", "drop", "cosine"] + [f"p50 ms @{b}" for b in r["batches"]] + ["validation"]
+    table = tables.table(f"{r['model']} on {', '.join(backends)}")
+    table.show_lines = True  # a blank line between the two-line rows
+    cols = ["prec", "top-1", "cosine"] + [f"ms @{b}" for b in r["batches"]] + ["verdict"]
     for c in cols:
-        table.add_column(c, justify="left" if c in ("precision", "validation") else "right", no_wrap=c != "validation")
+        table.add_column(c, justify="left" if c in ("prec", "verdict") else "right", no_wrap=True)
     for row in r["precisions"]:
-        cells = [row["precision"], "-" if row["top1"] is None else f"{row['top1']:.2%}",
-                 "-" if row["top1_drop_points"] is None else f"{row['top1_drop_points']:+.2f}", f"{row['cosine']:.4f}"]
+        ref = row["validation"] == "reference"
+        top1 = "-" if row["top1"] is None else f"{row['top1']:.1%}"
+        if row["top1_drop_points"] is not None and not ref:
+            top1 += f"\n[dim]{-row['top1_drop_points']:+.2f} pt[/]"
+        cells = [row["precision"], top1, f"{row['cosine']:.4f}"]
         for b in r["batches"]:
             lat = row["latency"].get(str(b), {})
-            cells.append(f"{lat.get('p50_ms', float('nan')):.1f} ({lat.get('speedup') or 1.0:.2f}x)")
-        cells.append(row["validation"] if row["validation"] != "reference" else "[dim]reference[/]")
+            speedup = "" if ref or not lat.get("speedup") else f"\n[dim]{lat['speedup']:.2f}x[/]"
+            cells.append(f"{lat.get('p50_ms', float('nan')):.1f}{speedup}")
+        cells.append(_verdict(row["validation"]))
         table.add_row(*cells)
     console.print(table)
-    console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}")
+    console.print("[dim]ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32[/]")
+    console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
+    console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
+
+
+# What a failed check is called in the table (its full figures are in report.md / report.json).
+SHORT_FAILURES = {"max_abs": "max abs", "cosine": "cosine", "top-1 agreement": "top-1 agree",
+                  "top-5 agreement": "top-5 agree", "top-1 drop": "top-1 drop"}
+
+
+def _verdict(validation: str) -> str:
+    """'FAIL: cosine 0.97 < 0.98; top-1 agreement ...' -> 'FAIL cosine +1' (the first check failed, and
+    how many more); 'reference' dimmed; anything else as it is."""
+    if validation == "reference":
+        return "[dim]reference[/]"
+    if not validation.startswith("FAIL"):
+        return escape(validation)
+    failures = validation.removeprefix("FAIL").lstrip(": ").split("; ")
+    first = next((short for name, short in SHORT_FAILURES.items() if failures[0].startswith(name)),
+                 failures[0].split(" ")[0])
+    more = f" +{len(failures) - 1}" if len(failures) > 1 else ""
+    return f"[red]FAIL[/] {escape(first)}{more}"
 
 
 def register(app: typer.Typer) -> None:

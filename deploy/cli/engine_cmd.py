@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import Force, HighPrecision, Json, Samples
+from vitdeploy.cli.options import Force, HighPrecision, Json, Remote, RemotePython, Samples
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
 
@@ -22,11 +22,13 @@ Examples:
 
   vitdeploy build-engine deit_tiny.onnx --fp16
 
-  vitdeploy build-engine deit_tiny.onnx --int8 --calib imagenet_val/ --samples 512   # INT8+FP16
+  vitdeploy build-engine deit_tiny.onnx --int8 --calib imagenet_val/ \\
+      --samples 512   # INT8+FP16
 
-  vitdeploy build-engine deit_tiny.int8.onnx --dynamic-batch 1:8:32 --workspace 2GiB --timing-cache trt.cache
+  vitdeploy build-engine deit_tiny.int8.onnx --dynamic-batch 1:8:32 \\
+      --workspace 2GiB --timing-cache trt.cache
 
-  vitdeploy build-engine deit_tiny.onnx --fp16 --dla 0          # Xavier / AGX Orin / Orin NX
+  vitdeploy build-engine deit_tiny.onnx --fp16 --dla 0   # Jetson DLA core 0
 
 Exit codes: 2 bad option combination, 3 input missing, 5 output exists (--force), 6 the CPU
 precision pass failed its accuracy check (as vitdeploy quantize), 7 TensorRT or cuda-python
@@ -75,6 +77,8 @@ def build_engine(
     version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine also runs on newer TensorRT (>= 8.6; embeds the lean runtime).")] = False,
     builder_opt_level: Annotated[Optional[int], typer.Option("--builder-opt-level", help="0-5: build time vs engine speed [TensorRT default 3].")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show TensorRT's log.")] = False,
+    remote: Remote = None,
+    remote_python: RemotePython = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -91,16 +95,18 @@ def build_engine(
         dla_core=dla, gpu_fallback=not no_gpu_fallback, hardware_compat=hardware_compat,
         version_compatible=version_compatible, builder_opt_level=builder_opt_level, force=force, verbose=verbose,
     )
-    steps = Steps(on_end=print_step)
-    with progress(transient=True) as bar:
-        result = run_build(config, steps, callbacks=_RichMonitor(bar), progress=tracker(bar))
+    if remote is not None:
+        from vitdeploy.remote_cli import build_remote
+
+        result = build_remote(remote, remote_python, config)
+    else:
+        with progress(transient=True) as bar:
+            result = run_build(config, Steps(on_end=print_step), callbacks=_RichMonitor(bar), progress=tracker(bar))
     m = result.manifest
     if as_json:
         print_json(m)
         return
-    table = Table(title=f"{m['precision'].upper()} engine -> {result.engine_path}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = tables.kv_table(f"{m['precision'].upper()} engine")
     trt_info = m["tensorrt"]
     table.add_row("TensorRT", f"{trt_info['version']} ({'strongly typed' if trt_info['strongly_typed'] else 'precision flags'})")
     gpu = m.get("gpu") or {}
@@ -111,10 +117,11 @@ def build_engine(
     table.add_row("layers", f"{layers['count']}: " + ", ".join(f"{k} {v}" for k, v in layers["precisions"].items()))
     for name, s in (m.get("profile") or {}).items():
         table.add_row(f"profile {name}", f"min {s['min']}  opt {s['opt']}  max {s['max']}")
-    table.add_row("engine", f"{m['engine_bytes'] / 2**20:.2f} MiB, built in {m['build_seconds']:.1f}s")
+    table.add_row("size", f"{m['engine_bytes'] / 2**20:.2f} MiB, built in {m['build_seconds']:.1f}s")
     for note in m.get("notes") or []:
         table.add_row("note", f"[yellow]{note}[/]")
     console.print(table)
+    tables.print_paths(("engine", result.engine_path))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json
 from vitdeploy.cli.options import Json
 
@@ -21,9 +20,9 @@ def env(as_json: Json = False) -> None:
     if as_json:
         print_json(info)
         return
-    table = Table(title="vitdeploy environment", show_header=True, header_style="bold")
-    table.add_column("component")
-    table.add_column("status")
+    table = tables.table("vitdeploy environment")
+    table.add_column("component", no_wrap=True)
+    table.add_column("status", overflow="fold")
     table.add_row("vitdeploy", info["vitdeploy"])
     table.add_row("python", f"{info['python']} ({info['platform']})")
     cpu = info["cpu"]

@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import print_step, console, err_console, print_json
-from vitdeploy.cli.options import Force, Json
+from vitdeploy.cli.options import DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std
 from vitdeploy.errors import CompatibilityError, UsageError
 
 EXPORT_HELP = """Export a model to ONNX (dynamic batch, opset 17), validate it against PyTorch, simplify it
@@ -23,14 +24,18 @@ Examples:
 
   vitdeploy export t2t_vit_14 --checkpoint 81.5_T2T_ViT_14.pth.tar
 
-  vitdeploy export deit_tiny_patch16_224 --dynamic-batch 1:4:16 -o deit_tiny.onnx --force
+  vitdeploy export deit_tiny_patch16_224 --dynamic-batch 1:4:16 \\
+      -o deit_tiny.onnx --force
 
-  vitdeploy export mypkg.nets:build_vit --input-size 3,224,224 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
+  vitdeploy export mypkg.nets:build_vit --input-size 3,224,224 \\
+      --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
 """
 
 CHECK_HELP = """Check an ONNX file against the ONNX parsers of TensorRT versions (ops, opset, types, dynamic shapes).
 
-Example: vitdeploy check deit_tiny.onnx --target trt8.5 --target trt11 --strict
+Example:
+
+  vitdeploy check deit_tiny.onnx --target trt8.5 --target trt11 --strict
 """
 
 
@@ -47,9 +52,10 @@ def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
 
 
 def _findings_table(findings: dict) -> Table:
-    table = Table(title="TensorRT readiness", header_style="bold")
-    for c in ("target", "severity", "kind", "finding"):
-        table.add_column(c)
+    table = tables.table("TensorRT readiness")
+    for c in ("target", "severity", "kind"):
+        table.add_column(c, no_wrap=True)
+    table.add_column("finding", overflow="fold")
     for target, fs in findings.items():
         if not fs:
             table.add_row(target, "[green]ok[/]", "", "no findings")
@@ -64,19 +70,19 @@ def export(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help=".pth/.pth.tar/.safetensors weights.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.onnx).")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Static batch size (no dynamic axis).")] = None,
-    dynamic_batch: Annotated[Optional[str], typer.Option("--dynamic-batch", help="MIN:OPT:MAX batch range (default: 1:1:8).")] = None,
+    dynamic_batch: DynamicBatch = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5 parses).")] = 17,
     exporter: Annotated[str, typer.Option(help="auto | legacy | dynamo (auto: the family's preferred one, the other as fallback).")] = "auto",
     simplify: Annotated[str, typer.Option(help="onnxsim | onnxslim | none (the other simplifier is the fallback).")] = "onnxsim",
     target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding (not on 'info': what build-engine handles).")] = False,
     decompose_layernorm: Annotated[bool, typer.Option("--decompose-layernorm", help="Write LayerNorm as primitive ops, for trtexec on TensorRT 8.5 (build-engine does it itself).")] = False,
-    non_strict: Annotated[bool, typer.Option("--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")] = False,
+    non_strict: NonStrict = False,
     atol: Annotated[float, typer.Option(min=0.0, help="Max abs error allowed between ONNX Runtime and PyTorch (>= 0).")] = 1e-4,
-    input_size: Annotated[Optional[str], typer.Option(help="C,H,W for models outside the zoo.")] = None,
-    mean: Annotated[Optional[str], typer.Option(help="Normalisation mean R,G,B (models outside the zoo).")] = None,
-    std: Annotated[Optional[str], typer.Option(help="Normalisation std R,G,B (models outside the zoo).")] = None,
-    num_classes: Annotated[Optional[int], typer.Option(help="Classifier size (e.g. a fine-tuned checkpoint).")] = None,
+    input_size: InputSize = None,
+    mean: Mean = None,
+    std: Std = None,
+    num_classes: NumClasses = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -113,19 +119,18 @@ def export(
     if as_json:
         print_json(m)
         return
-    table = Table(title=f"exported {m['model']['name']} -> {result.onnx_path}", header_style="bold", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = tables.kv_table(f"exported {m['model']['name']}")
     table.add_row("exporter / opset", f"{m['export']['exporter']} / {m['export']['opset']}")
     table.add_row("nodes", f"{m['graph']['nodes_raw']} raw -> {m['graph']['nodes']} ({m['simplify']['used'] or 'not simplified'})")
     table.add_row("batch", f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}")
     for b, c in m["parity"]["final"].items():
         table.add_row(f"parity batch {b}", f"max abs {c['max_abs']:.2e}  cosine {c['cosine_min']:.7f}  top-1 {c['top1_agreement']:.0%}")
-    table.add_row("file", f"{m['file_bytes'] / 1e6:.2f} MB, manifest {result.manifest_path}")
+    table.add_row("size", f"{m['file_bytes'] / 1e6:.2f} MB")
     for note in m["notes"]:
         table.add_row("note", f"[yellow]{escape(note)}[/]")
     console.print(table)
     console.print(_findings_table(result.findings))
+    tables.print_paths(("onnx", result.onnx_path), ("manifest", result.manifest_path))
 
 
 def check(

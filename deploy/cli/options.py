@@ -22,11 +22,48 @@ DataCheck = Annotated[bool, typer.Option(
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", min=1, help="CPU threads for ONNX Runtime / PyTorch (>= 1; default: the backend's own).")]
 Samples = Annotated[int, typer.Option("--samples", min=1, help="Samples to use, a seeded subset (>= 1).")]
+
+
+def _samples_or_all(value: str | int | None) -> int | None:
+    """--samples N (>= 1) or all (None)."""
+    if value is None or str(value).lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a number nor 'all'") from None
+    if n < 1:
+        raise typer.BadParameter(f"{n} is not >= 1")
+    return n
+
+
+SamplesOrAll = Annotated[int | None, typer.Option(
+    "--samples", parser=_samples_or_all, metavar="N|all", help="Samples to use, a seeded subset (>= 1), or all.")]
 Iterations = Annotated[Optional[int], typer.Option("--iterations", "-n", min=1, help="Timed calls per artifact and batch (>= 1).")]
 OnError = Annotated[str, typer.Option(
     "--on-error", click_type=click.Choice(["skip", "fail"]),
     help="An image that does not decode: skip it (counted and named in a warning) | fail (exit 3).")]
 Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls per artifact and batch before timing (>= 0).")]
+
+# Options of the steps that `deploy` chains, defined once for the step command and for deploy.
+CALIB_SAMPLES = 512  # --samples of quantize and deploy: calibration images, a seeded subset
+InputSize = Annotated[str | None, typer.Option("--input-size", help="C,H,W for models outside the zoo.")]
+Mean = Annotated[str | None, typer.Option(
+    "--mean", help="Normalisation mean R,G,B (default: the zoo model's, the export manifest's, else ImageNet's).")]
+Std = Annotated[str | None, typer.Option(
+    "--std", help="Normalisation std R,G,B (default: the zoo model's, the export manifest's, else ImageNet's).")]
+NumClasses = Annotated[int | None, typer.Option("--num-classes", help="Classifier size (e.g. a fine-tuned checkpoint).")]
+NonStrict = Annotated[bool, typer.Option(
+    "--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")]
+DynamicBatch = Annotated[str | None, typer.Option(
+    "--dynamic-batch", help="MIN:OPT:MAX batch sizes the ONNX serves (default: 1:1:8; deploy: up to its largest --batch).")]
+Holdout = Annotated[int | None, typer.Option(
+    "--holdout", min=0, help="Calibration images held out, never calibrated on, to check accuracy "
+    "(default: samples/8 within 8-256, at most half the data).")]
+Method = Annotated[str, typer.Option(
+    "--method", help="INT8 calibration: percentile | entropy | minmax | mse (percentile was the most faithful on every seed family).")]
+ThresholdSpec = Annotated[str | None, typer.Option(
+    "--thresholds", help="Preset (default, strict, loose) or a JSON file of per-precision thresholds.")]
 
 
 def check_holdout(holdout: int | None, calib: Path | None) -> None:
@@ -39,3 +76,11 @@ def check_holdout(holdout: int | None, calib: Path | None) -> None:
     if holdout > available // 2:
         raise UsageError(f"invalid --holdout {holdout}: {calib} has {available} samples and at most half "
                          f"({available // 2}) can be held out; give --holdout 0..{available // 2}")
+
+# --remote: run the command on a device over ssh (vitdeploy.remote); README, Jetson > Remote.
+Remote = Annotated[str | None, typer.Option(
+    "--remote", metavar="[USER@]HOST", show_default=False,
+    help="Run on this device over ssh (a ~/.ssh/config alias works): inputs are sent, results come back.")]
+RemotePython = Annotated[str | None, typer.Option(
+    "--remote-python", metavar="PATH", show_default=False,
+    help="With --remote: the Python to run on the device, one with this package installed [python3].")]

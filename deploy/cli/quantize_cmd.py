@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import DataCheck, Force, HighPrecision, Json, OnError, Samples, Threads, check_holdout
+from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
+                                   Samples, Std, Threads, check_holdout)
 from vitdeploy.errors import UsageError
 
 HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
@@ -21,11 +22,14 @@ it with its INT8/FP16 flags; ONNX Runtime runs it on the CPU.
 
 Examples:
 
-  vitdeploy quantize deit_tiny.onnx --int8 --calib imagenet_val/ --method entropy --samples 512
+  vitdeploy quantize deit_tiny.onnx --int8 --calib imagenet_val/ \\
+      --method entropy --samples 512
 
-  vitdeploy quantize deit_tiny.onnx --int8 --calib calib.npz --target ort-cpu -o deit_tiny.ort.onnx
+  vitdeploy quantize deit_tiny.onnx --int8 --calib calib.npz \\
+      --target ort-cpu -o deit_tiny.ort.onnx
 
-  vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ --keep-fp32 Softmax
+  vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ \\
+      --keep-fp32 Softmax
 
 INT8 --target trt writes INT8+FP16 by default: Q/DQ on MatMul/Gemm/Conv inputs, every other float
 op in FP16 except the FP32 islands (LayerNorm, Softmax, reductions, and nodes whose calibrated
@@ -44,10 +48,10 @@ def quantize(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 post-training quantization (needs --calib).")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 with FP32 islands.")] = False,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Image folder (recursive, class subfolders allowed), .txt list of image paths, or preprocessed .npy/.npz.")] = None,
-    method: Annotated[str, typer.Option(help="percentile | entropy | minmax | mse (percentile was the most faithful on every seed family).")] = "percentile",
+    method: Method = "percentile",
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
-    samples: Samples = 512,
-    holdout: Annotated[Optional[int], typer.Option(min=0, help="Held-out images for the accuracy check (default: samples/8 within 8-256, at most half the data).")] = None,
+    samples: Samples = CALIB_SAMPLES,
+    holdout: Holdout = None,
     target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type, node name or node-name glob ('*/attn/MatMul_1') to leave in float (repeatable).")] = None,
     float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized (--target ort-cpu always does: no faster in INT8 there).")] = False,
@@ -61,8 +65,8 @@ def quantize(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --target ort-cpu, MODEL.fp16.onnx).")] = None,
     on_error: OnError = "skip",
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W when the model has no manifest.")] = None,
-    mean: Annotated[Optional[str], typer.Option(help="R,G,B mean when the model has no manifest.")] = None,
-    std: Annotated[Optional[str], typer.Option(help="R,G,B std when the model has no manifest.")] = None,
+    mean: Mean = None,
+    std: Std = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     threads: Threads = None,
     force: Force = False,
@@ -98,9 +102,7 @@ def quantize(
         return
     acc = m["accuracy"]
     c = acc["vs_fp32"]
-    table = Table(title=f"{m['precision'].upper()} -> {result.onnx_path}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    table = tables.kv_table(f"{m['precision'].upper()} ONNX")
     if m.get("quantization"):
         q = m["quantization"]
         table.add_row("method / target", f"{q['method']} / {q['target']} ({q['activations']}; float parts {q['high_precision'].upper()})")
@@ -116,10 +118,9 @@ def quantize(
     if d:
         table.add_row("data", f"{d['calibration_samples']} calibration + {d['holdout_samples']} held-out of {d['available']}"
                       + (f", [yellow]{d['skipped']} undecodable skipped[/]" if d["skipped"] else ""))
-    table.add_row(f"vs FP32 ({acc['samples']} {acc['data']})",
-                  f"cosine {c['cosine_mean']:.5f} (min {c['cosine_min']:.5f})  top-1 agreement {c['top1_agreement']:.2%}  max abs {c['max_abs']:.3g}")
+    table.add_row("vs FP32", f"{acc['samples']} {acc['data']}: cosine {c['cosine_mean']:.5f} (min {c['cosine_min']:.5f})  top-1 agreement {c['top1_agreement']:.2%}  max abs {c['max_abs']:.3g}")
     if "top1" in acc:
-        table.add_row("top-1 (labels)", f"{acc['top1']:.2%} vs FP32 {acc['top1_fp32']:.2%} ({acc['top1_drop_points']:+.2f} points drop)")
+        table.add_row("top-1", f"{acc['top1']:.2%} vs FP32 {acc['top1_fp32']:.2%} ({acc['top1_drop_points']:+.2f} points drop; labels)")
     gate = acc.get("gate") or {}
     if gate:
         verdict = "pass" if gate["passed"] else "[red]FAIL[/] " + "; ".join(gate["failures"])
@@ -127,6 +128,7 @@ def quantize(
     console.print(table)
     for w in m.get("warnings") or ():
         console.print(f"[yellow]warning:[/] {escape(w)}")
+    tables.print_paths(("output", result.onnx_path))
 
 
 def register(app: typer.Typer) -> None:

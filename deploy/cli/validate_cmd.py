@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
-from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Samples, Threads
+from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Remote, RemotePython, SamplesOrAll, ThresholdSpec, Threads
 from vitdeploy.errors import ParityError
 
 HELP = """Check that candidates (ONNX at FP32/FP16/INT8, TensorRT engines) still agree with a reference
@@ -19,11 +19,14 @@ its precision's thresholds, so it can gate CI.
 
 Examples:
 
-  vitdeploy validate deit.onnx deit.fp16.onnx deit.int8.onnx --data imagenet_val/ --samples 500
+  vitdeploy validate deit.onnx deit.fp16.onnx deit.int8.onnx \\
+      --data imagenet_val/ --samples 500
 
-  vitdeploy validate deit_tiny_patch16_224 --checkpoint deit_tiny.pth deit.engine --data val.npz --report out/
+  vitdeploy validate deit_tiny_patch16_224 --checkpoint deit_tiny.pth \\
+      deit.engine --data val.npz --report out/
 
-  vitdeploy validate deit.onnx deit.int8.onnx --data val/ --thresholds strict
+  vitdeploy validate deit.onnx deit.int8.onnx --data val/ \\
+      --thresholds strict
 """
 
 
@@ -32,13 +35,15 @@ def validate(
     candidates: Annotated[list[str], typer.Argument(help="ONNX files and/or engines to check.")],
     data: Annotated[Path, typer.Option("--data", help="Image folder (class subfolders = labels: by class index 0..N-1, ImageNet WordNet id, or sorted name), .txt list, or .npy/.npz (with 'labels').")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights for a zoo-model reference.")] = None,
-    samples: Samples = 256,
-    thresholds: Annotated[Optional[str], typer.Option(help="Preset (default, strict, loose) or a JSON file of per-precision thresholds.")] = None,
+    samples: SamplesOrAll = 256,
+    thresholds: ThresholdSpec = None,
     batch: Annotated[int, typer.Option(min=1, help="Batch size, >= 1 (clamped to each artifact's range).")] = 8,
     threads: Threads = None,
     report: Annotated[Optional[Path], typer.Option(help="Write validate.json and validate.md into this folder.")] = None,
     data_check: DataCheck = True,
     on_error: OnError = "skip",
+    remote: Remote = None,
+    remote_python: RemotePython = None,
     force: Force = False,
     as_json: Json = False,
 ) -> None:
@@ -53,8 +58,13 @@ def validate(
     config = ValidateConfig(reference=reference, candidates=tuple(candidates), data=data, checkpoint=checkpoint,
                             samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads,
                             data_check=data_check, on_error=on_error)
-    with progress(transient=True) as bar:
-        doc = run_validate(config, tracker(bar))
+    if remote is not None:
+        from vitdeploy.remote_cli import validate_remote
+
+        doc = validate_remote(remote, remote_python)
+    else:
+        with progress(transient=True) as bar:
+            doc = run_validate(config, tracker(bar))
     if report is not None:
         write_json_atomic(report / "validate.json", doc)
         write_bytes_atomic(report / "validate.md", markdown(doc).encode())
@@ -76,21 +86,24 @@ def _table(doc: dict) -> None:
     title = f"vs {ref['artifact']} ({ref['backend']}) on {doc['data']['samples']} samples"
     if labels:
         title += f"; reference top-1 {ref['top1']:.2%}"
-    table = Table(title=title, header_style="bold")
-    cols = ["candidate", "cosine", "agree", "max abs"] + (["top-1", "drop"] if labels else []) + ["result"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("candidate", "result") else "right",
-                         no_wrap=c not in ("candidate", "result"))
+    table = tables.table(title)
+    table.add_column("candidate", overflow="fold")
+    for c in ["cos min", "agree", "max abs"] + (["top-1", "drop\npt"] if labels else []) + ["result"]:
+        table.add_column(c, justify="left" if c == "result" else "right", no_wrap=True)
     for c in doc["candidates"]:
         cmp_ = c["comparison"]
-        row = [f"{c['artifact']}\n[dim]{c['precision']}, {c['backend']}[/]", f"{cmp_['cosine_min']:.5f}",
-               f"{cmp_['top1_agreement']:.1%}", f"{cmp_['max_abs']:.2g}"]
+        row = [f"{escape(tables.left_cut(c['artifact']))}\n[dim]{c['precision']}, {c['backend']}[/]",
+               f"{cmp_['cosine_min']:.5f}", f"{cmp_['top1_agreement']:.1%}", f"{cmp_['max_abs']:.2g}"]
         if labels:
             row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
-        row.append("[green]pass[/]" if c["passed"] else f"[red]FAIL[/] {escape('; '.join(c['failures']))}")
+        row.append("[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
         table.add_row(*row)
     console.print(table)
-    console.print("[dim]cosine: minimum over samples; agree: top-1 agreement with the reference; drop: top-1 points lost[/]")
+    console.print("[dim]cos min: minimum cosine over samples; agree: top-1 agreement with the reference; "
+                  "drop: top-1 points lost[/]")
+    for c in doc["candidates"]:
+        if not c["passed"]:
+            console.print(f"[red]FAIL[/] {escape(c['artifact'])}: {escape('; '.join(c['failures']))}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,195 @@
+"""Streaming validation (issue 16): the same document as the in-memory path, bounded memory,
+ordered threaded decoding with the skip/fail semantics, and resuming an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vitdeploy.calib import data as D
+from vitdeploy.compare import StreamingComparison, compare
+
+
+def _write_images(folder, n: int, size: tuple[int, int] = (40, 48), bad: bool = False, classes: int = 1):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sub = folder / str(i % classes) if classes > 1 else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(sub / f"{i:05d}.jpg", quality=90)
+    if bad:
+        (folder / "0" if classes > 1 else folder).joinpath("00003_bad.jpg").write_bytes(b"not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """vit_tiny_test exported with random weights (32 px, 10 classes) and its FP16 quantization."""
+    import os
+
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import ExportConfig, export
+
+    root = tmp_path_factory.mktemp("stream")
+    os.environ["VITDEPLOY_CACHE"] = str(root / "cache")
+    fp32 = export(ExportConfig("vit_tiny_test", output=root / "vit.onnx")).onnx_path
+    fp16 = quantize(QuantizeConfig(model=fp32, precision="fp16")).onnx_path
+    images = _write_images(root / "imgs", 90, bad=True, classes=3)
+    return {"root": root, "fp32": fp32, "fp16": fp16, "images": images}
+
+
+def _in_memory(ref_path, cand_paths, data, samples, batch):
+    """The path validate took before streaming: every sample in one array, all outputs kept, compared at once
+    with compare()'s formulas of that time (numpy means, argsort of all cosines)."""
+    from vitdeploy.runners.factory import open_runner, resolve_artifact
+    from vitdeploy.validate import run_batched
+
+    ds = D.open_dataset(data)
+    pre = D.resolve_preprocess(resolve_artifact(str(ref_path)).manifest, ds)
+    x, kept = D.load_samples(ds, pre, D.sample_indices(len(ds), samples, 0))
+    outs = []
+    for path in (ref_path, *cand_paths):
+        with open_runner(resolve_artifact(str(path)), None, None, fp16_rounding=path != ref_path) as r:
+            outs.append(run_batched(r, x, batch))
+    ref = outs[0].astype(np.float64)
+    figures = []
+    for cand in outs[1:]:
+        c = cand.astype(np.float64)
+        diff = np.abs(c - ref)
+        denom = np.linalg.norm(ref, axis=1) * np.linalg.norm(c, axis=1)
+        cos = np.where(denom > 0, (ref * c).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
+        top5 = np.argsort(-c, axis=1)[:, :5]
+        figures.append({"samples": len(x), "max_abs": float(diff.max()), "max_rel": float(diff.max() / np.abs(ref).max()),
+                        "mean_abs": float(diff.mean()), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+                        "top1_agreement": float((ref.argmax(1) == c.argmax(1)).mean()),
+                        "top5_agreement": float((top5 == ref.argmax(1)[:, None]).any(axis=1).mean()),
+                        "worst": [str(ds.files[kept[i]]) for i in np.argsort(cos, kind="stable")[:5]]})
+    return figures, [f for f, _ in ds.skipped]
+
+
+@pytest.mark.parametrize("batch", [8, 7])
+def test_streaming_document_equals_in_memory_path(models, tmp_path, batch):
+    from vitdeploy.validate import ValidateConfig, validate
+
+    cands = (models["fp16"], models["fp32"])
+    doc = validate(ValidateConfig(str(models["fp32"]), tuple(map(str, cands)), models["images"], samples=60,
+                                  batch_size=batch, decode_workers=3, cache_dir=tmp_path / "cache"))
+    expected, skipped = _in_memory(models["fp32"], cands, models["images"], 60, batch)
+    assert doc["data"]["samples"] == expected[0]["samples"] and doc["data"]["skipped"] == len(skipped) == 1
+    for entry, exp in zip(doc["candidates"], expected):
+        got = dict(entry["comparison"])
+        assert entry["worst_samples"] == exp.pop("worst")
+        for key in ("mean_abs", "cosine_mean"):  # sums: exactly rounded now, numpy's pairwise order before
+            assert got.pop(key) == pytest.approx(exp.pop(key), rel=1e-12, abs=1e-15)
+        got.pop("worst")
+        assert got == exp  # samples, maxima, minimum, agreements: bit for bit
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # removed once done
+
+
+def test_chunked_reduction_equals_one_shot():
+    """Any batching gives the very same Comparison as compare() on everything, ties in the worst samples included."""
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(203, 10)).astype(np.float32)
+    cand = ref + rng.normal(scale=1e-3, size=ref.shape).astype(np.float32)
+    cand[7] = -ref[7]
+    ref[70], cand[70] = ref[7], cand[7]  # the same (worst) cosine twice: a tie, lower index first
+    whole = compare(ref, cand, worst=6)
+    for step in (1, 3, 64, 203):
+        red = StreamingComparison(worst=6)
+        for i in range(0, len(ref), step):
+            red.update(ref[i:i + step], cand[i:i + step])
+        assert red.result() == whole
+    assert whole.worst[:2] == [7, 70]
+
+
+def test_threaded_decoding_keeps_order_and_skip_semantics(models):
+    ds = D.open_dataset(models["images"])
+    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    idx = np.arange(len(ds))
+    serial = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 1))
+    skipped_serial = list(ds.skipped)
+    ds.skipped.clear()
+    threaded = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 4))
+    assert ds.skipped == skipped_serial and len(skipped_serial) == 1
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(serial, threaded))
+    assert len(serial) == len(threaded)
+    with pytest.raises(D.ImageDecodeError, match="00003_bad.jpg"):
+        list(D.iter_batches(ds, pre, idx, 8, "fail", None, 4))
+
+
+def test_stopping_early_leaves_no_decoder_threads(models):
+    """An error or Ctrl-C in the consumer closes the iterator: queued decodes are cancelled, the threads end."""
+    ds = D.open_dataset(models["images"])
+    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    it = D.iter_batches(ds, pre, np.arange(len(ds)), 4, "skip", None, 4)
+    next(it)
+    with pytest.raises(KeyboardInterrupt):
+        it.throw(KeyboardInterrupt)
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("vitdeploy-decode") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(t.name.startswith("vitdeploy-decode") for t in threading.enumerate())
+
+
+def test_interrupted_run_resumes_finished_artifacts(models, tmp_path, monkeypatch):
+    import vitdeploy.validate as V
+
+    config = V.ValidateConfig(str(models["fp32"]), (str(models["fp16"]), str(models["fp32"])), models["images"],
+                              samples=40, cache_dir=tmp_path / "cache")
+    real = V._candidate_pass
+    calls = []
+
+    def interrupted(runner, art, *args):
+        calls.append(art.label)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(runner, art, *args)
+
+    monkeypatch.setattr(V, "_candidate_pass", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        V.validate(config)
+    monkeypatch.setattr(V, "_candidate_pass", real)
+    doc = V.validate(config)
+    assert doc["reference"]["resumed"] and [c["resumed"] for c in doc["candidates"]] == [True, False]
+    assert doc["data"]["skipped"] == 1 and doc["warnings"][0].startswith("1 undecodable image(s) skipped")
+    fresh = V.validate(config)
+    assert not fresh["reference"]["resumed"]
+    for a, b in zip(doc["candidates"], fresh["candidates"]):
+        assert a["comparison"] == b["comparison"] and a["worst_samples"] == b["worst_samples"]
+    assert not any((tmp_path / "cache").iterdir())
+
+
+RSS_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from vitdeploy.validate import ValidateConfig, validate
+model, data, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+doc = validate(ValidateConfig(model, (model,), Path(data), samples=n, batch_size=16, threads=1,
+                              cache_dir=Path(sys.argv[4])))
+assert doc["data"]["samples"] == n, doc["data"]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_memory_does_not_grow_with_samples(models, tmp_path):
+    """2,000 tiny images: peak RSS (a fresh process each) within a few MB of 100 images' and under a fixed
+    ceiling; the in-memory path held 2 x 12 KB of inputs per image here (+47 MB at 2,000)."""
+    images = _write_images(tmp_path / "many", 2000, size=(36, 36))
+
+    def peak(n: int) -> int:
+        out = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(models["fp32"]), str(images), str(n),
+                              str(tmp_path / "cache")], check=False, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    small, large = peak(100), peak(2000)
+    print(f"peak RSS: {small} MB at 100 images, {large} MB at 2000")
+    assert large <= small + 12, (small, large)
+    assert large < 700, large
