@@ -15,12 +15,15 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitdeploy.errors import UsageError
 from vitdeploy.export.config import BatchRange
 from vitdeploy.io import read_manifest, sha256_file, write_bytes_atomic, write_json_atomic
 from vitdeploy.steps import Steps
+
+if TYPE_CHECKING:
+    from vitdeploy.fleet import DeviceSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 STATE_FILE = "deploy-state.json"
@@ -56,6 +59,7 @@ class DeployConfig:
     num_classes: int | None = None
     strict_checkpoint: bool = True  # False: --non-strict
     force: bool = False  # redo every step
+    devices: tuple[DeviceSpec, ...] = ()  # --devices: engines, validate and bench on each (vitdeploy.fleet)
 
     def __post_init__(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -67,6 +71,8 @@ class DeployConfig:
             raise UsageError("--engines must be auto, always or never")
         if self.int8_target not in ("auto", "trt", "ort-cpu"):
             raise UsageError("--int8-target must be auto, trt or ort-cpu")
+        if self.devices and (self.engines == "never" or self.int8_target == "ort-cpu"):
+            raise UsageError("--devices builds TensorRT engines on the devices: drop --engines never / --int8-target ort-cpu")
         r = self.dynamic_batch
         outside = [b for b in self.batches if r is not None and not r.min <= b <= r.max]
         if r is not None and outside:
@@ -139,7 +145,8 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     steps = steps or Steps()
     out = config.out
     limits, drops = load_thresholds(config.thresholds)  # before anything is written, as the checks below
-    if config.engines == "always" and not tensorrt_available():
+    fleet = bool(config.devices)  # engines on the devices, none here
+    if config.engines == "always" and not fleet and not tensorrt_available():
         from vitdeploy.deps import require
 
         require("tensorrt", "--engines always")
@@ -149,7 +156,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     skipped: list[str] = []
     base = config.model.split(":")[-1]
 
-    use_engines = config.engines == "always" or (config.engines == "auto" and tensorrt_available())
+    use_engines = fleet or config.engines == "always" or (config.engines == "auto" and tensorrt_available())
     if not use_engines:
         notes.append("TensorRT not found here: no engines built; every precision was measured with ONNX Runtime on the CPU"
                      if config.engines == "auto" else "engines not built (--engines never)")
@@ -219,6 +226,11 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         artifacts[precision] = path
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
                 for w in (read_manifest(artifacts[p]) or {}).get("warnings") or ()]
+    if fleet:  # 3.-6. on every device of --devices
+        from vitdeploy.fleet import FleetInputs, run_fleet
+
+        vsamples, which = _validation_data(config, calib)
+        return run_fleet(config, FleetInputs(artifacts, data, vsamples, which), notes, skipped, warnings, steps)
 
     # 3. engines
     engines: dict[str, Path] = {}

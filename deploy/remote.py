@@ -14,7 +14,7 @@ agent and jump hosts work and no password is ever handled here. CACHE below is t
 4. results streamed back into the local paths through vitdeploy.io's atomic writers (all replaced
    together, only once all arrived), their hashes checked against their manifests.
 
-Errors: the device unreachable or the connection lost: RemoteError (exit 3); vitdeploy, Python or
+Errors: the device unreachable or the connection lost: RemoteError (exit 11); vitdeploy, Python or
 TensorRT missing there: MissingDependencyError (exit 7, says what to install); another vitdeploy
 version there: CompatibilityError (exit 10); the remote command's own failure: RemoteCommandError
 with the remote exit code and its one-line message.
@@ -42,7 +42,7 @@ from vitdeploy.errors import (
     RemoteError,
     VitdeployError,
 )
-from vitdeploy.io import atomic_path, manifest_path, sha256_file
+from vitdeploy.io import atomic_path, manifest_path, read_manifest, sha256_file
 
 SSH_CONFIG_ENV = "VITDEPLOY_SSH_CONFIG"  # an ssh config file passed as `ssh -F` (tests, CI); default: ssh's own
 CACHE = '"${VITDEPLOY_REMOTE_CACHE:-$HOME/.cache/vitdeploy/remote}"'  # on the device (shell expression)
@@ -73,8 +73,8 @@ class RemoteConfig:
     connect_timeout_s: int = 20
 
     @classmethod
-    def create(cls, host: str, python: str | None = None) -> RemoteConfig:
-        cfg = os.environ.get(SSH_CONFIG_ENV)
+    def create(cls, host: str, python: str | None = None, ssh_config: Path | None = None) -> RemoteConfig:
+        cfg = ssh_config or os.environ.get(SSH_CONFIG_ENV)
         return cls(host=host, python=python or "python3", ssh_config=Path(cfg) if cfg else None)
 
 
@@ -313,21 +313,75 @@ def upload(device: Device, inputs: list[Upload], on_send: Callable[[str], None] 
     return names, links, sent, reused
 
 
+@dataclass
+class Job:
+    """A job folder on a handshaken device holding the uploaded inputs: several commands can run in it
+    (each under the device lock) and their outputs come back with ``fetch``."""
+
+    device: Device
+    folder: str  # cache-relative
+    env: dict[str, Any]
+    names: dict[Path, str]  # local input -> job-relative name
+    sent: list[str]
+    reused: list[str]
+
+    def vitdeploy(self, argv: list[str | Upload], ok_codes: tuple[int, ...] = (0,)) -> Any:
+        """``vitdeploy ARGV --json`` here, each Upload replaced by its job-relative name: its JSON document."""
+        return self.device.vitdeploy(self.folder, [self.names[a.path] if isinstance(a, Upload) else a for a in argv], ok_codes)
+
+    def fetch(self, outputs: list[tuple[str, Path]]) -> None:
+        """Job-relative names -> local paths, all replaced together once all arrived."""
+        self.device.fetch([(f"{self.folder}/{rel}", local) for rel, local in outputs])
+
+    def relabel(self, obj: Any) -> Any:
+        """A result document with the device paths of the inputs (``.../in<i>/name``) replaced by the local paths."""
+        names = {rel: str(local) for local, rel in self.names.items()}
+
+        def fix(o: Any) -> Any:
+            if isinstance(o, dict):
+                return {k: fix(v) for k, v in o.items()}
+            if isinstance(o, list):
+                return [fix(v) for v in o]
+            if isinstance(o, str):
+                return next((local for rel, local in names.items() if o == rel or o.endswith("/" + rel)), o)
+            return o
+
+        return fix(obj)
+
+
+@contextlib.contextmanager
+def remote_job(config: RemoteConfig, inputs: list[Upload], *, need_tensorrt: bool = False,
+               on_send: Callable[[str], None] | None = None) -> Iterator[Job]:
+    """Handshake, upload what the device lacks of ``inputs``, and a job folder with them (removed afterwards)."""
+    device = Device(config)
+    env = device.handshake(need_tensorrt)
+    names, links, sent, reused = upload(device, inputs, on_send)
+    with device.job(links) as folder:
+        yield Job(device, folder, env, names, sent, reused)
+
+
 def run_remote(config: RemoteConfig, argv: list[str | Upload], *, need_tensorrt: bool = False,
                outputs: list[tuple[str, Path]] = (), ok_codes: tuple[int, ...] = (0,),
                on_send: Callable[[str], None] | None = None) -> RemoteRun:
     """Run ``vitdeploy ARGV --json`` on the device: handshake, upload the Upload arguments (each
     replaced by its path in the job folder), run under the device lock, bring ``outputs``
     (job-relative name -> local path) back atomically. Errors as in the module docstring."""
-    device = Device(config)
-    env = device.handshake(need_tensorrt)
     inputs = [a for a in argv if isinstance(a, Upload)]
-    names, links, sent, reused = upload(device, inputs, on_send)
-    remote_argv = [names[a.path] if isinstance(a, Upload) else a for a in argv]
-    with device.job(links) as job:
-        doc = device.vitdeploy(job, remote_argv, ok_codes)
-        device.fetch([(f"{job}/{rel}", local) for rel, local in outputs])
-    return RemoteRun(doc=doc, env=env, sent=sent, reused=reused, fetched=[p for _, p in outputs])
+    with remote_job(config, inputs, need_tensorrt=need_tensorrt, on_send=on_send) as job:
+        doc = job.vitdeploy(argv, ok_codes)
+        job.fetch(list(outputs))
+    return RemoteRun(doc=job.relabel(doc), env=job.env, sent=job.sent, reused=job.reused, fetched=[p for _, p in outputs])
+
+
+def check_fetched(artifact: Path, host: str) -> dict[str, Any]:
+    """The manifest of an artifact brought back from ``host``, its sha256 checked against the file;
+    on a mismatch both are removed and RemoteError says to rerun."""
+    manifest = read_manifest(artifact, required=True) or {}
+    if manifest.get("sha256") != sha256_file(artifact):
+        for p in (artifact, manifest_path(artifact)):
+            p.unlink(missing_ok=True)
+        raise RemoteError(f"{artifact} from {host} does not match its manifest's sha256; rerun")
+    return manifest
 
 
 def conditions(host: str, env: dict[str, Any]) -> str:

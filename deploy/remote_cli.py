@@ -17,9 +17,9 @@ from rich.markup import escape
 from vitdeploy.cli.console import err_console
 from vitdeploy.remote import (
     RemoteConfig,
-    RemoteError,
     RemoteRun,
     Upload,
+    check_fetched,
     conditions,
     run_remote,
 )
@@ -69,22 +69,6 @@ def _run(host: str, python: str | None, argv: list[str | Upload], **kwargs: Any)
     return run
 
 
-def _relabel(obj: Any, uploads: list[Upload]) -> Any:
-    """Device paths of the inputs (``.../in<i>/name``) in a result document -> the local paths."""
-    names = {f"in{i}/{u.path.name}": str(u.path) for i, u in enumerate(uploads)}
-
-    def fix(o: Any) -> Any:
-        if isinstance(o, dict):
-            return {k: fix(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [fix(v) for v in o]
-        if isinstance(o, str):
-            return next((local for rel, local in names.items() if o == rel or o.endswith("/" + rel)), o)
-        return o
-
-    return fix(obj)
-
-
 def _is_engine(value: Any) -> bool:
     return str(value).endswith((".engine", ".plan", ".trt"))
 
@@ -94,12 +78,7 @@ def build_remote(host: str, python: str | None, config: Any) -> Any:
     then the engine and its manifest come back to the local output, their hash checked. Returns the
     BuildResult a local build gives."""
     from vitdeploy.errors import UsageError
-    from vitdeploy.io import (
-        check_artifact_output,
-        manifest_path,
-        read_manifest,
-        sha256_file,
-    )
+    from vitdeploy.io import check_artifact_output, manifest_path
     from vitdeploy.trt.build import BuildResult
     from vitdeploy.trt.config import (
         check_output_name,
@@ -116,12 +95,7 @@ def build_remote(host: str, python: str | None, config: Any) -> Any:
     check_artifact_output(out, config.force)
     argv = command_argv({"model": local_file, "calib": local_file}) + ["-o", out.name]
     _run(host, python, argv, need_tensorrt=True, outputs=[(out.name, out), (manifest_path(out).name, manifest_path(out))])
-    manifest = read_manifest(out, required=True) or {}
-    if manifest.get("sha256") != sha256_file(out):
-        for p in (out, manifest_path(out)):
-            p.unlink(missing_ok=True)
-        raise RemoteError(f"{out} from {host} does not match its manifest's sha256; rerun")
-    return BuildResult(engine_path=out, manifest_path=manifest_path(out), manifest=manifest)
+    return BuildResult(engine_path=out, manifest_path=manifest_path(out), manifest=check_fetched(out, host))
 
 
 def bench_remote(host: str, python: str | None) -> dict[str, Any]:
@@ -129,7 +103,7 @@ def bench_remote(host: str, python: str | None) -> dict[str, Any]:
     argv = command_argv({"artifacts": local_file})
     uploads = [a for a in argv if isinstance(a, Upload)]
     run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads))
-    return _relabel(run.doc, uploads)
+    return run.doc
 
 
 def validate_remote(host: str, python: str | None) -> dict[str, Any]:
@@ -142,4 +116,4 @@ def validate_remote(host: str, python: str | None) -> dict[str, Any]:
     argv = command_argv({"reference": local_file, "candidates": local_file, "checkpoint": local_file, "data": data})
     uploads = [a for a in argv if isinstance(a, Upload)]
     run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads), ok_codes=(0, 6))
-    return _relabel(run.doc, uploads)
+    return run.doc

@@ -1,153 +1,16 @@
-"""`--remote` against a real OpenSSH server on 127.0.0.1 whose "device" is a torch-free vitdeploy venv.
-
-The session starts sshd (temporary host and client keys, an unprivileged port, ``-f`` config) and
-talks to it through ssh with a temporary ssh config and known_hosts (VITDEPLOY_SSH_CONFIG), so the
-user's ~/.ssh is untouched. The device venv has no system site-packages: only vitdeploy's core
-dependencies (and onnxruntime, pytest for the fake TensorRT) are linked in from this Python.
-"""
+"""`--remote` against a real OpenSSH server on 127.0.0.1 whose "device" is a torch-free vitdeploy venv
+(the fixtures ``device``, ``remote`` and ``fake_trt_python`` are in conftest.py, shared with test_fleet.py)."""
 
 from __future__ import annotations
 
-import getpass
-import importlib.metadata as md
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_trt_fakes import tiny_onnx
-
-SSHD = Path("/usr/sbin/sshd")
-TESTS = Path(__file__).resolve().parent
-DEVICE_DISTS = ("numpy", "onnx", "typer", "rich", "pillow", "onnxruntime", "pytest")  # pytest: test_trt_fakes imports it
-
-pytestmark = pytest.mark.skipif(not SSHD.exists() or not shutil.which("ssh"), reason="OpenSSH server/client not installed "
-                                "(.ci/run installs openssh-server)")
-
-
-def _closure(names: tuple[str, ...]) -> list[md.Distribution]:
-    """The installed distributions ``names`` need (their non-extra requirements, for this platform)."""
-    from packaging.requirements import Requirement
-
-    todo, seen, dists = list(names), set(), []
-    while todo:
-        req = Requirement(todo.pop())
-        key = req.name.lower().replace("_", "-")
-        if key in seen or (req.marker and not req.marker.evaluate({"extra": ""})):
-            continue
-        seen.add(key)
-        dist = md.distribution(req.name)
-        dists.append(dist)
-        todo += [r for r in dist.requires or [] if "extra ==" not in r]
-    return dists
-
-
-def _device_venv(root: Path) -> Path:
-    """A venv without system site-packages holding vitdeploy (this checkout) and DEVICE_DISTS, linked in."""
-    venv = root / "device-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    system_site = Path(sysconfig.get_paths()["purelib"])
-    tops: set[str] = set()
-    for dist in _closure(DEVICE_DISTS) + [md.distribution("vitdeploy")]:
-        for f in dist.files or []:
-            first = Path(f).parts[0]
-            if first != ".." and not first.endswith(".pth") and first != "__pycache__":
-                tops.add(first)
-    editable = [p.name for p in system_site.glob("__editable__*vitdeploy*")]
-    for name in tops | set(editable):
-        if (system_site / name).exists() and not (site / name).exists():
-            (site / name).symlink_to(system_site / name)
-    if editable:  # pip's editable finder: copy the .pth (a link to a .pth is not read)
-        for pth in system_site.glob("__editable__*vitdeploy*.pth"):
-            (site / pth.name).unlink()
-            shutil.copy(pth, site / pth.name)
-    probe = "import vitdeploy.cli, onnxruntime\nimport importlib.util as u; assert u.find_spec('torch') is None, 'torch visible'"
-    check = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False)
-    if check.returncode != 0:
-        pytest.skip(f"cannot build the torch-free device venv offline: {check.stderr.strip().splitlines()[-1:]}")
-    return venv
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="session")
-def device(tmp_path_factory):
-    """A running sshd on 127.0.0.1; yields (host alias, ssh config path, device cache folder, device venv, tmp root)."""
-    root = tmp_path_factory.mktemp("remote")
-    venv = _device_venv(root)
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation folder (Debian creates it at boot)
-    _keygen(root / "host_key")
-    _keygen(root / "id")
-    shutil.copy(root / "id.pub", root / "authorized_keys")
-    cache = root / "device-cache"
-    port = _free_port()
-    (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
-        f"PidFile {root / 'sshd.pid'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        f"PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nSetEnv VITDEPLOY_REMOTE_CACHE={cache}\n")
-    host_pub = (root / "host_key.pub").read_text().split()
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    (root / "ssh_config").write_text(
-        f"Host device\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n  IdentityFile {root / 'id'}\n"
-        f"  IdentitiesOnly yes\n  IdentityAgent none\n  UserKnownHostsFile {root / 'known_hosts'}\n"
-        "  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(root / "sshd_config")], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.skip(f"sshd did not start: {proc.stderr.read().strip()[-300:] if proc.stderr else ''}")
-        time.sleep(0.1)
-    try:
-        yield {"host": "device", "ssh_config": root / "ssh_config", "cache": cache, "venv": venv, "root": root}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture
-def remote(device, monkeypatch):
-    monkeypatch.setenv("VITDEPLOY_SSH_CONFIG", str(device["ssh_config"]))
-    return device
-
-
-@pytest.fixture(scope="session")
-def fake_trt_python(device):
-    """A --remote-python wrapper: the device venv with a fake TensorRT 10.3 package on PYTHONPATH."""
-    fake = device["root"] / "fake-trt"
-    (fake / "tensorrt").mkdir(parents=True)
-    (fake / "tensorrt" / "__init__.py").write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from test_trt_fakes import make_fake_trt\n"
-        "_fake = make_fake_trt('10.3.0')\n"
-        "_fake.__spec__, _fake.__file__ = __spec__, __file__\n"
-        "sys.modules[__name__] = _fake\n")
-    wrapper = device["root"] / "python-with-fake-trt"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={fake} exec {device['venv'] / 'bin' / 'python'} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return str(wrapper)
 
 
 def _partials(cache: Path) -> list[Path]:

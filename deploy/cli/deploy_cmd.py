@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
-from vitdeploy.cli.options import (CALIB_SAMPLES, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
+from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
                                    NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout)
 from vitdeploy.errors import ParityError
 
@@ -25,6 +25,11 @@ report says loudly that its INT8 figures mean nothing.
 Without --data the verdicts are judged on calibration images held out from
 calibration (--holdout). The steps' options keep their names and defaults.
 
+With --devices devices.toml: export and quantize here, then build, validate
+and bench on every device listed, in parallel, over ssh; one report with a
+column per device. A device that fails does not stop the others; the exit
+code is then the first failed device's (11: unreachable).
+
 Examples:
 
   vitdeploy deploy deit_tiny_patch16_224 --checkpoint deit_tiny.pth \\
@@ -32,6 +37,9 @@ Examples:
 
   vitdeploy deploy t2t_vit_7 --precisions fp32,int8 --batch 1,8,32 \\
       --out out/t2t7
+
+  vitdeploy deploy deit_tiny_patch16_224 --calib val_images/ \\
+      --devices devices.toml --out out/fleet
 
   vitdeploy deploy mypkg.nets:build --input-size 3,224,224 \\
       --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --calib calib/ --out out/mine
@@ -61,12 +69,14 @@ def deploy(
     std: Std = None,
     num_classes: NumClasses = None,
     non_strict: NonStrict = False,
+    devices: Devices = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Redo every step, even unchanged ones.")] = False,
     as_json: Json = False,
 ) -> None:
     from vitdeploy.bench import parse_batches
     from vitdeploy.cli.export_cmd import _floats
     from vitdeploy.export.config import BatchRange
+    from vitdeploy.fleet import check_fleet, load_devices
     from vitdeploy.pipeline import DeployConfig, run_deploy
     from vitdeploy.steps import Steps
 
@@ -78,15 +88,20 @@ def deploy(
                           on_error=on_error, iterations=iterations, threads=threads, engines=engines,
                           input_size=tuple(int(v) for v in size) if size else None, mean=_floats(mean, 3, "--mean"),
                           std=_floats(std, 3, "--std"), num_classes=num_classes, strict_checkpoint=not non_strict,
-                          force=force)
+                          force=force, devices=load_devices(devices) if devices else ())
     check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
         report = run_deploy(config, steps, tracker(bar))
     if as_json:
         print_json(report)
+    elif devices:
+        _fleet_table(report, out)
     else:
         _table(report, out)
+    if devices:
+        check_fleet(report, out)
+        return
     failed = [r for r in report["precisions"] if r["validation"].startswith("FAIL")]
     if failed and report["gated"]:
         raise ParityError(f"{', '.join(r['precision'] for r in failed)} failed validation; see {out / 'report.md'}")
@@ -119,6 +134,40 @@ def _table(r: dict, out: Path) -> None:
         table.add_row(*cells)
     console.print(table)
     console.print("[dim]ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32[/]")
+    console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
+    console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
+
+
+FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the labels fit 80 columns
+
+
+def _fleet_table(r: dict, out: Path) -> None:
+    """A column per device (three per table), a row per condition and per precision's figures;
+    each failed device's message below."""
+    from vitdeploy.report import fleet_rows
+
+    for n in r["notes"]:
+        console.print(f"[bold yellow]note:[/] {escape(n)}")
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    names, groups = fleet_rows(r)
+    for start in range(0, len(names), FLEET_COLUMNS):
+        cols = range(start, min(start + FLEET_COLUMNS, len(names)))
+        table = tables.table(f"{r['model']} on {len(names)} devices" if start == 0 else None)
+        table.add_column("", no_wrap=True)
+        for i in cols:
+            table.add_column(escape(tables.left_cut(names[i], 18)), justify="right", no_wrap=True, max_width=18)
+        for group in groups:
+            for label, cells in group:
+                shown = [_verdict(cells[i]) if label.endswith("verdict") else escape(tables.left_cut(cells[i], 18)) for i in cols]
+                table.add_row(escape(label), *shown)
+            table.add_section()
+        console.print(table)
+    console.print("[dim]ms: p50 per call; cosine, top-1 agree: vs the FP32 ONNX on each device[/]")
+    for d in r["devices"]:
+        if d["status"] == "failed":
+            console.print(f"[red]{escape(d['name'])} failed[/] (exit {d['error']['exit_code']}): {escape(d['error']['message'])}",
+                          soft_wrap=True, highlight=False)
     console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
 

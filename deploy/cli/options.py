@@ -84,3 +84,6 @@ Remote = Annotated[str | None, typer.Option(
 RemotePython = Annotated[str | None, typer.Option(
     "--remote-python", metavar="PATH", show_default=False,
     help="With --remote: the Python to run on the device, one with this package installed [python3].")]
+Devices = Annotated[Path | None, typer.Option(
+    "--devices", metavar="TOML", show_default=False,
+    help="Build, validate and bench on every device of this file, in parallel (README, Jetson > Remote).")]
