@@ -44,6 +44,9 @@ from vitdeploy.errors import (
 )
 from vitdeploy.io import atomic_path, manifest_path, read_manifest, sha256_file
 
+# what ssh says when an established connection goes away (as opposed to one that never came up)
+_DROPPED = ("closed by remote host", "reset by peer", "Broken pipe", "Timeout, server")
+
 SSH_CONFIG_ENV = "VITDEPLOY_SSH_CONFIG"  # an ssh config file passed as `ssh -F` (tests, CI); default: ssh's own
 CACHE = '"${VITDEPLOY_REMOTE_CACHE:-$HOME/.cache/vitdeploy/remote}"'  # on the device (shell expression)
 CHUNK = 1 << 20
@@ -165,7 +168,9 @@ class Device:
         except FileNotFoundError as exc:
             raise MissingDependencyError("ssh is not installed here: install the OpenSSH client (apt install openssh-client)") from exc
         if done.returncode == 255:
-            raise RemoteError(f"cannot reach {self.config.host}: {_last_line(done.stderr) or 'ssh failed'}")
+            last = _last_line(done.stderr) or "ssh failed"
+            what = "lost the connection to" if any(s in last for s in _DROPPED) else "cannot reach"
+            raise RemoteError(f"{what} {self.config.host}: {last}")
         if check and done.returncode != 0:
             raise RemoteError(f"{self.config.host}: remote command failed ({_last_line(done.stderr) or f'exit {done.returncode}'})")
         return done

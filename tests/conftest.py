@@ -37,7 +37,7 @@ except ImportError:  # the torch-free checks run without it
 SSHD = Path("/usr/sbin/sshd")
 TESTS = Path(__file__).resolve().parent
 DEVICE_DISTS = ("numpy", "onnx", "typer", "rich", "pillow", "onnxruntime", "pytest")  # pytest: test_trt_fakes imports it
-DEVICE_ALIASES = ("device", "device2")
+DEVICE_ALIASES = ("device", "device2", "device3")
 
 
 @pytest.fixture
@@ -178,5 +178,24 @@ def fake_trt_python(device):
         "sys.modules[__name__] = _fake\n")
     wrapper = device["root"] / "python-with-fake-trt"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={fake} exec {device['venv'] / 'bin' / 'python'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@pytest.fixture(scope="session")
+def dropping_python(device, fake_trt_python):
+    """A --remote-python wrapper that drops the ssh connection mid-run: the handshake works, then
+    `build-engine` kills the device's sshd session process (the network going away under a build)."""
+    wrapper = device["root"] / "python-that-drops"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" build-engine "*)\n'
+        '  p=$$\n'
+        '  while [ "$p" -gt 1 ]; do\n'
+        '    case "$(ps -o comm= -p "$p")" in sshd*) kill -9 "$p"; exit 1;; esac\n'
+        '    p=$(ps -o ppid= -p "$p" | tr -d " ")\n'
+        "  done;;\n"
+        "esac\n"
+        f'exec {fake_trt_python} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)

@@ -55,7 +55,8 @@ def test_devices_need_engines_built_there(tmp_path):
 
 
 @pytest.mark.slow  # ~35 s: export, quantize, then three devices over ssh
-def test_fleet_report_has_a_column_per_device_and_survives_a_device_down(cli, remote, fake_trt_python, tmp_path, monkeypatch):
+def test_fleet_report_has_a_column_per_device_and_survives_a_device_down(cli, remote, fake_trt_python, dropping_python,
+                                                                         tmp_path, monkeypatch):
     from vitdeploy.calib.builtin import write_builtin_sample
     from vitdeploy.io import read_manifest, sha256_file
 
@@ -92,19 +93,25 @@ def test_fleet_report_has_a_column_per_device_and_survives_a_device_down(cli, re
     assert "| | orin | xavier |" in md and "| TensorRT | 10.3.0 | 10.3.0 |" in md and "| fp16 ms @1 |" in md
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
-    # orin unchanged (skipped, its result kept), a new name on device2 runs, the offline one fails: exit 11
+    # orin unchanged (skipped, its result kept), a new name on device2 runs, the offline one fails, and
+    # one loses its connection in the middle of its build: exit 11, the others' results kept
     devices = _toml(tmp_path / "three.toml", [orin, {"name": "xavier-2", "host": "device2", "python": fake_trt_python},
-                                              {"name": "gone", "host": "offline"}])
+                                              {"name": "gone", "host": "offline"},
+                                              {"name": "drops", "host": "device3", "python": dropping_python}])
     rc, stdout, err = cli(*args, "--devices", devices, "--json")
     assert rc == 11, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: 1 of 3 devices failed: gone (exit 11)") and "report.md" in last, err
+    assert last.startswith("error: 2 of 4 devices failed: gone (exit 11), drops (exit 11)") and "report.md" in last, err
     report = json.loads(stdout)
     by = {d["name"]: d for d in report["devices"]}
     assert by["orin"]["status"] == "ok" and by["orin"]["resumed"] and "orin: unchanged, skipped" in err
     assert by["xavier-2"]["status"] == "ok" and not by["xavier-2"]["resumed"]
     assert by["gone"]["status"] == "failed" and by["gone"]["error"]["exit_code"] == 11
-    assert "cannot reach offline" in by["gone"]["error"]["message"] and report["failed"] == ["gone"]
+    assert "cannot reach offline" in by["gone"]["error"]["message"] and report["failed"] == ["gone", "drops"]
+    assert by["drops"]["status"] == "failed" and by["drops"]["error"]["exit_code"] == 11, by["drops"]
+    assert by["drops"]["error"]["message"].startswith("lost the connection to device3"), by["drops"]
+    drops_cache = remote["caches"]["device3"]  # nothing half-sent or half-built left there
+    assert not list(drops_cache.rglob("*.partial*")) and not list(drops_cache.rglob("*.engine"))
     assert json.loads((out / "devices" / "gone" / "result.json").read_text())["status"] == "failed"
     md = (out / "report.md").read_text()
     assert "| status | ok (resumed) | ok | FAILED exit 11 |" in md and "**gone** (offline): **failed**, exit 11" in md
