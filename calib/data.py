@@ -568,12 +568,13 @@ def decode_workers(threads: int | None = None) -> int:
     return max(1, min(4, cores - threads if threads else cores // 2))
 
 
-def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int) -> Iterator[tuple[int, Callable]]:
+def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int,
+            ahead: int) -> Iterator[tuple[int, Callable]]:
     """(index, result()) for each of ``indices`` in order, where result() returns the sample or raises
-    ImageDecodeError. Images are decoded by ``workers`` threads (Pillow releases the GIL) at most
-    ``4 * workers`` ahead of the consumer; closing the iterator (an error, Ctrl-C) cancels what is queued
-    and leaves the threads to finish one image each."""
-    if ds.kind == "array" or workers <= 1:
+    ImageDecodeError. Images are decoded by ``workers`` threads (0: in the caller's thread; Pillow
+    releases the GIL) at most ``ahead`` samples ahead of the consumer; closing the iterator (an error,
+    Ctrl-C) cancels what is queued and leaves the threads to finish one image each."""
+    if ds.kind == "array" or workers < 1:
         for i in indices:
             yield int(i), lambda i=int(i): _load_one(ds, pre, i)
         return
@@ -585,7 +586,7 @@ def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int) -> 
     todo = iter(indices)
     try:
         while True:
-            while len(pending) < 4 * workers and (i := next(todo, None)) is not None:
+            while len(pending) < ahead and (i := next(todo, None)) is not None:
                 pending.append((int(i), pool.submit(_load_one, ds, pre, int(i))))
             if not pending:
                 return
@@ -599,13 +600,14 @@ def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: 
                  progress: Callable[[int], None] | None = None,
                  workers: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (batch, dataset indices) of preprocessed samples, in the order of ``indices``, decoded by
-    ``workers`` threads ahead of the consumer (``_loaded``). A file that does not decode
+    ``workers`` threads (0: in the caller's thread) up to a batch and a few samples ahead of the consumer
+    (``_loaded``): while the consumer runs one batch, the next one is decoded. A file that does not decode
     (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail"."""
     check_shape(ds, pre)
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
     buf, idx = [], []
-    loaded = _loaded(ds, pre, indices, workers)
+    loaded = _loaded(ds, pre, indices, workers, batch_size + 4 * workers)
     try:
         for i, result in loaded:
             try:

@@ -90,7 +90,8 @@ def test_streaming_document_equals_in_memory_path(models, tmp_path, batch):
             assert got.pop(key) == pytest.approx(exp.pop(key), rel=1e-12, abs=1e-15)
         got.pop("worst")
         assert got == exp  # samples, maxima, minimum, agreements: bit for bit
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # removed once done
+    cache = tmp_path / "cache"  # the run's folder is removed once done; its lock file stays
+    assert not cache.exists() or all(f.suffix == ".lock" for f in cache.iterdir())
 
 
 def test_chunked_reduction_equals_one_shot():
@@ -113,7 +114,7 @@ def test_threaded_decoding_keeps_order_and_skip_semantics(models):
     ds = D.open_dataset(models["images"])
     pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
     idx = np.arange(len(ds))
-    serial = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 1))
+    serial = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 0))  # in this thread
     skipped_serial = list(ds.skipped)
     ds.skipped.clear()
     threaded = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 4))
@@ -122,6 +123,22 @@ def test_threaded_decoding_keeps_order_and_skip_semantics(models):
     assert len(serial) == len(threaded)
     with pytest.raises(D.ImageDecodeError, match="00003_bad.jpg"):
         list(D.iter_batches(ds, pre, idx, 8, "fail", None, 4))
+
+
+def test_one_worker_decodes_the_next_batch_during_inference(models, monkeypatch):
+    """One decoder thread (validate's default on 2 cores with --threads 1) is a thread beside the consumer,
+    not decoding in its thread: while the consumer holds a batch, the whole next batch gets decoded."""
+    ds = D.open_dataset(models["images"])
+    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    real, where = D._load_one, []
+    monkeypatch.setattr(D, "_load_one", lambda *a: (where.append(threading.current_thread().name), real(*a))[1])
+    it = D.iter_batches(ds, pre, np.arange(40), 8, "skip", None, 1)
+    next(it)  # the consumer now "runs" its first batch
+    deadline = time.monotonic() + 5
+    while len(where) < 16 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(where) >= 16 and all(name.startswith("vitdeploy-decode") for name in where)
+    it.close()
 
 
 def test_stopping_early_leaves_no_decoder_threads(models):
@@ -163,7 +180,31 @@ def test_interrupted_run_resumes_finished_artifacts(models, tmp_path, monkeypatc
     assert not fresh["reference"]["resumed"]
     for a, b in zip(doc["candidates"], fresh["candidates"]):
         assert a["comparison"] == b["comparison"] and a["worst_samples"] == b["worst_samples"]
-    assert not any((tmp_path / "cache").iterdir())
+    assert [f.suffix for f in (tmp_path / "cache").iterdir()] == [".lock"]  # the run's folder is gone
+
+
+def test_two_validates_of_the_same_run_at_once_do_not_collide(models, tmp_path):
+    """Two processes (here threads) validating the same run share its cache key: the second waits
+    for the first's lock instead of writing and deleting the same files (both get the same figures)."""
+    from vitdeploy.validate import ValidateConfig, validate
+
+    config = ValidateConfig(str(models["fp32"]), (str(models["fp16"]),), models["images"], samples=40,
+                            cache_dir=tmp_path / "cache")
+    docs, errors = [], []
+
+    def run() -> None:
+        try:
+            docs.append(validate(config))
+        except Exception as exc:  # collected: a thread's exception would not fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(docs) == 2, errors
+    assert docs[0]["candidates"][0]["comparison"] == docs[1]["candidates"][0]["comparison"]
 
 
 RSS_SCRIPT = """
@@ -179,8 +220,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def test_memory_does_not_grow_with_samples(models, tmp_path):
-    """2,000 tiny images: peak RSS (a fresh process each) within a few MB of 100 images' and under a fixed
-    ceiling; the in-memory path held 2 x 12 KB of inputs per image here (+47 MB at 2,000)."""
+    """2,000 tiny images: peak RSS (a fresh process each) within 12 MB of 100 images'; the in-memory path
+    held 2 x 12 KB of inputs per image here (+47 MB at 2,000). The baseline itself (~400 MB: torch-free
+    imports, ONNX Runtime) varies with the environment, so the ceiling is set relative to it."""
     images = _write_images(tmp_path / "many", 2000, size=(36, 36))
 
     def peak(n: int) -> int:
@@ -192,4 +234,3 @@ def test_memory_does_not_grow_with_samples(models, tmp_path):
     small, large = peak(100), peak(2000)
     print(f"peak RSS: {small} MB at 100 images, {large} MB at 2000")
     assert large <= small + 12, (small, large)
-    assert large < 700, large
