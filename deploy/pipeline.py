@@ -192,6 +192,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
 
     # 1. export
     from vitdeploy.export import ExportConfig, Preprocessing, export
+    from vitdeploy.export.source import definition_files
 
     fp32 = out / f"{base}.onnx"
     fp32_manifest = fp32.with_suffix(".json")  # the preprocessing quantize and validate read: in their digests
@@ -199,7 +200,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=config.export_batch,
                               force=True, preprocessing=pre, strict_checkpoint=config.strict_checkpoint)
     run_step("export", _digest(config.model, config.checkpoint and Path(config.checkpoint), str(config.export_batch),
-                               asdict(pre), config.strict_checkpoint, "export/2"),
+                               asdict(pre), config.strict_checkpoint, *definition_files(config.model), "export/2"),
              [fp32, fp32_manifest], lambda: export(export_cfg))
     artifacts: dict[str, Path] = {"fp32": fp32}
 
@@ -435,7 +436,9 @@ def report_markdown(r: dict[str, Any]) -> str:
     for n in r["notes"]:
         lines += [f"> **Note:** {n}", ""]
     d = r["validation_data"]
-    lines += [f"Checkpoint: {r['checkpoint'] or 'none (random weights)'}; calibration: {r['calibration']}; "
+    from vitdeploy.report import checkpoint_text
+
+    lines += [f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
               f"verdicts judged on {d['judged_on']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]
     head = "| precision | artifact | backend | top-1 | drop (pt) | cosine | top-1 agree |"
     sep = "|---|---|---|---|---|---|---|"

@@ -416,12 +416,21 @@ def fleet_rows(r: dict[str, Any]) -> tuple[list[str], list[Rows]]:
     return [d["name"] for d in devices], groups
 
 
+def checkpoint_text(r: dict[str, Any]) -> str:
+    """The report's checkpoint line: the file, or what the weights are without one (a zoo model's are
+    random; a `package.module:function` factory or a .pt2 program carries its own)."""
+    if r["checkpoint"]:
+        return str(r["checkpoint"])
+    own = ":" in str(r["model"]) or str(r["model"]).endswith(".pt2")
+    return "none (the model's own weights)" if own else "none (random weights)"
+
+
 def fleet_markdown(r: dict[str, Any]) -> str:
     """The fleet report: the device columns table, each device's conditions or failure, the manifest chains."""
     lines = [f"# vitdeploy fleet report: {r['model']}", ""]
     lines += [f"> **Note:** {n}\n" for n in r["notes"]]
     d = r["validation_data"]
-    lines += [(f"Checkpoint: {r['checkpoint'] or 'none (random weights)'}; calibration: {r['calibration']}; "
+    lines += [(f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
                f"verdicts judged on {d['judged_on']} on each device, against the FP32 ONNX run there; "
                "latency: p50 per call in ms."), ""]
     names, groups = fleet_rows(r)

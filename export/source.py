@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import re
 import sys
 import warnings
@@ -165,6 +166,23 @@ def _probe(model, name: str, size: tuple[int, ...]) -> None:
 def _first_line(exc: BaseException) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # no terminal colour codes in a one-line error
     return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
+def definition_files(model: str) -> list[Path]:
+    """The files whose content defines ``model`` beyond vitdeploy itself: a ``.pt2`` program, or the
+    source of a ``package.module:function`` factory's module (so a resumed `deploy` notices an edited
+    model). Empty for zoo names, and for a module that cannot be found (export then says why)."""
+    if model.endswith(".pt2"):
+        return [Path(model)]
+    if ":" not in model:
+        return []
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        spec = importlib.util.find_spec(model.split(":")[0])
+    except (ImportError, ValueError):
+        return []
+    return [Path(spec.origin)] if spec is not None and spec.origin and Path(spec.origin).is_file() else []
 
 
 def _from_factory(target: str, config: ExportConfig) -> ModelSource:

@@ -167,5 +167,6 @@ def export_onnx(module: torch.nn.Module | None, example: torch.Tensor, path: Pat
     model = onnx_utils.load(path, load_external_data=False)
     written = onnx_utils.opset_of(model)
     if written != opset:
-        raise OpsetMismatchError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}")
+        raise OpsetMismatchError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}; "
+                                 f"pass --opset {written} if every --target parser takes it (vitdeploy check)")
     return ExportRun(exporter, written, seconds, _dedupe(messages))

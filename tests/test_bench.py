@@ -350,3 +350,20 @@ def test_torch_cuda_without_a_gpu_says_so(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(MissingDependencyError, match="sees no CUDA GPU.*--backend torch"):
         B.run_bench(B.BenchConfig(("vit_tiny_test",), backend="torch-cuda", warmup=0, iterations=2))
+
+
+def test_precision_of_an_onnx_without_its_manifest_is_read_from_the_graph(models, tmp_path):
+    """A copied or renamed FP16/INT8 file (its manifest left behind) is not judged or labelled as FP32."""
+    import shutil
+
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.runners.factory import resolve_artifact
+
+    from vitdeploy.calib.builtin import cached_sample
+
+    int8 = quantize(QuantizeConfig(models["fp32"], "int8", calib=cached_sample(), output=tmp_path / "q.int8.onnx",
+                                   gate=False)).onnx_path
+    for src, want in ((models["fp16"], "fp16"), (int8, "int8"), (models["static"], "fp32")):
+        bare = tmp_path / f"bare-{want}.onnx"
+        shutil.copy(src, bare)  # no manifest beside it
+        assert resolve_artifact(bare).manifest is None and resolve_artifact(bare).precision == want

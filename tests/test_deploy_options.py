@@ -122,3 +122,45 @@ def test_deploy_resumes_only_what_a_changed_option_touches(cli, tmp_path, calib,
     steps, report = skipped("--holdout", "10", "--thresholds", "strict")
     assert steps == {"export", "quantize int8", "bench"} and report["validation_data"]["samples"] == 10
     assert not skipped("--holdout", "10", "--thresholds", "strict", "--mean", "0.4,0.5,0.5")[0]
+
+
+def test_deploy_redoes_the_export_when_the_users_model_code_changes(cli, tmp_path, calib, monkeypatch):
+    """A `package.module:function` model: its module's source is part of the export step's digest, so
+    editing the model (a third encoder layer) re-exports instead of reusing the old ONNX."""
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = tmp_path / "mynets.py"
+
+    def write(depth: int) -> None:
+        source.write_text(
+            "import torch\nfrom torch import nn\n\n\n"
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.embed = nn.Conv2d(3, 16, 8, 8)\n"
+            f"        self.blocks = nn.Sequential(*[nn.Linear(16, 16) for _ in range({depth})])\n"
+            "        self.head = nn.Linear(16, 10)\n\n"
+            "    def forward(self, x):\n"
+            "        return self.head(self.blocks(self.embed(x).flatten(2).mean(2)))\n\n\n"
+            "def build():\n"
+            "    torch.manual_seed(0)\n"
+            "    return Net()\n")
+
+    def deploy() -> set[str]:
+        rc, stdout, err = cli("deploy", "mynets:build", "--input-size", "3,32,32", "--calib", calib / "calib",
+                              "--precisions", "fp32,fp16", "--batch", "1", "--iterations", "2", "--out", tmp_path / "out", "--json")
+        assert rc == 0, err
+        return set(json.loads(stdout)["steps_skipped"])
+
+    write(2)
+    deploy()
+    assert "export" in deploy()  # unchanged: reused
+    import sys
+
+    sys.modules.pop("mynets", None)
+    write(3)
+    assert "export" not in deploy()  # edited: exported again
+    import onnx
+
+    gemms = [n for n in onnx.load(str(tmp_path / "out" / "build.onnx")).graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert len(gemms) == 4, [n.op_type for n in gemms]  # three blocks and the head

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,12 @@ class Artifact:
 
     @property
     def precision(self) -> str:
+        """The manifest's precision; for an ONNX file without one (copied or renamed away from it),
+        read from its graph; else fp32."""
         if self.manifest and self.manifest.get("precision"):
             return str(self.manifest["precision"])
+        if self.kind == "onnx" and self.path is not None:
+            return graph_precision(str(self.path), self.path.stat().st_mtime_ns)
         return "fp32"
 
     @property
@@ -57,6 +62,29 @@ class Artifact:
     @property
     def default_backend(self) -> str:
         return {"onnx": "ort-cpu", "engine": "trt", "torch": "torch"}[self.kind]
+
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
+             "DynamicQuantizeLinear", "QGemm", "QLinearAdd"}
+
+
+@functools.lru_cache(maxsize=32)
+def graph_precision(path: str, mtime_ns: int) -> str:
+    """int8 when the graph quantizes (Q/DQ or integer ops), fp16 when it holds FP16 tensors, else fp32."""
+    from vitdeploy.onnx_utils import onnx_module
+
+    onnx = onnx_module()
+    try:
+        graph = onnx.load(path, load_external_data=False).graph
+    except Exception as exc:  # protobuf's own errors for a file that is not an ONNX model
+        raise InputError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if any(n.op_type in _INT8_OPS for n in graph.node):
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    if any(t.data_type == fp16 for t in graph.initializer) or any(
+            a.name == "to" and a.i == fp16 for n in graph.node if n.op_type == "Cast" for a in n.attribute):
+        return "fp16"
+    return "fp32"
 
 
 def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Artifact:
