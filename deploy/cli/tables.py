@@ -7,9 +7,11 @@ Markdown reports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from vitdeploy.cli.console import console
@@ -20,6 +22,14 @@ NAME_WIDTH = 30  # an artifact name's share of an 80-column table
 def left_cut(name: str, width: int = NAME_WIDTH) -> str:
     """``name`` in at most ``width`` characters, keeping its end: ``…tiny_patch16_224.int8.onnx``."""
     return name if len(name) <= width else "…" + name[len(name) - width + 1:]
+
+
+def fitted(build: Callable[[int], Table]) -> Table:
+    """``build(name_width)``'s table, its artifact names given the terminal's spare columns: shortened
+    (from the left) only as far as the table must be to fit, never below NAME_WIDTH."""
+    first = build(NAME_WIDTH)
+    spare = console.width - Console(width=10_000).measure(first).maximum
+    return build(NAME_WIDTH + spare) if spare > 0 else first
 
 
 def table(title: str | None = None) -> Table:
