@@ -121,13 +121,15 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
         kwargs[family_config(spec.family).size_kwarg] = _grid_size(name, spec.input_size, tuple(size))
     try:
         model = create_model(name, checkpoint=config.checkpoint, strict=config.strict_checkpoint, **kwargs)
-    except (AssertionError, ValueError, ZeroDivisionError) as exc:
+        if resized:
+            _probe(model, name, tuple(size))
+    except (UsageError, AssertionError, ValueError, ZeroDivisionError, RuntimeError, IndexError) as exc:
         if not resized:
             raise
+        if isinstance(exc, UsageError):
+            raise UsageError(f"{exc}{_sizes_that_run(name, spec.family, int(size[1]))}") from exc
         raise UsageError(f"{name} cannot be built for --input-size {','.join(map(str, size))}: "
-                         f"{_first_line(exc)}") from exc
-    if resized:
-        _probe(model, name, tuple(size))
+                         f"{_first_line(exc)}{_sizes_that_run(name, spec.family, int(size[1]))}") from exc
     report = getattr(model, "vitdeploy_load_report", None)
     notes = list(report.notes) if report is not None else []
     if report is not None and not report.ok:
@@ -149,6 +151,21 @@ def _grid_size(name: str, trained: tuple[int, ...], wanted: tuple[int, ...]) -> 
         raise UsageError(f"{name} takes square {trained[0]}-channel images ({','.join(map(str, trained))}); "
                          f"--input-size {','.join(map(str, wanted))} is not one")
     return int(wanted[1])
+
+
+def _sizes_that_run(name: str, family: str, side: int) -> str:
+    """"; it runs at 96 and 128 px": the nearest multiples of 32 around ``side`` at which the model
+    builds and runs (random weights, batch 1), to say what to pass instead; empty when neither does."""
+    from vitdeploy.models import create_model
+
+    runs = []
+    for s in sorted({max(32, side // 32 * 32), (side // 32 + 1) * 32} - {side}):
+        try:
+            _probe(create_model(name, **{family_config(family).size_kwarg: s}), name, (3, s, s))
+        except (UsageError, AssertionError, ValueError, ZeroDivisionError, RuntimeError, IndexError):
+            continue
+        runs.append(str(s))
+    return f"; it runs at {' and '.join(runs)} px" if runs else ""
 
 
 def _probe(model, name: str, size: tuple[int, ...]) -> None:
