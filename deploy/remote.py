@@ -6,9 +6,10 @@ agent and jump hosts work and no password is ever handled here. CACHE below is t
 
 1. handshake: ``PYTHON -m vitdeploy env --json`` on the device (its vitdeploy, Python, TensorRT,
    GPU, JetPack and power mode), before anything is copied;
-2. content-addressed upload: each input goes to ``CACHE/<sha256>/<name>``, streamed to a temporary
-   name, checked against its hash there and only then renamed, so a dropped connection leaves no
-   partial file and a re-run sends only what is missing;
+2. content-addressed upload: each input goes to ``CACHE/<sha256>/data``, streamed to a temporary
+   name, checked against its content key there (a file's sha256, a folder's list of file hashes)
+   and only then renamed, so a dropped connection leaves no partial file or folder and a re-run
+   sends only what is missing;
 3. the command itself, ``PYTHON -m vitdeploy ... --json``, in a job folder holding hard links to
    the cached inputs, under ``flock CACHE/device.lock`` (one job at a time on a device);
 4. results streamed back into the local paths through vitdeploy.io's atomic writers (all replaced
@@ -30,6 +31,7 @@ import secrets
 import shlex
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +42,12 @@ from vitdeploy.errors import (
     InputError,
     MissingDependencyError,
     RemoteError,
+    UsageError,
     VitdeployError,
 )
 from vitdeploy.io import atomic_path, manifest_path, read_manifest, sha256_file
+
+BLOB = "data"  # CACHE/<content key>/data: a file or folder, linked under its names in each job folder
 
 # what ssh says when an established connection goes away (as opposed to one that never came up)
 _DROPPED = ("closed by remote host", "reset by peer", "Broken pipe", "Timeout, server")
@@ -92,6 +97,9 @@ class Upload:
         """The path itself, then its manifest and .calib cache when present. InputError if it is missing."""
         if not self.path.exists():
             raise InputError(f"{self.path} not found")
+        if self.path.suffix.lower() in (".txt", ".lst"):
+            raise UsageError(f"{self.path}: a list of image paths names files on this machine, not the device's; "
+                             "give an image folder or a .npy/.npz (sent as it is), or HOST:/path for data on the device")
         if self.path.is_dir():
             return [self.path]
         return [self.path] + [p for p in (manifest_path(self.path), self.path.with_suffix(".calib"))
@@ -108,6 +116,11 @@ class RemoteRun:
     sent: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     fetched: list[Path] = field(default_factory=list)
+
+
+def shell_path(path: str) -> str:
+    """``path`` quoted for the device's shell, a leading ``~/`` left to that shell (the device's home)."""
+    return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
 
 
 def content_key(path: Path) -> str:
@@ -181,7 +194,7 @@ class Device:
         from vitdeploy import __version__
 
         py = self.config.python
-        done = self.run(f"{shlex.quote(py)} -m vitdeploy env --json", check=False)
+        done = self.run(f"{shell_path(py)} -m vitdeploy env --json", check=False)
         host = self.config.host
         if done.returncode == 127 or "not found" in _last_line(done.stderr) and done.returncode != 0:
             raise MissingDependencyError(f"{host}: {py} not found; install vitdeploy there: {JETSON_INSTALL}")
@@ -200,9 +213,9 @@ class Device:
             raise MissingDependencyError(f"{host}: TensorRT {why} for {py}: {TENSORRT_INSTALL}")
         return env
 
-    def missing(self, keys: dict[str, str]) -> set[str]:
-        """Of ``keys`` (content key -> name), those not yet in the device's cache."""
-        tests = " ".join(shlex.quote(f"{k}/{n}") for k, n in keys.items())
+    def missing(self, keys: set[str]) -> set[str]:
+        """Of ``keys`` (content keys), those not yet in the device's cache (``CACHE/<key>/data``)."""
+        tests = " ".join(shlex.quote(f"{k}/{BLOB}") for k in sorted(keys))
         out = self.run(f'cd {CACHE} 2>/dev/null || exit 0; for f in {tests}; do [ -e "$f" ] && echo "$f"; done; exit 0').stdout
         present = {line.split("/", 1)[0] for line in out.splitlines()}
         return set(keys) - present
@@ -212,28 +225,33 @@ class Device:
 
         A dropped connection leaves only the temporary name, which the device removes (trap, or a
         hash or tar check that fails on truncated data)."""
-        name = shlex.quote(path.name)
-        if path.is_dir():
-            receive, check, chunks = 'mkdir "$t" && tar -xf - -C "$t"', "true", _tar_chunks(path)
+        if path.is_dir():  # a tar cut at a file boundary extracts cleanly: check the folder's own key there
+            key_of = (f'{shell_path(self.config.python)} -c "import pathlib, sys; from vitdeploy.remote import '
+                      f'content_key; print(content_key(pathlib.Path(sys.argv[1])))" "$t"')
+            receive, check, chunks = 'mkdir "$t" && tar -xf - -C "$t"', f'[ "$({key_of})" = {key} ]', _tar_chunks(path)
         else:
             receive, check, chunks = 'cat > "$t"', f'[ "$(sha256sum < "$t" | cut -d" " -f1)" = {key} ]', _file_chunks(path)
         script = (f'set -e; d={CACHE}/{key}; mkdir -p "$d"; t="$d/.partial.$$"; trap \'rm -rf "$t"\' EXIT HUP INT TERM PIPE; '
-                  f'{receive}; {check}; rm -rf "$d"/{name}; mv "$t" "$d"/{name}')
-        proc = subprocess.Popen(self.ssh_command(script), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert proc.stdin is not None and proc.stderr is not None
-        try:
-            _stream(proc, chunks)
-        except OSError:  # the connection broke: ssh's exit status and message say how
-            pass
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                proc.stdin.close()
-            err = proc.stderr.read()
-            proc.wait()
+                  f'{receive}; {check}; rm -rf "$d"/{BLOB}; mv "$t" "$d"/{BLOB}')
+        with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty remote cannot block the upload
+            proc = subprocess.Popen(self.ssh_command(script), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+            assert proc.stdin is not None
+            try:
+                _stream(proc, chunks)
+            except OSError:  # the connection broke: ssh's exit status and message say how
+                pass
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdin.close()
+                proc.wait()
+            err.seek(0)
+            message = _last_line(err.read().decode(errors="replace"))
+        if proc.returncode == 1 and not message:  # the content check (`[ ... ]` under set -e) failed
+            raise RemoteError(f"{path.name} arrived incomplete on {self.config.host} (its content check failed): "
+                              "nothing partial is kept; rerun to send it again")
         if proc.returncode != 0:
             raise RemoteError(f"connection to {self.config.host} lost while sending {path.name}"
-                              f" ({_last_line(err.decode(errors='replace')) or f'exit {proc.returncode}'}): "
-                              "nothing partial is kept; rerun to send what is missing")
+                              f" ({message or f'exit {proc.returncode}'}): nothing partial is kept; rerun to send what is missing")
 
     @contextlib.contextmanager
     def job(self, links: dict[str, str]) -> Iterator[str]:
@@ -256,7 +274,7 @@ class Device:
     def vitdeploy(self, job: str, argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> Any:
         """``PYTHON -m vitdeploy ARGV --json`` in the job folder under the device lock; its JSON output.
         A failure raises RemoteCommandError with the remote exit code and error line."""
-        cmd = " ".join(shlex.quote(a) for a in [self.config.python, "-m", "vitdeploy", *argv, "--json"])
+        cmd = " ".join([shell_path(self.config.python)] + [shlex.quote(a) for a in ["-m", "vitdeploy", *argv, "--json"]])
         done = self.run(f"cd {CACHE}/{shlex.quote(job)} && exec flock {CACHE}/device.lock {cmd}", check=False)
         if done.returncode in ok_codes:
             try:
@@ -300,8 +318,7 @@ def upload(device: Device, inputs: list[Upload], on_send: Callable[[str], None] 
     entry, names sent, names reused); input i and its sidecars go to ``in<i>/`` so equal names from
     different folders do not collide."""
     keyed = {(i, p): content_key(p) for i, u in enumerate(inputs) for p in u.files()}
-    wanted = {k: p.name for (_, p), k in keyed.items()}
-    missing = device.missing(wanted)
+    missing = device.missing(set(keyed.values()))
     sent, reused = [], []
     done: set[str] = set()
     for (_, p), k in keyed.items():
@@ -314,7 +331,7 @@ def upload(device: Device, inputs: list[Upload], on_send: Callable[[str], None] 
         elif k not in done:
             reused.append(p.name)
     names = {p: f"in{i}/{p.name}" for (i, p) in keyed}
-    links = {f"in{i}/{p.name}": f"{k}/{p.name}" for (i, p), k in keyed.items()}
+    links = {f"in{i}/{p.name}": f"{k}/{BLOB}" for (i, p), k in keyed.items()}  # one blob, any number of names
     return names, links, sent, reused
 
 

@@ -109,11 +109,22 @@ def bench_remote(host: str, python: str | None) -> dict[str, Any]:
 def validate_remote(host: str, python: str | None) -> dict[str, Any]:
     """validate on the device: its validate document (exit 6 is decided here, from the document).
     ``--data HOST:/path`` names data already on the device; other data is sent."""
+    from vitdeploy.errors import UsageError
+
     def data(value: Any) -> Any:
         text = str(value)
-        return text.split(":", 1)[1] if text.startswith(host + ":") else Upload(Path(text))
+        if not text.startswith(host + ":"):
+            return Upload(Path(text))
+        where = text.split(":", 1)[1]
+        if not where.startswith("/"):  # the command runs in a job folder, not in the home folder
+            raise UsageError(f"--data {text}: give the device's absolute path (e.g. {host}:/home/me/{where})")
+        return where
 
-    argv = command_argv({"reference": local_file, "candidates": local_file, "checkpoint": local_file, "data": data})
+    def thresholds(value: Any) -> Any:  # a preset name stays a name; a JSON file is sent
+        return Upload(Path(value)) if Path(str(value)).is_file() else value
+
+    argv = command_argv({"reference": local_file, "candidates": local_file, "checkpoint": local_file, "data": data,
+                         "thresholds": thresholds})
     uploads = [a for a in argv if isinstance(a, Upload)]
     run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads), ok_codes=(0, 6))
     return run.doc

@@ -306,57 +306,61 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     indices = D.sample_indices(len(ds), config.samples, config.seed)
     cache = _RunCache(config, ref_art, pre, indices)
     with cache.locked():  # another validate of the same run waits, then finds its own files
-        with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
-            ref_shape, ref_static = _input_shape(ref_runner)
-            D.check_shape(ds, pre, ref_shape)  # a layout mismatch (N,H,W,C model) named before anything runs
-            if not _fits(ref_shape, tuple(pre.input_size)):
-                said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
-                raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
-            ref = cache.reference()
-            resumed = ref is not None
-            if ref is None:
-                advance = progress(f"reference {ref_art.label}", len(indices)) if progress else None
-                ref = _reference_pass(ref_runner, ref_art, ref_static, ds, pre, indices, config, cache, advance)
-        ds.skipped = [(str(f), str(why)) for f, why in ref["skipped"]]
-        kept = ref["kept"]
+        try:
+            with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
+                ref_shape, ref_static = _input_shape(ref_runner)
+                D.check_shape(ds, pre, ref_shape)  # a layout mismatch (N,H,W,C model) named before anything runs
+                if not _fits(ref_shape, tuple(pre.input_size)):
+                    said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
+                    raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
+                ref = cache.reference()
+                resumed = ref is not None
+                if ref is None:
+                    advance = progress(f"reference {ref_art.label}", len(indices)) if progress else None
+                    ref = _reference_pass(ref_runner, ref_art, ref_static, ds, pre, indices, config, cache, advance)
+            ds.skipped = [(str(f), str(why)) for f, why in ref["skipped"]]
+            kept = ref["kept"]
 
-        doc: dict[str, Any] = {
-            "schema": VALIDATE_SCHEMA,
-            "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision,
-                          "backend": ref_runner.backend, "resumed": resumed},
-            "data": {"source": ds.source, "samples": len(kept), "labels": False,
-                     "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
-            "candidates": [],
-            "warnings": [w for w in [D.skipped_warning(ds)] if w],
-        }
-        random_weights = ref_art.kind != "torch" and has_random_weights(ref_art.manifest)  # torch: --checkpoint required
-        doc["data"]["random_weights"] = random_weights
-        if random_weights:  # near-ties everywhere: which class wins is noise, how close the outputs are is not
-            doc["warnings"].append("the reference has random weights (exported without --checkpoint): top-1 agreement "
-                                   "and accuracy are not meaningful and do not gate; cosine and max abs still do")
-        labels = None if random_weights else _usable_labels(doc, ds, kept, int(math.prod(ref["shape"])),
-                                                            lambda lab: _reference_accuracy(cache, ref, lab))
-        if labels is not None:
-            doc["reference"].update(_reference_accuracy(cache, ref, labels))
+            doc: dict[str, Any] = {
+                "schema": VALIDATE_SCHEMA,
+                "reference": {"artifact": ref_art.label, "kind": ref_art.kind, "precision": ref_art.precision,
+                              "backend": ref_runner.backend, "resumed": resumed},
+                "data": {"source": ds.source, "samples": len(kept), "labels": False,
+                         "skipped": len(ds.skipped), "seed": config.seed, "value_check": config.data_check},
+                "candidates": [],
+                "warnings": [w for w in [D.skipped_warning(ds)] if w],
+            }
+            random_weights = ref_art.kind != "torch" and has_random_weights(ref_art.manifest)  # torch: --checkpoint required
+            doc["data"]["random_weights"] = random_weights
+            if random_weights:  # near-ties everywhere: which class wins is noise, how close the outputs are is not
+                doc["warnings"].append("the reference has random weights (exported without --checkpoint): top-1 agreement "
+                                       "and accuracy are not meaningful and do not gate; cosine and max abs still do")
+            labels = None if random_weights else _usable_labels(doc, ds, kept, int(math.prod(ref["shape"])),
+                                                                lambda lab: _reference_accuracy(cache, ref, lab))
+            if labels is not None:
+                doc["reference"].update(_reference_accuracy(cache, ref, labels))
 
-        for spec in config.candidates:
-            art = resolve_artifact(spec)
-            done = cache.candidate(_digest(_artifact_digest(art), config.backends.get(spec), labels is not None))
-            try:
-                figures = json.loads(done.read_text())
-            except (OSError, ValueError):
-                with open_runner(art, config.backends.get(spec), config.threads, fp16_rounding=True) as runner:
-                    shape, static = _input_shape(runner)
-                    if shape != ref_shape:
-                        raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
-                    advance = progress(art.label, len(kept)) if progress else None
-                    figures = _candidate_pass(runner, art, static, ds, pre, ref, labels, config, cache, advance)
-                write_json_atomic(done, figures)
-            else:
-                figures["resumed"] = True
-            doc["candidates"].append(_candidate_entry(doc, art, figures, config, random_weights,
-                                                      None if labels is None else len(labels), ds, kept))
-        doc["passed"] = all(c["passed"] for c in doc["candidates"])
+            for spec in config.candidates:
+                art = resolve_artifact(spec)
+                done = cache.candidate(_digest(_artifact_digest(art), config.backends.get(spec), labels is not None))
+                try:
+                    figures = json.loads(done.read_text())
+                except (OSError, ValueError):
+                    with open_runner(art, config.backends.get(spec), config.threads, fp16_rounding=True) as runner:
+                        shape, static = _input_shape(runner)
+                        if shape != ref_shape:
+                            raise ShapeMismatchError(f"{art.label} takes input {shape} but the reference {ref_art.label} takes {ref_shape}")
+                        advance = progress(art.label, len(kept)) if progress else None
+                        figures = _candidate_pass(runner, art, static, ds, pre, ref, labels, config, cache, advance)
+                    write_json_atomic(done, figures)
+                else:
+                    figures["resumed"] = True
+                doc["candidates"].append(_candidate_entry(doc, art, figures, config, random_weights,
+                                                          None if labels is None else len(labels), ds, kept))
+            doc["passed"] = all(c["passed"] for c in doc["candidates"])
+        except Exception:  # a run that failed for good (not an interruption, which resumes) leaves no files
+            shutil.rmtree(cache.dir, ignore_errors=True)
+            raise
         shutil.rmtree(cache.dir, ignore_errors=True)
         return doc
 

@@ -32,7 +32,7 @@ def test_device_without_vitdeploy_says_what_to_install(cli, remote, tmp_path):
     assert rc == 7 and "install vitdeploy there" in err and "--remote-python" in err
 
 
-def test_unreachable_device_is_exit_3(cli, remote, tmp_path):
+def test_unreachable_device_is_exit_11(cli, remote, tmp_path):
     model = tiny_onnx(tmp_path)
     rc, _, err = cli("build-engine", model, "--fp16", "--remote", "nobody@127.0.0.1:1")
     assert rc == 11 and "cannot reach" in err
@@ -89,12 +89,12 @@ def test_killed_connection_leaves_nothing_partial_and_rerun_resumes(remote, fake
     deadline = time.monotonic() + 10
     while _partials(remote["cache"]) and time.monotonic() < deadline:  # the device's trap runs as sshd hangs up
         time.sleep(0.1)
-    assert not _partials(remote["cache"]) and not (remote["cache"] / big_key / "big.bin").exists()
-    assert (remote["cache"] / rm.content_key(model) / "killed.onnx").exists()
+    assert not _partials(remote["cache"]) and not (remote["cache"] / big_key / rm.BLOB).exists()
+    assert (remote["cache"] / rm.content_key(model) / rm.BLOB).exists()
 
     _, _, sent, reused = rm.upload(device, [rm.Upload(model), rm.Upload(big)])
     assert sent == ["big.bin"] and sorted(reused) == ["killed.json", "killed.onnx"]
-    assert rm.sha256_file(remote["cache"] / big_key / "big.bin") == big_key
+    assert rm.sha256_file(remote["cache"] / big_key / rm.BLOB) == big_key
 
 
 def _strip(doc):
@@ -172,6 +172,63 @@ def test_folder_upload_is_content_addressed(remote, tmp_path):
     device = rm.Device(rm.RemoteConfig.create("device"))
     _, links, sent, reused = rm.upload(device, [rm.Upload(folder)])
     key = rm.content_key(folder)
-    assert sent == ["images"] and not reused and links == {"in0/images": f"{key}/images"}
-    assert (remote["cache"] / key / "images" / "0" / "a.png").read_bytes() == b"not really a png"
+    assert sent == ["images"] and not reused and links == {"in0/images": f"{key}/{rm.BLOB}"}
+    assert (remote["cache"] / key / rm.BLOB / "0" / "a.png").read_bytes() == b"not really a png"
     assert rm.upload(device, [rm.Upload(folder)])[2:] == ([], ["images"])
+
+
+def test_a_folder_cut_short_at_a_file_boundary_is_not_kept(remote, tmp_path, monkeypatch):
+    """tar extracts a stream cut between two files without an error: the device checks the folder
+    against its content key before keeping it."""
+    from vitdeploy import remote as rm
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(bytes([i]) * 1000)
+    real = rm._tar_chunks
+
+    def cut(path):  # every file but the last, then the tar's end: a clean-looking, short archive
+        import io
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w|") as tar:
+            for p in sorted(path.rglob("*"))[:-1]:
+                tar.add(p, arcname=p.relative_to(path).as_posix(), recursive=False)
+        yield buf.getvalue()
+
+    monkeypatch.setattr(rm, "_tar_chunks", cut)
+    device = rm.Device(rm.RemoteConfig.create("device", str(remote["venv"] / "bin" / "python")))
+    with pytest.raises(rm.RemoteError, match="arrived incomplete"):
+        rm.upload(device, [rm.Upload(folder)])
+    key = rm.content_key(folder)
+    assert not (remote["cache"] / key / rm.BLOB).exists() and not _partials(remote["cache"])
+    monkeypatch.setattr(rm, "_tar_chunks", real)
+    _, _, sent, _ = rm.upload(device, [rm.Upload(folder)])
+    assert sent == ["calib"] and sorted(p.name for p in (remote["cache"] / key / rm.BLOB).iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_equal_files_under_two_names_both_reach_the_job(cli, remote, tmp_path):
+    """One blob per content, linked under every name: a copy of an input is not a dangling link."""
+    model = tiny_onnx(tmp_path)
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(model, copy)
+    rc, out, err = cli("bench", model, copy, "--iterations", "2", "--warmup", "0", "--json", "--remote", "device",
+                       "--remote-python", remote["venv"] / "bin" / "python")
+    assert rc == 0, err
+    assert [r["artifact"] for r in json.loads(out)["results"]] == ["tiny.onnx", "copy.onnx"]
+
+
+def test_device_python_under_home_is_expanded_there(remote):
+    from vitdeploy import remote as rm
+
+    assert rm.shell_path("~/venv/bin/python") == '"$HOME"/venv/bin/python'
+    assert rm.shell_path("/opt/v b/python") == "'/opt/v b/python'"
+
+
+def test_a_list_of_image_paths_is_refused_with_remote(cli, remote, tmp_path):
+    model = tiny_onnx(tmp_path)
+    (tmp_path / "list.txt").write_text("a.png\n")
+    rc, _, err = cli("validate", model, model, "--data", tmp_path / "list.txt", "--remote", "device")
+    assert rc == 2 and "names files on this machine" in err and "Traceback" not in err

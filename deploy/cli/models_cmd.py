@@ -73,7 +73,7 @@ def models(
         return
     console.print(_listing_table(rows))
     console.print("[dim]top-1: ImageNet-1k as reported by the paper or official repository; "
-                  "*_test: test-sized, random weights only; all fields: --json or `models show NAME`[/]")
+                  "*_test: test-sized, random weights only; all fields (needs torch): --json or `models show NAME`[/]")
 
 
 @app.command("show")

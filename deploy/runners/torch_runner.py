@@ -56,6 +56,7 @@ class CudaTorchRunner(TorchRunner):
             raise MissingDependencyError(f"torch {self.torch.__version__} here sees no CUDA GPU: install a CUDA "
                                          "build of torch, or use --backend torch (CPU)")
         super().activate()
+        self.torch.cuda.reset_peak_memory_stats(self.device)  # this runner's peak, not the process's so far
         self._resident: tuple[tuple[int, ...], object] | None = None
 
     def _events(self):
