@@ -231,7 +231,8 @@ def plot_figure(doc: dict[str, Any]):
     matplotlib = require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+    from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator,
+                                   ScalarFormatter)
 
     def plain() -> ScalarFormatter:  # plain decimals: no "+1.0" offset, no ×10ⁿ multiplier
         f = ScalarFormatter(useOffset=False)
@@ -275,6 +276,9 @@ def plot_figure(doc: dict[str, Any]):
     positive = [v for v in all_lat if v > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, 50 ...: plain numbers
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())  # no "3×10²" on the minor ticks
         ax.set_ylabel("latency per call, p50 (ms, log scale)")
     else:
         ax.set_ylim(0, 1.15 * max(all_lat) if all_lat and max(all_lat) > 0 else 1.0)
@@ -283,7 +287,8 @@ def plot_figure(doc: dict[str, Any]):
     ax.set_xlabel("batch size (images per call, log scale)")
     ax.set_title("Latency vs batch (line: p50, band: p50 to p90)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=9, loc="upper left")
+    # below the axes: inside, it hid the value labels of the slowest artifact at the smallest batch
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1 if two else 2, frameon=False)
 
     if two:
         ax2 = fig.add_subplot(1, 2, 2)
