@@ -416,7 +416,7 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
         tensors = float_tensor_names(model)
         subset = ctx.samples[: min(len(ctx.samples), 64)]
         collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
-                                                    progress)
+                                                    progress, label="FP16 range statistics")
         reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()},
                                        {t: s.tiny_fraction for t, s in collected.items()})
         overflow = list(reasons)
@@ -475,10 +475,10 @@ def _gate(accuracy: dict, precision: str, meaningful_top1: bool) -> dict:
 
 
 def _statistics(ctx: _Context, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
-                steps: Steps, progress):
+                steps: Steps, progress, label: str = "activation statistics"):
     key = stats.stats_key(ctx.model_digest, data_digest, tensors)
     path = stats.cache_dir() / f"{key}.npz"
-    with steps.step("activation statistics") as rec:
+    with steps.step(label) as rec:
         collected = stats.load_stats(path)
         if collected is not None and all(t in collected for t in tensors):
             rec.detail = "from cache"

@@ -104,8 +104,8 @@ def _table(doc: dict) -> None:
         return table
 
     console.print(tables.fitted(build))
-    console.print("[dim]cos min: minimum cosine over samples; agree: top-1 agreement with the reference; "
-                  "drop: top-1 points lost[/]")
+    console.print("[dim]cos min: minimum cosine over samples; agree: top-1 agreement with the reference"
+                  + ("; drop: top-1 points lost" if labels else "") + "[/]")
     for c in doc["candidates"]:
         if not c["passed"]:
             console.print(f"[red]FAIL[/] {escape(c['artifact'])}: {escape('; '.join(c['failures']))}", highlight=False)
