@@ -445,10 +445,11 @@ def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_clas
     if gate["passed"]:
         return
     if config.gate:
+        few = next((w.split(", INT8")[0] for w in warnings if w.startswith("only ")), None)  # the likely cause, said here
         raise ValueMismatchError(f"{config.precision.upper()} fails its default thresholds on {accuracy['samples']} "
-                                 f"samples: {'; '.join(gate['failures'])}; nothing written (--no-gate writes it anyway)",
-                                 figures=accuracy["vs_fp32"])
-    warnings.append(f"written despite failing its thresholds (--no-gate): {'; '.join(gate['failures'])}")
+                                 f"samples: {'; '.join(gate['failures'])}" + (f" ({few})" if few else "")
+                                 + "; nothing written (--no-gate writes it anyway)", figures=accuracy["vs_fp32"])
+    warnings.append(f"written although it fails its default thresholds: {'; '.join(gate['failures'])}")
 
 
 def _gate(accuracy: dict, precision: str, meaningful_top1: bool) -> dict:

@@ -32,7 +32,7 @@ BUILD_TIME_REWRITES = {
 class Finding:
     target: str
     severity: str  # "error": the parser/builder refuses; "warning": builds with a caveat; "info": handled by build-engine
-    kind: str  # "opset" | "op" | "dtype" | "int64" | "dynamic" | "rewrite"
+    kind: str  # "opset" | "form" | "op" | "dtype" | "int64" | "dynamic" | "rewrite"
     subject: str
     message: str
 
@@ -164,6 +164,17 @@ class _GraphFacts:
         return self._cache[tensor]
 
 
+def _zero_point_dtypes(facts: "_GraphFacts", nodes: list) -> set[str]:
+    """The element types of the Q/DQ zero points in the graph ("uint8" marks the ort-cpu form)."""
+    found = set()
+    for n in nodes:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.inputs) > 2 and n.inputs[2]:
+            dt = n.dtype(n.inputs[2])
+            if dt is not None:
+                found.add(str(dt).lower())
+    return found
+
+
 def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding]]:
     """Findings per target for a loaded ONNX ModelProto."""
     onnx = onnx_utils.onnx_module()
@@ -203,9 +214,16 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
                                    f"{count} {op} node(s): data-dependent shapes/control flow left in the graph"))
         from vitdeploy.trt_support import node_violations
 
+        by_op: dict[str, list[str]] = {}
         for node in nodes:  # the form of ops the parser takes only in some forms
             if node.op_type in support.supported_ops:
-                out.extend(Finding(target, "error", "op", node.op_type, msg) for msg in node_violations(target, node))
+                by_op.setdefault(node.op_type, []).extend(node_violations(target, node))
+        if "uint8" in _zero_point_dtypes(facts, nodes):
+            out.insert(0, Finding(target, "error", "form", "ort-cpu INT8",  # first: what to do about all the rest
+                               "UINT8 zero points: the ort-cpu INT8 form, which TensorRT cannot build; "
+                               "quantize again with --target trt"))
+        for op, msgs in by_op.items():
+            out.extend(Finding(target, "error", "op", op, msg) for msg in msgs)
         for dtype, where in sorted(dtypes.items()):
             if dtype in support.unsupported_dtypes:
                 sample = ", ".join(sorted(where)[:3])
@@ -222,6 +240,21 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
                                    f"input {v['name']} has dynamic axes {dynamic}: only the batch axis should be dynamic"))
         results[target] = out
     return results
+
+
+def shown(findings: list[Finding], per_op: int = 3) -> list[Finding]:
+    """The findings a table shows: at most ``per_op`` node-level findings per target and op type, then
+    one line counting the rest (hundreds of Q/DQ nodes alike say one thing; --json keeps them all)."""
+    out, seen = [], {}
+    for f in findings:
+        key = (f.target, f.kind, f.subject)
+        seen[key] = seen.get(key, 0) + 1
+        if f.kind != "op" or seen[key] <= per_op:
+            out.append(f)
+    for (target, kind, subject), n in seen.items():
+        if kind == "op" and n > per_op:
+            out.append(Finding(target, "error", kind, subject, f"... and {n - per_op} more {subject} finding(s) like these"))
+    return out
 
 
 def blocking(results: dict[str, list[Finding]]) -> dict[str, list[Finding]]:

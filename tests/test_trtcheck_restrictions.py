@@ -334,3 +334,24 @@ def test_restriction_table_is_data_keyed_by_op_and_version():
 def test_ort_target_has_no_restrictions():
     m = _einsum("...id,...jd->...ij", [1, 2, 5, 4], [1, 2, 5, 4], [1, 2, 5, 5])
     assert trtcheck.check(m, ["ort"]) == {"ort": []}
+
+
+def test_the_ort_cpu_form_is_named_first_as_build_engine_names_it():
+    """UINT8 zero points are the ort-cpu INT8 form: check says so first, on every target, as build-engine
+    refuses it; the node-level findings follow."""
+    s = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s")
+    zpu = numpy_helper.from_array(np.array(128, dtype=np.uint8), "zpu")
+    q = helper.make_node("QuantizeLinear", ["x", "s", "zpu"], ["q"], name="q")
+    dq = helper.make_node("DequantizeLinear", ["q", "s", "zpu"], ["y"], name="dq")
+    m = _model([q, dq], [_vi("x", [4])], [_vi("y", [4])], [s, zpu], opset=13)
+    for target, findings in trtcheck.check(m, list(ALL)).items():
+        assert (findings[0].kind, findings[0].subject) == ("form", "ort-cpu INT8"), target
+        assert "--target trt" in findings[0].message
+
+
+def test_the_table_shows_three_findings_per_op_kind_and_counts_the_rest():
+    many = [trtcheck.Finding("trt10", "error", "op", "QuantizeLinear", f"QuantizeLinear q{i}: ...") for i in range(7)]
+    other = trtcheck.Finding("trt10", "error", "form", "ort-cpu INT8", "the ort-cpu form")
+    shown = trtcheck.shown([other, *many])
+    assert [f.message for f in shown] == ["the ort-cpu form", "QuantizeLinear q0: ...", "QuantizeLinear q1: ...",
+                                          "QuantizeLinear q2: ...", "... and 4 more QuantizeLinear finding(s) like these"]

@@ -52,6 +52,8 @@ def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
 
 
 def _findings_table(findings: dict) -> Table:
+    from vitdeploy.trtcheck import shown
+
     table = tables.table("TensorRT readiness")
     for c in ("target", "severity", "kind"):
         table.add_column(c, no_wrap=True)
@@ -59,7 +61,7 @@ def _findings_table(findings: dict) -> Table:
     for target, fs in findings.items():
         if not fs:
             table.add_row(target, "[green]ok[/]", "", "no findings")
-        for f in fs:
+        for f in shown(fs):
             color = {"error": "red", "warning": "yellow"}.get(f.severity, "dim")
             table.add_row(target, f"[{color}]{f.severity}[/]", f.kind, f.message)
     return table
