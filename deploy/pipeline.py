@@ -264,7 +264,11 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
                                  {k: asdict(v) for k, v in limits.items()}, drops, config.on_error, "v/2"),
              [vpath], do_validate)
     vdoc = vdoc or json.loads(vpath.read_text())
-    judged_on = f"{vdoc['data']['samples']} {which}"
+    n = vdoc["data"]["samples"]
+    judged_on = f"{n} {which.replace('images', 'image', 1) if n == 1 else which}"
+    if n < MIN_VERDICT_SAMPLES:
+        warnings.append(f"the verdicts rest on {n} image{'s' * (n != 1)}: too few to tell a real change from chance; "
+                        f"give more images (--calib, or --data) for at least {MIN_VERDICT_SAMPLES}")
 
     # 5. bench
     from vitdeploy.bench import BenchConfig, run_bench
@@ -299,6 +303,9 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         write_json_atomic(out / "report.json", report)
         write_bytes_atomic(out / "report.md", report_markdown(report).encode())
     return report
+
+
+MIN_VERDICT_SAMPLES = 20  # below this, one flipped image moves agreement by more than 5 points
 
 
 def _validation_data(config: DeployConfig, calib: Path) -> tuple[int | None, str]:
