@@ -262,9 +262,9 @@ def plot_figure(doc: dict[str, Any]):
         ax.plot(xs, p50, marker="o", color=color, linewidth=2,
                 label=f"{label} ({a.get('precision', rows[0]['precision'])}, {a.get('backend', rows[0]['backend'])})")
         ax.fill_between(xs, p50, p90, color=color, alpha=0.15, linewidth=0)
-        if len(by_art) <= 3:  # value labels: first artifact below its line, the others above
-            dy = -13 if i == 0 else 7
-            labels += [ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, dy), ha="center",
+        if len(by_art) == 1:  # value labels for one line only: several lines meet at small batches, where
+            # labels pile onto each other and onto the markers (the figures are in the table and report.md)
+            labels += [ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, 7), ha="center",
                                    fontsize=8, color=color) for x, y in zip(xs, p50)]
     batches = sorted({int(r["batch"]) for r in doc["results"]})
     ax.set_xscale("log", base=2)

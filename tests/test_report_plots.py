@@ -70,12 +70,13 @@ def test_equal_top1_drops(tmp_path):
 
 
 def test_close_points_labels_do_not_overlap(tmp_path):
-    # three artifacts within 1 % of each other at every batch (9 value labels), two accuracy points a hair apart
+    # three artifacts within 1 % of each other at every batch, two accuracy points a hair apart: the latency
+    # values are not labelled on several lines (they met on the markers), the accuracy points are
     lat = {"vit.fp32": [1.00, 4.00, 15.0], "vit.fp16": [1.01, 4.02, 15.1], "vit.int8": [0.99, 3.98, 14.9]}
     acc = {"vit.fp16": {"precision": "fp16", "cosine": 0.99999}, "vit.int8": {"precision": "int8", "cosine": 0.999985}}
     doc = _doc(lat, acc)
     fig = R.plot_figure(doc)
-    assert _no_overlap(fig) == 9 + 2  # every latency value and every point still labelled
+    assert _no_overlap(fig) == 2  # every accuracy point still labelled
     _no_offset(fig)
     assert R.write_plot(doc, tmp_path / "close.png").stat().st_size > 0
 
