@@ -224,6 +224,27 @@ def write_plot(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def _plain():
+    """A tick formatter of plain decimals: no "+1.0" offset, no shared ×10ⁿ multiplier."""
+    from matplotlib.ticker import ScalarFormatter
+
+    f = ScalarFormatter(useOffset=False)
+    f.set_scientific(False)
+    return f
+
+
+def _batch_axis(ax, batches: list[int]) -> None:
+    """A log2 x axis with a tick and a label at each benchmarked batch size, and room around a single one."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(batches))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(b) for b in batches])
+    if len(batches) == 1:
+        ax.set_xlim(batches[0] / 2, batches[0] * 2)
+
+
 def plot_figure(doc: dict[str, Any]):
     """Figure: p50 latency vs batch per artifact (log x); with an accuracy section, a second panel of
     accuracy drop (or 1 - cosine) vs speedup per precision, each point labelled. Labels are moved
@@ -231,13 +252,7 @@ def plot_figure(doc: dict[str, Any]):
     matplotlib = require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator,
-                                   ScalarFormatter)
-
-    def plain() -> ScalarFormatter:  # plain decimals: no "+1.0" offset, no ×10ⁿ multiplier
-        f = ScalarFormatter(useOffset=False)
-        f.set_scientific(False)
-        return f
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     points, ylabel, acc_batch = _accuracy_points(doc)
     two = bool(points)
@@ -266,13 +281,7 @@ def plot_figure(doc: dict[str, Any]):
             # labels pile onto each other and onto the markers (the figures are in the table and report.md)
             labels += [ax.annotate(_ms(y), (x, y), textcoords="offset points", xytext=(0, 7), ha="center",
                                    fontsize=8, color=color) for x, y in zip(xs, p50)]
-    batches = sorted({int(r["batch"]) for r in doc["results"]})
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(batches))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(b) for b in batches])
-    if len(batches) == 1:
-        ax.set_xlim(batches[0] / 2, batches[0] * 2)
+    _batch_axis(ax, sorted({int(r["batch"]) for r in doc["results"]}))
     positive = [v for v in all_lat if v > 0]
     if positive and max(positive) / min(positive) > 20:
         ax.set_yscale("log")
@@ -282,7 +291,7 @@ def plot_figure(doc: dict[str, Any]):
         ax.set_ylabel("latency per call, p50 (ms, log scale)")
     else:
         ax.set_ylim(0, 1.15 * max(all_lat) if all_lat and max(all_lat) > 0 else 1.0)
-        ax.yaxis.set_major_formatter(plain())
+        ax.yaxis.set_major_formatter(_plain())
         ax.set_ylabel("latency per call, p50 (ms)")
     ax.set_xlabel("batch size (images per call, log scale)")
     ax.set_title("Latency vs batch (line: p50, band: p50 to p90)")
@@ -311,8 +320,8 @@ def plot_figure(doc: dict[str, Any]):
         ax2.margins(0.2)
         _widen_flat(ax2.set_xlim, [p["speedup"] for p in points], 0.1)
         _widen_flat(ax2.set_ylim, [p["y"] for p in points], 1.0 if ylabel.startswith("top-1") else 1e-6)
-        ax2.xaxis.set_major_formatter(plain())
-        ax2.yaxis.set_major_formatter(plain())
+        ax2.xaxis.set_major_formatter(_plain())
+        ax2.yaxis.set_major_formatter(_plain())
     fig.suptitle(f"vitdeploy bench: {environment_label(doc)}", fontsize=10)
     _spread_labels(fig, labels)
     return fig
@@ -467,7 +476,6 @@ def write_fleet_plot(r: dict[str, Any], path: str | os.PathLike) -> Path:
     matplotlib = require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     precisions, batches = r["precisions"], r["batches"]
     fig = Figure(figsize=(4.5 * len(precisions) + 1, 4.6), dpi=110, layout="constrained")
@@ -484,15 +492,8 @@ def write_fleet_plot(r: dict[str, Any], path: str | os.PathLike) -> Path:
                 ax.plot(*zip(*points), marker="o", color=colors(k % 10), linewidth=2,
                         label=f"{dev['name']} (TensorRT {dev.get('tensorrt') or '?'})")
                 top = max(top, *(y for _, y in points))
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_locator(FixedLocator(batches))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([str(b) for b in batches])
-        if len(batches) == 1:
-            ax.set_xlim(batches[0] / 2, batches[0] * 2)
-        formatter = ScalarFormatter(useOffset=False)
-        formatter.set_scientific(False)
-        ax.yaxis.set_major_formatter(formatter)
+        _batch_axis(ax, batches)
+        ax.yaxis.set_major_formatter(_plain())
         ax.set_title(p)
         ax.set_xlabel("batch size (log scale)")
         ax.grid(True, alpha=0.3)

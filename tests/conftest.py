@@ -199,3 +199,11 @@ def dropping_python(device, fake_trt_python):
         f'exec {fake_trt_python} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
+
+
+@pytest.fixture(scope="module")
+def digit_data(tmp_path_factory):
+    """scikit-learn's digits split for training and held-out evaluation (tests/digits.py)."""
+    import digits
+
+    return digits.split_digit_data(tmp_path_factory.mktemp("digits"))

@@ -86,3 +86,11 @@ def train(model, x: np.ndarray, y: np.ndarray, seconds: float = 30.0, seed: int 
     model.eval()
     model.train_steps = step
     return model
+
+
+def split_digit_data(root: Path, size: int = 32) -> tuple[list[Image.Image], np.ndarray, np.ndarray, np.ndarray, Path]:
+    """The digits at ``size`` px, a seeded train/test split, and the train split written as an image
+    folder under ``root`` (class subfolders): (images, labels, train_idx, test_idx, train folder)."""
+    images, labels = digit_images(size)
+    train_idx, test_idx = split(len(images))
+    return images, labels, train_idx, test_idx, write_image_folder(root / "train", images, labels, train_idx)

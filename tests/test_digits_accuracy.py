@@ -21,15 +21,6 @@ FAMILY_TINY = digits.TINY_VARIANTS
 TRAIN_STEPS = 900  # ~25 s on one free core; a step budget keeps results independent of machine load
 
 
-@pytest.fixture(scope="module")
-def digit_data(tmp_path_factory):
-    images, labels = digits.digit_images(32)
-    train_idx, test_idx = digits.split(len(images))
-    root = tmp_path_factory.mktemp("digits")
-    calib = digits.write_image_folder(root / "train", images, labels, train_idx)
-    return images, labels, train_idx, test_idx, calib
-
-
 def _ort_logits(path, x):
     import onnx
 

@@ -105,15 +105,6 @@ def test_torch_cuda_runner_matches_cpu_and_times():
         assert r["device"]["end_to_end_ms"]["p50"] > 0 and r["device"]["device_only_ms"]["p50"] > 0
 
 
-@pytest.fixture(scope="module")
-def digit_data(tmp_path_factory):
-    images, labels = digits.digit_images(32)
-    train_idx, test_idx = digits.split(len(images))
-    root = tmp_path_factory.mktemp("digits")
-    calib = digits.write_image_folder(root / "train", images, labels, train_idx)
-    return images, labels, train_idx, test_idx, calib
-
-
 def _logits(path, x: np.ndarray, providers: tuple[str, ...], fp16_rounding: bool = False) -> np.ndarray:
     from vitdeploy.runners.ort import OnnxRuntimeRunner
 
