@@ -28,6 +28,7 @@ def digit_folders(tmp_path_factory):
             digits.write_image_folder(root / "val", images, labels, test_idx[:120]), root / "vit.pth")
 
 
+@pytest.mark.slow  # trains a model (~20 s)
 def test_deploy_registered_model_report_and_resume(cli, tmp_path, digit_folders, monkeypatch):
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     calib, val, ckpt = digit_folders

@@ -114,7 +114,7 @@ def test_captured_takes_every_channel_and_gives_it_back(capfd):
     assert capfd.readouterr() == ("after\n", "fd 2 is back\n")
 
 
-@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+@pytest.mark.parametrize("exporter", ["legacy", pytest.param("dynamo", marks=pytest.mark.slow)])  # dynamo: ~10 s
 def test_export_stderr_has_only_vitdeploy_lines(tmp_path, exporter):
     """A real process, so Python warnings, torch's log handlers and C++ writes all reach its stderr."""
     out = tmp_path / "enc.onnx"

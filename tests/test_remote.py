@@ -38,6 +38,7 @@ def test_unreachable_device_is_exit_11(cli, remote, tmp_path):
     assert rc == 11 and "cannot reach" in err
 
 
+@pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv
 def test_remote_build_comes_back_with_matching_hashes(cli, remote, fake_trt_python, tmp_path):
     from vitdeploy.io import read_manifest, sha256_file
 
@@ -106,6 +107,7 @@ def _strip(doc):
     return type(doc).__name__ if not isinstance(doc, (int, float)) or isinstance(doc, bool) else "number"
 
 
+@pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv
 def test_remote_bench_matches_local_structure(cli, remote, tmp_path):
     model = tiny_onnx(tmp_path)
     args = ("bench", model, "--batch", "1,2", "--iterations", "3", "--warmup", "1", "--json")
@@ -121,6 +123,7 @@ def test_remote_bench_matches_local_structure(cli, remote, tmp_path):
     assert rc == 0 and "batch 2 (latency in ms)" in out
 
 
+@pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv
 def test_remote_validate_sends_data_or_uses_a_device_path(cli, remote, tmp_path):
     model = tiny_onnx(tmp_path)
     rng = np.random.default_rng(0)
@@ -209,6 +212,7 @@ def test_a_folder_cut_short_at_a_file_boundary_is_not_kept(remote, tmp_path, mon
     assert sent == ["calib"] and sorted(p.name for p in (remote["cache"] / key / rm.BLOB).iterdir()) == ["0.png", "1.png", "2.png"]
 
 
+@pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv
 def test_equal_files_under_two_names_both_reach_the_job(cli, remote, tmp_path):
     """One blob per content, linked under every name: a copy of an input is not a dangling link."""
     model = tiny_onnx(tmp_path)
