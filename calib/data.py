@@ -380,7 +380,7 @@ def chance_warning(top1: float, samples: int, num_classes: int) -> str:
             "is untrained); top-1 figures are not meaningful and not counted")
 
 
-def _fits(model: tuple[int, ...], got: tuple[int, ...]) -> bool:
+def fits(model: tuple[int, ...], got: tuple[int, ...]) -> bool:
     """Whether samples of shape ``got`` fit a model input ``model`` whose dynamic dimensions are -1."""
     return len(model) == len(got) and all(m in (-1, g) for m, g in zip(model, got))
 
@@ -404,12 +404,12 @@ def check_shape(ds: Dataset, pre: Preprocess, model_shape: tuple[int, ...] | Non
             raise InputError(f"{Path(ds.source).name}: images are preprocessed to N,C,H,W; {nhwc_model}")
         return
     got = tuple(ds.array.shape[1:])  # type: ignore[union-attr]
-    if _fits(want, got):
+    if fits(want, got):
         return
-    if len(got) == 3 and _fits(want, (got[2], got[0], got[1])):
+    if len(got) == 3 and fits(want, (got[2], got[0], got[1])):
         raise InputError(f"{ds.source}: samples are {got}, channels last (N,H,W,C); the model takes N,C,H,W "
                          f"{want}: save x.transpose(0, 3, 1, 2)")
-    if len(got) == 3 and _fits(want, (got[1], got[2], got[0])):
+    if len(got) == 3 and fits(want, (got[1], got[2], got[0])):
         raise InputError(f"{ds.source}: samples are N,C,H,W {got}; {nhwc_model}, or save x.transpose(0, 2, 3, 1)")
     raise InputError(f"{ds.source}: samples are {got} but the model takes {want} "
                      "(a .npy/.npz must be preprocessed already)")

@@ -126,9 +126,8 @@ def holdout_split(n: int, samples: int, holdout: int | None, seed: int) -> tuple
     """Disjoint calibration and held-out indices, deterministic in ``seed``."""
     order = np.random.default_rng(seed).permutation(n)
     hold = holdout if holdout is not None else int(np.clip(samples // 8, 8, 256))
-    hold = min(hold, n // 2) if n > 1 else 0
-    calib = order[hold: hold + samples] if n > hold else order
-    return np.sort(calib), np.sort(order[:hold])
+    hold = min(hold, n // 2)  # at most half: what --holdout may ask (deploy/cli/options.check_holdout)
+    return np.sort(order[hold: hold + samples]), np.sort(order[:hold])
 
 
 def _evaluate(ref_model: bytes, cand_model: bytes, batches: Iterable[tuple[np.ndarray, np.ndarray | None]],
@@ -213,6 +212,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     data_info = hold_labels = None
     hold_idx = np.empty(0, dtype=np.int64)
     data_source, synthetic = config.calib, False
+    few: str | None = None  # a calibration set too small for INT8: the likely cause of a failed gate
     if data_source is None and config.precision == "fp16" and pre.normalisation_known:
         # FP16 ranges need image-like data: without --calib, the built-in synthetic sample beats
         # none (T2T-ViT's Performer features underflow FP16 on images, not on random noise).
@@ -241,9 +241,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 hold_labels = lmap.labels if lmap.meaningful else None
             ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
-                warnings.append(f"only {len(samples)} calibration images ({len(ds)} available, "
-                                f"{len(hold_idx)} held out): below {MIN_INT8_SAMPLES}, INT8 "
-                                "ranges fit those few images rather than your data; give a few hundred")
+                few = (f"only {len(samples)} calibration images ({len(ds)} available, {len(hold_idx)} held out): "
+                       f"below {MIN_INT8_SAMPLES}")
+                warnings.append(f"{few}, INT8 ranges fit those few images rather than your data; give a few hundred")
             elif len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
                                 f"({len(ds)} available, {len(hold_idx)} held out, "
@@ -291,7 +291,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                                      f"{accuracy['data'].split(' (')[0]} (max abs {vs['max_abs']:.3g}); nothing written",
                                      figures=vs)
         _judge(accuracy, config, parent, num_classes, real_data=len(hold_idx) > 0 and not synthetic,
-               warnings=warnings)
+               warnings=warnings, few=few)
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
@@ -427,7 +427,7 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
 
 
 def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_classes: int | None, real_data: bool,
-           warnings: list[str]) -> None:
+           warnings: list[str], few: str | None = None) -> None:
     """Set ``accuracy["gate"]``; raise ValueMismatchError (exit 6, nothing written) when the result
     fails it and ``config.gate``. Labels on which the FP32 model scores at chance are moved to
     ``accuracy["unusable_labels"]``; top-1 counts only with trained weights on real held-out images."""
@@ -445,7 +445,6 @@ def _judge(accuracy: dict, config: QuantizeConfig, parent: dict | None, num_clas
     if gate["passed"]:
         return
     if config.gate:
-        few = next((w.split(", INT8")[0] for w in warnings if w.startswith("only ")), None)  # the likely cause, said here
         raise ValueMismatchError(f"{config.precision.upper()} fails its default thresholds on {accuracy['samples']} "
                                  f"samples: {'; '.join(gate['failures'])}" + (f" ({few})" if few else "")
                                  + "; nothing written (--no-gate writes it anyway)", figures=accuracy["vs_fp32"])

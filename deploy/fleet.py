@@ -36,6 +36,7 @@ from vitdeploy.errors import (
 )
 from vitdeploy.io import (
     manifest_path,
+    read_manifest,
     sha256_file,
     write_bytes_atomic,
     write_json_atomic,
@@ -151,8 +152,13 @@ def run_fleet(config: DeployConfig, inputs: FleetInputs, notes: list[str], skipp
     from vitdeploy import report as R
     from vitdeploy.pipeline import gated
 
+    from vitdeploy.pipeline import _digest
+
+    thresholds = Path(config.thresholds) if config.thresholds and Path(config.thresholds).is_file() else config.thresholds
+    shared = _digest(*inputs.artifacts.values(), inputs.data, inputs.samples, thresholds, config.on_error,
+                     config.batches, config.iterations, config.warmup)  # hashed once, not once per device
     with ThreadPoolExecutor(max_workers=len(config.devices)) as pool:
-        entries = list(pool.map(lambda spec: _device(spec, config, inputs, steps), config.devices))
+        entries = list(pool.map(lambda spec: _device(spec, config, inputs, thresholds, shared, steps), config.devices))
     ok = [e for e in entries if e["status"] == "ok"]
     data = dict(ok[0]["validation_data"]) if ok else {}
     report = {
@@ -161,7 +167,8 @@ def run_fleet(config: DeployConfig, inputs: FleetInputs, notes: list[str], skipp
         "calibration": str(config.calib) if config.calib else "built-in synthetic sample",
         "validation_data": {**data, "judged_on": f"{data.get('samples', '?')} {inputs.which}"},
         "precisions": list(inputs.artifacts), "batches": list(config.batches),
-        "artifacts": {p: {"artifact": a.name, "sha256": sha256_file(a)} for p, a in inputs.artifacts.items()},
+        "artifacts": {p: {"artifact": a.name, "sha256": (read_manifest(a) or {}).get("sha256") or sha256_file(a)}
+                      for p, a in inputs.artifacts.items()},
         "devices": entries, "notes": notes,
         "warnings": warnings + [w for e in entries for w in e.get("warnings", [])],
         "steps_skipped": skipped, "failed": [e["name"] for e in entries if e["status"] == "failed"],
@@ -192,15 +199,15 @@ def check_fleet(report: dict[str, Any], out: Path) -> None:
         raise ParityError(f"{', '.join(bad)} failed validation; see {out / 'report.md'}")
 
 
-def _device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, steps: Steps) -> dict[str, Any]:
-    """One device's entry: its stored result when unchanged, else a fresh run; a failure is an entry too."""
+def _device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, thresholds: str | Path | None, shared: str,
+            steps: Steps) -> dict[str, Any]:
+    """One device's entry: its stored result when unchanged (``shared``: the digest of what every
+    device gets), else a fresh run; a failure is an entry too."""
     from vitdeploy.pipeline import _digest
 
     folder = config.out / DEVICES_DIR / spec.name
     result = folder / RESULT_FILE
-    thresholds = Path(config.thresholds) if config.thresholds and Path(config.thresholds).is_file() else config.thresholds
-    digest = _digest(*inputs.artifacts.values(), inputs.data, inputs.samples, thresholds, config.on_error,
-                     config.batches, config.iterations, config.warmup, asdict(spec), "fleet/1")
+    digest = _digest(shared, asdict(spec), "fleet/2")
     previous = _stored(result, digest, config.out) if not config.force else None
     if previous is not None:
         with steps.step(f"{spec.name}: unchanged, skipped"):
@@ -263,12 +270,11 @@ def _run_device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, fol
             ["bench", *names, "--batch", ",".join(map(str, config.batches)), "--iterations", str(config.iterations),
              "--warmup", str(config.warmup)]))
         vdoc, bdoc, env = job.relabel(vdoc), job.relabel(bdoc), job.env
-    for e in engines.values():
-        check_fetched(e, spec.host)
+    manifests = {p: check_fetched(e, spec.host) for p, e in engines.items()}  # hashes checked once, here
     judged = f"{vdoc['data']['samples']} {inputs.which}"
     rows = build_report(config, artifacts, engines, vdoc, bdoc, [], [], judged, [])["precisions"]
     for row in rows:  # the engine, then its ONNX's chain here (the engine's manifest names the device's copy)
-        row["manifest_chain"] = _chain(engines[row["precision"]])[:1] + _chain(artifacts[row["precision"]])
+        row["manifest_chain"] = row["manifest_chain"][:1] + _chain(artifacts[row["precision"]])
     jetson = env.get("jetson") or {}
     gpus = env.get("gpus") or []
     warning = power_mode_warning(spec, jetson.get("power_mode"))
@@ -276,9 +282,11 @@ def _run_device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, fol
         "name": spec.name, "host": spec.host, "status": "ok", "error": None,
         "tensorrt": ((env.get("packages") or {}).get("tensorrt") or {}).get("version"),
         "jetpack": jetson.get("jetpack"), "l4t": jetson.get("l4t"), "power_mode": jetson.get("power_mode"),
-        "expected_power_mode": spec.power_mode, "gpu": gpus[0].get("name") if gpus else None,
+        "expected_power_mode": spec.power_mode, "power_mode_ok": warning is None,
+        "gpu": gpus[0].get("name") if gpus else None,
         "conditions": f"{conditions(spec.host, env)}; {steps_done}", "validation_data": vdoc["data"],
         "passed": vdoc.get("passed", True), "precisions": rows,
         "warnings": ([warning] if warning else []) + [f"{spec.name}: {w}" for w in bdoc.get("warnings", [])],
-        "engines": {p: {"path": e.relative_to(config.out).as_posix(), "sha256": sha256_file(e)} for p, e in engines.items()},
+        "engines": {p: {"path": e.relative_to(config.out).as_posix(), "sha256": manifests[p]["sha256"]}
+                    for p, e in engines.items()},
     }

@@ -24,6 +24,7 @@ with the remote exit code and its one-line message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -124,13 +125,24 @@ def shell_path(path: str) -> str:
 
 
 def content_key(path: Path) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list."""
+    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list. Each file is read
+    once per process while unchanged: a fleet's device threads share the dataset's hashes."""
     if not path.is_dir():
-        return sha256_file(path)
+        return _sha256(path)
     h = hashlib.sha256()
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n".encode())
+        h.update(f"{p.relative_to(path).as_posix()}\0{_sha256(p)}\n".encode())
     return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # keyed by what changes when the file does
+    return sha256_file(path)
 
 
 def _stream(proc: subprocess.Popen, chunks: Iterable[bytes]) -> None:

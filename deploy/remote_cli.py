@@ -61,6 +61,8 @@ def command_argv(convert: dict[str, Callable[[Any], Any]]) -> list[str | Upload]
 
 
 def _run(host: str, python: str | None, argv: list[str | Upload], **kwargs: Any) -> RemoteRun:
+    """Run ``argv`` on the device; TensorRT is required there when an engine is among the files sent."""
+    kwargs.setdefault("need_tensorrt", any(isinstance(a, Upload) and _is_engine(a.path) for a in argv))
     config = RemoteConfig.create(host, python)
     run = run_remote(config, argv, on_send=lambda name: err_console.print(f"sending {escape(name)} to {escape(host)}",
                                                                           highlight=False), **kwargs)
@@ -100,10 +102,7 @@ def build_remote(host: str, python: str | None, config: Any) -> Any:
 
 def bench_remote(host: str, python: str | None) -> dict[str, Any]:
     """bench on the device, with the artifacts given (files sent, zoo names as they are): its bench document."""
-    argv = command_argv({"artifacts": local_file})
-    uploads = [a for a in argv if isinstance(a, Upload)]
-    run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads))
-    return run.doc
+    return _run(host, python, command_argv({"artifacts": local_file})).doc
 
 
 def validate_remote(host: str, python: str | None) -> dict[str, Any]:
@@ -125,6 +124,4 @@ def validate_remote(host: str, python: str | None) -> dict[str, Any]:
 
     argv = command_argv({"reference": local_file, "candidates": local_file, "checkpoint": local_file, "data": data,
                          "thresholds": thresholds})
-    uploads = [a for a in argv if isinstance(a, Upload)]
-    run = _run(host, python, argv, need_tensorrt=any(_is_engine(u.path) for u in uploads), ok_codes=(0, 6))
-    return run.doc
+    return _run(host, python, argv, ok_codes=(0, 6)).doc

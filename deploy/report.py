@@ -406,10 +406,9 @@ def fleet_rows(r: dict[str, Any]) -> tuple[list[str], list[Rows]]:
             return f"FAILED exit {d['error']['exit_code']}"
         return "ok (resumed)" if d.get("resumed") else "ok"
 
-    def power(d: dict[str, Any]) -> str:
-        want = d.get("expected_power_mode")
+    def power(d: dict[str, Any]) -> str:  # the match is the fleet's own (fleet.power_mode_warning)
         got = d.get("power_mode") or "-"
-        return got if not want or got.lower().removeprefix("mode ") == str(want).lower() or got == want else f"{got} (want {want})"
+        return got if d.get("power_mode_ok", True) else f"{got} (want {d.get('expected_power_mode')})"
 
     groups: list[Rows] = [[("status", [status(d) for d in devices]),
                            ("TensorRT", [d.get("tensorrt") or "-" for d in devices]),

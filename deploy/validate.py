@@ -132,11 +132,6 @@ def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
     return tuple(int(d) if d is not None else -1 for d in metas[0].shape[1:]), static_batch(metas)
 
 
-def _fits(model_shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bool:
-    """Whether (C, H, W) samples fit a model input whose dynamic dimensions are -1."""
-    return len(model_shape) == len(sample_shape) and all(m in (-1, s) for m, s in zip(model_shape, sample_shape))
-
-
 def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int]:
     """(chunk size, smallest batch the artifact takes): a static batch, or ``wanted`` clamped to
     the manifest's range (an engine's optimisation profile refuses batches outside it)."""
@@ -310,7 +305,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
             with open_runner(ref_art, config.backends.get(config.reference), config.threads) as ref_runner:
                 ref_shape, ref_static = _input_shape(ref_runner)
                 D.check_shape(ds, pre, ref_shape)  # a layout mismatch (N,H,W,C model) named before anything runs
-                if not _fits(ref_shape, tuple(pre.input_size)):
+                if not D.fits(ref_shape, tuple(pre.input_size)):
                     said = f"the samples of {ds.source} are" if shape_from_data else "its preprocessing says"
                     raise ShapeMismatchError(f"reference {ref_art.label} takes {ref_shape}, {said} {tuple(pre.input_size)}")
                 ref = cache.reference()

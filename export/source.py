@@ -126,10 +126,11 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
     except (UsageError, AssertionError, ValueError, ZeroDivisionError, RuntimeError, IndexError) as exc:
         if not resized:
             raise
+        hint = _sizes_that_run(name, spec.family, int(size[1]))
         if isinstance(exc, UsageError):
-            raise UsageError(f"{exc}{_sizes_that_run(name, spec.family, int(size[1]))}") from exc
+            raise UsageError(f"{exc}{hint}") from exc
         raise UsageError(f"{name} cannot be built for --input-size {','.join(map(str, size))}: "
-                         f"{_first_line(exc)}{_sizes_that_run(name, spec.family, int(size[1]))}") from exc
+                         f"{_first_line(exc)}{hint}") from exc
     report = getattr(model, "vitdeploy_load_report", None)
     notes = list(report.notes) if report is not None else []
     if report is not None and not report.ok:
@@ -185,6 +186,12 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
+def _cwd_importable() -> None:
+    """Like `python -m`: the working directory's modules are importable (a user's factory module)."""
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+
+
 def definition_files(model: str) -> list[Path]:
     """The files whose content defines ``model`` beyond vitdeploy itself: a ``.pt2`` program, or the
     source of a ``package.module:function`` factory's module (so a resumed `deploy` notices an edited
@@ -193,8 +200,7 @@ def definition_files(model: str) -> list[Path]:
         return [Path(model)]
     if ":" not in model:
         return []
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
+    _cwd_importable()
     try:
         spec = importlib.util.find_spec(model.split(":")[0])
     except (ImportError, ValueError):
@@ -206,8 +212,7 @@ def _from_factory(target: str, config: ExportConfig) -> ModelSource:
     import torch
 
     module_name, func_name = target.split(":")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`: the working directory's modules are importable
+    _cwd_importable()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

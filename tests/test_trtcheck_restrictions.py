@@ -53,10 +53,14 @@ def test_ellipsis_einsum_is_an_error_before_10_12_only():
     assert [t for t, fs in blocking.items() if fs] == ["trt8.5", "trt10"]
 
 
-def test_diagonal_einsum():
-    m = _einsum("ii,j->ij", [3, 3], [4], [3, 4])  # 'ii' in one operand: a diagonal
-    what = "diagonal (index 'i' repeated in input 0 'ii') in equation 'ii,j->ij'"
-    assert _op_findings(m) == {
+@pytest.mark.parametrize("equation, shapes, what", [
+    ("ii,j->ij", ([3, 3], [4], [3, 4]),  # 'ii' in one operand: a diagonal
+     "diagonal (index 'i' repeated in input 0 'ii') in equation 'ii,j->ij'"),
+    ("bhid,bhjd->bhij", ([1, 2, 5, 4], [3, 2, 5, 4], [3, 2, 5, 5]),  # b: 1 vs 3
+     "broadcasting between inputs (index 'b' has sizes 1, 3) in equation 'bhid,bhjd->bhij'"),
+], ids=["diagonal", "broadcasting"])
+def test_einsum_forms_refused_before_10_12(equation, shapes, what):
+    assert _op_findings(_einsum(equation, *shapes)) == {
         "trt8.5": [("error", "op", "Einsum", _msg(what))],
         "trt10": [("error", "op", "Einsum", _msg(what, "TensorRT 10.3"))],
         "trt10.16": [], "trt11": [],
@@ -70,16 +74,6 @@ def test_single_input_diagonal_einsum():
     assert _op_findings(m) == {
         "trt8.5": [("error", "op", "Einsum", _msg(what, node="Einsum diag"))],
         "trt10": [("error", "op", "Einsum", _msg(what, "TensorRT 10.3", node="Einsum diag"))],
-        "trt10.16": [], "trt11": [],
-    }
-
-
-def test_broadcasting_einsum():
-    m = _einsum("bhid,bhjd->bhij", [1, 2, 5, 4], [3, 2, 5, 4], [3, 2, 5, 5])  # b: 1 vs 3
-    what = "broadcasting between inputs (index 'b' has sizes 1, 3) in equation 'bhid,bhjd->bhij'"
-    assert _op_findings(m) == {
-        "trt8.5": [("error", "op", "Einsum", _msg(what))],
-        "trt10": [("error", "op", "Einsum", _msg(what, "TensorRT 10.3"))],
         "trt10.16": [], "trt11": [],
     }
 

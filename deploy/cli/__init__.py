@@ -17,7 +17,6 @@ from vitdeploy import __version__
 from vitdeploy.cli import _state
 from vitdeploy.cli.console import err_console
 from vitdeploy.errors import EXIT_CODES, OutputError, VitdeployError
-from vitdeploy.io import cannot_write, disk_full
 
 EPILOG = "Exit codes: " + "; ".join(f"{k} {v.split(' (')[0]}" for k, v in EXIT_CODES.items())
 
@@ -94,6 +93,8 @@ def run(argv: list[str] | None = None) -> int:
 def _report(exc: Exception) -> int:
     """One line for an error and its exit code: the project's errors by type, a full disk as exit 5
     whatever raised it, anything else as a bug (exit 1)."""
+    from vitdeploy.io import cannot_write, disk_full
+
     if _state.debug:
         err_console.print_exception()
     full = disk_full(exc)

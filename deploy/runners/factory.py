@@ -64,27 +64,13 @@ class Artifact:
         return {"onnx": "ort-cpu", "engine": "trt", "torch": "torch"}[self.kind]
 
 
-_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
-             "DynamicQuantizeLinear", "QGemm", "QLinearAdd"}
-
-
 @functools.lru_cache(maxsize=32)
 def graph_precision(path: str, mtime_ns: int) -> str:
-    """int8 when the graph quantizes (Q/DQ or integer ops), fp16 when it holds FP16 tensors, else fp32."""
-    from vitdeploy.onnx_utils import onnx_module
+    """int8 when the graph has Q/DQ, fp16 when it holds FP16 tensors, else fp32 (the builder's own
+    reading of a file, vitdeploy.trt.config.inspect_onnx); cached while the file is unchanged."""
+    from vitdeploy.trt.config import inspect_onnx
 
-    onnx = onnx_module()
-    try:
-        graph = onnx.load(path, load_external_data=False).graph
-    except Exception as exc:  # protobuf's own errors for a file that is not an ONNX model
-        raise InputError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-    if any(n.op_type in _INT8_OPS for n in graph.node):
-        return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(t.data_type == fp16 for t in graph.initializer) or any(
-            a.name == "to" and a.i == fp16 for n in graph.node if n.op_type == "Cast" for a in n.attribute):
-        return "fp16"
-    return "fp32"
+    return inspect_onnx(Path(path)).precision
 
 
 def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Artifact:
