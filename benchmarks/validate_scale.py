@@ -29,7 +29,7 @@ VALIDATE = """
 import json, resource, sys, time
 from pathlib import Path
 import vitdeploy.validate as V
-from vitdeploy.calib import data as D
+from vitdeploy.data import datasets as D
 from vitdeploy.runners.ort import OnnxRuntimeRunner
 model, data, n, batch, threads, cache, seconds = sys.argv[1:8]
 n, batch, threads, seconds = int(n), int(batch), int(threads), float(seconds)

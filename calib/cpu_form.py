@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vitdeploy.calib import qdq
-from vitdeploy.deps import require
+from vitdeploy.core.deps import require
 
 PREFERRED = "ort-cpu"  # kept unless another form is measured clearly faster
 MARGIN = 0.05  # "clearly": at least 5% lower median paired latency

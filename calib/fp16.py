@@ -22,16 +22,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from vitdeploy import onnx_utils
+from vitdeploy.core import onnx_utils
 from vitdeploy.calib.graph import from_array, initializers, to_array
-from vitdeploy.deps import require
-from vitdeploy.fp16_emulation import FP16_MAX
+from vitdeploy.core.deps import require
+from vitdeploy.core.fp16_emulation import FP16_MAX
+from vitdeploy.core.precision import KEEP_FP32_OPS, QDQ_OPS
 
-KEEP_FP32_OPS = (
-    "LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp",
-    "Pow", "Sqrt", "Reciprocal", "Range", "CumSum", "TopK", "NonMaxSuppression", "Resize",
-)
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # Ops that only move, select or join data: they take the precision their data arrives in.
 PASSTHROUGH_OPS = frozenset({
     "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Gather", "GatherElements", "GatherND",

@@ -6,8 +6,8 @@ from collections import defaultdict, deque
 
 import numpy as np
 
-from vitdeploy import onnx_utils
-from vitdeploy.deps import require
+from vitdeploy.core import onnx_utils
+from vitdeploy.core.deps import require
 
 
 def initializers(model) -> dict:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("entropy", "percentile", "minmax", "mse")
+from vitdeploy.core.precision import METHODS
+
 NUM_BINS = 2048
 TINY = 2.0 ** -14  # FP16's smallest normal number (6.1e-5)
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitdeploy.calib.graph import from_array, fuse_erf_gelu, initializers, to_array, toposort
-from vitdeploy.deps import require
-from vitdeploy.errors import UsageError
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import UsageError
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
 TARGETS = ("trt", "ort-cpu")

@@ -17,17 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy import onnx_utils
-from vitdeploy.calib import data as D
+from vitdeploy.core import onnx_utils
+from vitdeploy.data import datasets as D
 from vitdeploy.calib import fp16 as F16
-from vitdeploy.calib import qdq, stats, trtcache
+from vitdeploy.calib import qdq, stats
+from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS, asymmetric_range, symmetric_amax
-from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, TopKAccuracy,
+from vitdeploy.core.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, TopKAccuracy,
                                resolvable_agreement, resolvable_drop)
-from vitdeploy.errors import UsageError, ValueMismatchError
-from vitdeploy.io import check_artifact_output, check_output, has_random_weights, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
-from vitdeploy.steps import Steps
+from vitdeploy.core.errors import UsageError, ValueMismatchError
+from vitdeploy.core.io import check_artifact_output, check_output, has_random_weights, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.core.steps import Steps
 
 
 HIGH_PRECISIONS = ("fp16", "fp32")
@@ -135,7 +136,7 @@ def _evaluate(ref_model: bytes, cand_model: bytes, batches: Iterable[tuple[np.nd
     """Both models on each (inputs, labels or None) batch in turn, reduced as they come (validate's
     ``StreamingComparison``, ``TopKAccuracy``): nothing is kept per sample. None when no batch came."""
     from vitdeploy.runners.ort import OnnxRuntimeRunner
-    from vitdeploy.validate import infer_batch
+    from vitdeploy.runners.base import infer_batch
 
     reducer, ref_acc, acc = StreamingComparison(), TopKAccuracy(), TopKAccuracy()
     # FP16 parts rounded as FP16 stores them: the CPU provider would silently compute them in FP32
@@ -275,7 +276,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             accuracy["data"] = ("held-out images of the built-in synthetic sample (no --calib)" if synthetic
                                 else "held-out calibration images")
         else:
-            from vitdeploy.export.validate import seeded_inputs
+            from vitdeploy.core.compare import seeded_inputs
 
             x = seeded_inputs(static_batch or 8, tuple(pre.input_size), config.seed)
             accuracy = _evaluate(model_bytes, result_bytes, [(x, None)], config.threads, static_batch)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vitdeploy.calib.methods import TensorStats
-from vitdeploy.deps import require
+from vitdeploy.core.deps import require
 
 
 def cache_dir() -> Path:
@@ -55,7 +55,7 @@ def collect(model, tensors: list[str], batches: Iterable[np.ndarray], input_name
 
 
 def save_stats(path: Path, stats: dict[str, TensorStats], meta: dict[str, str]) -> None:
-    from vitdeploy.io import atomic_path
+    from vitdeploy.core.io import atomic_path
 
     arrays: dict[str, np.ndarray] = {"__names__": np.array(list(stats), dtype=object).astype(str)}
     for i, (name, s) in enumerate(stats.items()):

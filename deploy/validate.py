@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, Thresholds,
+from vitdeploy.core.compare import (MAX_TOP1_DROP, PRECISION_THRESHOLDS, Comparison, StreamingComparison, Thresholds,
                                TopKAccuracy, resolvable_agreement, resolvable_drop)
-from vitdeploy.errors import InputError, ShapeMismatchError, UsageError
-from vitdeploy.io import atomic_path, cannot_write, has_random_weights, sha256_file, write_json_atomic
-from vitdeploy.runners.base import static_batch
+from vitdeploy.core.errors import InputError, ShapeMismatchError, UsageError
+from vitdeploy.core.io import atomic_path, cannot_write, has_random_weights, sha256_file, write_json_atomic
+from vitdeploy.runners.base import static_batch, infer_batch
 from vitdeploy.runners.factory import Artifact, open_runner, resolve_artifact
 
 VALIDATE_SCHEMA = "vitdeploy.validate/1"
@@ -141,20 +141,6 @@ def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int
     return max(lo, min(wanted, hi)), lo
 
 
-def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
-    """Float32 outputs of one chunk; a chunk smaller than ``min_batch`` is padded with copies of its
-    last sample (and the padding's outputs dropped)."""
-    n = len(chunk)
-    if n < min_batch:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
-    return np.asarray(runner.infer_one(np.ascontiguousarray(chunk))[:n], dtype=np.float32)
-
-
-def run_batched(runner, x: np.ndarray, batch: int, min_batch: int = 1) -> np.ndarray:
-    """Outputs for all of ``x`` in chunks of ``batch`` (``infer_batch``)."""
-    return np.concatenate([infer_batch(runner, x[i:i + batch], min_batch) for i in range(0, len(x), batch)])
-
-
 class _RunCache:
     """One validation run's files: the reference's outputs (float32 rows, read back batch by batch by
     each candidate), the kept sample indices and the reference's facts, then one JSON of reduced
@@ -163,7 +149,7 @@ class _RunCache:
     interrupted run started again resumes after its last finished artifact. Removed once the run ends."""
 
     def __init__(self, config: ValidateConfig, ref_art: Artifact, pre, indices: np.ndarray) -> None:
-        from vitdeploy.calib import data as D
+        from vitdeploy.data import datasets as D
 
         root = config.cache_dir or Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "validate"
         key = _digest(VALIDATE_SCHEMA, _artifact_digest(ref_art), config.backends.get(config.reference),
@@ -224,7 +210,7 @@ def _reference_pass(runner, art: Artifact, static: int | None, ds, pre, indices:
                     cache: _RunCache, advance) -> dict[str, Any]:
     """Run the reference over the selected samples as they are decoded, its outputs streamed to the
     cache; the facts later passes need (kept indices, output shape, undecodable files)."""
-    from vitdeploy.calib import data as D
+    from vitdeploy.data import datasets as D
 
     chunk, min_batch = batch_plan(art, static, config.batch_size)
     workers = config.decode_workers or D.decode_workers(config.threads)
@@ -249,7 +235,7 @@ def _candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dic
                     config: ValidateConfig, cache: _RunCache, advance) -> dict[str, Any]:
     """Run a candidate over the kept samples, each batch compared with the reference's outputs read
     back from the cache as it goes (``StreamingComparison``, ``TopKAccuracy``): the reduced figures."""
-    from vitdeploy.calib import data as D
+    from vitdeploy.data import datasets as D
 
     chunk, min_batch = batch_plan(art, static, config.batch_size)
     workers = config.decode_workers or D.decode_workers(config.threads)
@@ -285,7 +271,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     each artifact's outputs are reduced as they come, so memory does not grow with the samples. The
     reference runs first, its outputs kept on disk (``_RunCache``), then each candidate in turn; a
     finished artifact's figures are kept so that an interrupted run, started again, resumes."""
-    from vitdeploy.calib import data as D
+    from vitdeploy.data import datasets as D
 
     ref_art = resolve_artifact(config.reference, config.checkpoint)
     if ref_art.kind == "torch" and config.checkpoint is None:
@@ -397,7 +383,7 @@ def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, num_classes: int,
     they cannot be its classes (``labels_for``) or the reference scores at chance on them; fills
     ``doc["data"]`` (labels, labels_present, label_scheme, num_classes, unusable_labels) and warns.
     ``accuracy(labels)``: the reference's top-1/top-5 on labels of the kept samples."""
-    from vitdeploy.calib import data as D
+    from vitdeploy.data import datasets as D
 
     lmap = D.labels_for(ds, num_classes)
     doc["data"].update(labels_present=lmap.labels is not None, label_scheme=lmap.scheme, num_classes=num_classes)

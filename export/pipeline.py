@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitdeploy import onnx_utils, trtcheck
-from vitdeploy.compare import Comparison
-from vitdeploy.errors import CompatibilityError, ExportError, ParityError
-from vitdeploy.export import passes, patches, simplify
+from vitdeploy.core import onnx_utils
+from vitdeploy.trt import check as trtcheck
+from vitdeploy.core.compare import Comparison
+from vitdeploy.core.errors import CompatibilityError, ExportError, ParityError
+from vitdeploy.export import patches, simplify
+from vitdeploy.trt import rewrite
 from vitdeploy.export.config import DEFAULT_BATCH, ExportConfig
 from vitdeploy.export.family import family_config
 from vitdeploy.export.source import ModelSource, resolve
 from vitdeploy.export.torch_onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from vitdeploy.export.validate import validate_against_torch
-from vitdeploy.io import cannot_write, check_artifact_output, disk_full, new_manifest, write_bytes_atomic, write_manifest
-from vitdeploy.steps import Steps
+from vitdeploy.core.io import cannot_write, check_artifact_output, disk_full, new_manifest, write_bytes_atomic, write_manifest
+from vitdeploy.core.steps import Steps
 
 
 @dataclass
@@ -136,7 +138,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
             notes.append("no simplifier result kept: the raw export is written")
 
         graph_passes: list[str] = []
-        lacking = passes.targets_without("LayerNormalization", config.targets)
+        lacking = rewrite.targets_without("LayerNormalization", config.targets)
         has_layernorm = "LayerNormalization" in onnx_utils.op_histogram(final)
         if has_layernorm and lacking and not config.decompose_layernorm:
             notes.append(f"LayerNormalization kept as one op: {', '.join(lacking)} has no importer for it, and "
@@ -144,7 +146,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                          f"{', '.join(lacking)}, export with --decompose-layernorm)")
         if has_layernorm and config.decompose_layernorm:
             with steps.step("decompose LayerNorm"):
-                n = passes.decompose_layernorm(final)
+                n = rewrite.decompose_layernorm(final)
                 onnx_utils.check_model(final)
                 final_bytes = final.SerializeToString()
                 parity_final = validate_against_torch(final_bytes, source.module, input_shape, batches,

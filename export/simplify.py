@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 
-from vitdeploy.deps import require
-from vitdeploy.errors import ExportError
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import ExportError
 
 # onnxsim's default rewrites MatMul+Add into Reshape-Gemm-Reshape, tuned for ONNX Runtime CPU.
 # TensorRT and the INT8 Q/DQ placement want the MatMul kept.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitdeploy.errors import InputError, UsageError
+from vitdeploy.core.errors import InputError, UsageError
 from vitdeploy.export.config import (
     DEFAULT_BATCH,
     BatchRange,
@@ -27,7 +27,7 @@ from vitdeploy.export.config import (
     Preprocessing,
 )
 from vitdeploy.export.family import family_config
-from vitdeploy.io import sha256_file
+from vitdeploy.core.io import sha256_file
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

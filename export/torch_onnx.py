@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from vitdeploy import onnx_utils
-from vitdeploy.errors import ExportError
-from vitdeploy.export.config import BatchRange
+from vitdeploy.core import onnx_utils
+from vitdeploy.core.errors import ExportError
+from vitdeploy.core.batch import BatchRange
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 
-from vitdeploy.compare import Comparison, Thresholds, assert_close
-from vitdeploy.errors import ShapeMismatchError
+from vitdeploy.core.compare import Comparison, Thresholds, assert_close, seeded_inputs
+from vitdeploy.core.errors import ShapeMismatchError
 from vitdeploy.runners.ort import OnnxRuntimeRunner
 from vitdeploy.runners.torch_runner import TorchRunner
-
-
-def seeded_inputs(batch: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """Standard-normal inputs: the range of normalised images, reproducible from the seed."""
-    return np.random.default_rng(seed + batch).standard_normal((batch, *shape), dtype=np.float32)
 
 
 def validate_against_torch(onnx_model: bytes, reference, input_shape: tuple[int, ...], batches: list[int],

@@ -39,7 +39,7 @@ _LAZY = {"LoadReport": "checkpoint", "load_checkpoint": "checkpoint", "deploy_in
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     require("torch", "the model zoo")
     return getattr(importlib.import_module(f"vitdeploy.models.{_LAZY[name]}"), name)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitdeploy.errors import CheckpointError, InputError
+from vitdeploy.core.errors import CheckpointError, InputError
 
 # Preference order when a checkpoint holds several state dicts (the family decides which).
 WRAPPER_KEYS_EMA_FIRST = ("state_dict_ema", "model_ema", "state_dict", "model", "net", "params")
@@ -104,7 +104,7 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise InputError(f"checkpoint {path} not found")
     if path.suffix == ".safetensors":
-        from vitdeploy.deps import require
+        from vitdeploy.core.deps import require
 
         st = require("safetensors.torch", "reading .safetensors checkpoints")
         try:

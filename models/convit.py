@@ -34,7 +34,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from vitdeploy.errors import CheckpointError, UsageError
+from vitdeploy.core.errors import CheckpointError, UsageError
 from vitdeploy.models.layers import (
     Attention,
     DropPath,

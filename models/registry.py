@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vitdeploy.errors import UnknownModelError
+from vitdeploy.core.errors import UnknownModelError
 from vitdeploy.models.spec import LISTED, Listed, ModelSpec
 
 ModelFactory = Callable[..., Any]
@@ -87,7 +87,7 @@ def listed(family: str | None = None, include_tiny: bool = True) -> dict[str, Li
 
 def _ensure_loaded() -> None:
     # Importing the families registers them; done lazily so the registry and specs need no torch.
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     require("torch", "the model zoo")
     from vitdeploy.models import ceit, convit, sret, t2t_vit, vit  # noqa: F401

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitdeploy.errors import CheckpointError, UsageError
+from vitdeploy.core.errors import CheckpointError, UsageError
 from vitdeploy.models.layers import DropPath, Mlp, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
 from vitdeploy.models.spec import TINY_TEST_SPEC

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitdeploy.errors import CheckpointError
+from vitdeploy.core.errors import CheckpointError
 from vitdeploy.models.layers import Block, DropPath, Mlp, drop_path_schedule, init_weights_vit, resize_pos_embed
 from vitdeploy.models.registry import register_family, register_model
 from vitdeploy.models.spec import TINY_TEST_SPEC

@@ -13,8 +13,8 @@ import pytest
 import typer
 
 from vitdeploy import bench as B
-from vitdeploy import report as R
-from vitdeploy.errors import InputError, MissingDependencyError, UsageError
+from vitdeploy.bench import report as R
+from vitdeploy.core.errors import InputError, MissingDependencyError, UsageError
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 
 
@@ -274,7 +274,7 @@ def test_bad_input(bench_cli, models, tmp_path, monkeypatch, case, code, message
     elif case == "missing_file":
         args = [tmp_path / "nope.onnx"]
     elif case == "engine_no_trt":
-        from vitdeploy import deps
+        from vitdeploy.core import deps
 
         real = deps.is_available
         monkeypatch.setattr(deps, "is_available", lambda name: False if name == "tensorrt" else real(name))

@@ -7,10 +7,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from vitdeploy.calib import data as D
-from vitdeploy.calib import qdq, trtcache
+from vitdeploy.data import datasets as D
+from vitdeploy.calib import qdq
+from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.calib.methods import METHODS, TensorStats, asymmetric_range, symmetric_amax
-from vitdeploy.errors import InputError, UsageError
+from vitdeploy.core.errors import InputError, UsageError
 
 PRE = D.Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
 

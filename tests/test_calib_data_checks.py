@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.calib import data as D
-from vitdeploy.errors import InputError, UsageError
+from vitdeploy.data import datasets as D
+from vitdeploy.core.errors import InputError, UsageError
 
 IMAGENET = D.Preprocess((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", 1.0)
 HALF = D.Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)

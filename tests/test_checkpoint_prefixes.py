@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from helpers import randomize, save_official_checkpoint
-from vitdeploy.errors import CheckpointError
+from vitdeploy.core.errors import CheckpointError
 from vitdeploy.export import ExportConfig
 from vitdeploy.models import create_model
 from vitdeploy.models.checkpoint import MIN_FOUND_SHARE, load_checkpoint, strip_wrapper_prefixes

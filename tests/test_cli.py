@@ -1,6 +1,6 @@
 import json
 
-from vitdeploy.errors import EXIT_CODES
+from vitdeploy.core.errors import EXIT_CODES
 
 
 COMMANDS = ("models", "env", "export", "check", "quantize", "validate", "bench", "deploy")

@@ -16,7 +16,7 @@ def digit_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploydata")
     import torch
 
-    from vitdeploy.calib.data import Preprocess
+    from vitdeploy.data.datasets import Preprocess
     from vitdeploy.models import create_model, get_spec
 
     spec = get_spec("vit_tiny_test")

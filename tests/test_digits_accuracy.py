@@ -24,7 +24,7 @@ TRAIN_STEPS = 900  # ~25 s on one free core; a step budget keeps results indepen
 def _ort_logits(path, x):
     import onnx
 
-    from vitdeploy.fp16_emulation import emulate_fp16
+    from vitdeploy.core.fp16_emulation import emulate_fp16
     from vitdeploy.runners.ort import OnnxRuntimeRunner
 
     # ONNX Runtime's CPU provider would compute FP16 parts in FP32: measure them as FP16 stores them
@@ -36,7 +36,7 @@ def _ort_logits(path, x):
 def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkeypatch, capsys):
     import torch
 
-    from vitdeploy.calib.data import Preprocess
+    from vitdeploy.data.datasets import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec

@@ -6,7 +6,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from vitdeploy.errors import ExportError, ValueMismatchError
+from vitdeploy.core.errors import ExportError, ValueMismatchError
 from vitdeploy.export import BatchRange, ExportConfig, Preprocessing, export
 
 

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from vitdeploy.errors import UsageError
-from vitdeploy.fleet import DeviceSpec, load_devices, power_mode_warning
+from vitdeploy.core.errors import UsageError
+from vitdeploy.pipeline.fleet import DeviceSpec, load_devices, power_mode_warning
 
 
 def _toml(path: Path, devices: list[dict]) -> Path:
@@ -46,7 +46,7 @@ def test_devices_file_parses_to_typed_specs_and_power_modes(tmp_path):
 
 
 def test_devices_need_engines_built_there(tmp_path):
-    from vitdeploy.pipeline import DeployConfig
+    from vitdeploy.pipeline.run import DeployConfig
 
     spec = DeviceSpec("nano", "nano")
     for bad in ({"engines": "never"}, {"int8_target": "ort-cpu"}):
@@ -58,7 +58,7 @@ def test_devices_need_engines_built_there(tmp_path):
 def test_fleet_report_has_a_column_per_device_and_survives_a_device_down(cli, remote, fake_trt_python, dropping_python,
                                                                          tmp_path, monkeypatch):
     from vitdeploy.calib.builtin import write_builtin_sample
-    from vitdeploy.io import read_manifest, sha256_file
+    from vitdeploy.core.io import read_manifest, sha256_file
 
     monkeypatch.setenv("COLUMNS", "80")
     calib = tmp_path / "calib"

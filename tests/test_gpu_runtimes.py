@@ -5,7 +5,7 @@
 - ONNX Runtime's CUDA provider on each family's digits-trained tiny variant at FP32, FP16 and INT8
   (the files vitdeploy writes). The FP16 figures hold vitdeploy's FP16 emulation honest: ONNX Runtime
   on the CPU computes FP16 parts in FP32, so validate and quantize round them in software
-  (vitdeploy.fp16_emulation); the GPU runs them in FP16 for real. What the CPU measured must be what
+  (vitdeploy.core.fp16_emulation); the GPU runs them in FP16 for real. What the CPU measured must be what
   the GPU does: the same predictions and near-identical logits. (On an H200, 2026-11-29: top-1 on the
   GPU equal to the emulated CPU's for every family at FP16, within one image at INT8; logits' cosine
   >= 0.99991. The FP32 logits themselves differ by up to 0.007 between the CPU and the GPU's TF32,
@@ -51,7 +51,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_cuda_python_round_trip():
-    from vitdeploy.errors import CompatibilityError, MissingDependencyError
+    from vitdeploy.core.errors import CompatibilityError, MissingDependencyError
     from vitdeploy.trt.cuda import Cuda
 
     try:
@@ -116,7 +116,7 @@ def _logits(path, x: np.ndarray, providers: tuple[str, ...], fp16_rounding: bool
 def test_ort_cuda_runs_the_precision_files_as_measured_on_the_cpu(family, digit_data, tmp_path, monkeypatch, capsys):
     torch = _torch_cuda()
     _ort_cuda()
-    from vitdeploy.calib.data import Preprocess
+    from vitdeploy.data.datasets import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.calib import data as D
-from vitdeploy.errors import InputError
+from vitdeploy.data import datasets as D
+from vitdeploy.core.errors import InputError
 
 PRE = D.Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
 

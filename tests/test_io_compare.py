@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vitdeploy.compare import Thresholds, assert_close, compare
-from vitdeploy.errors import OutputExistsError, ShapeMismatchError, ValueMismatchError
-from vitdeploy.io import atomic_path, check_output, read_manifest, write_manifest
+from vitdeploy.core.compare import Thresholds, assert_close, compare
+from vitdeploy.core.errors import OutputExistsError, ShapeMismatchError, ValueMismatchError
+from vitdeploy.core.io import atomic_path, check_output, read_manifest, write_manifest
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

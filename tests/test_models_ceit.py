@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from helpers import randomize, save_official_checkpoint
 
-from vitdeploy.errors import CheckpointError
+from vitdeploy.core.errors import CheckpointError
 from vitdeploy.models import create_model, get_spec, list_models, make_deploy_ready, model_params
 from vitdeploy.models.ceit import CeiT, LayerClassAttention, LocallyEnhancedFeedForward, ceit_tiny_test
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from helpers import randomize, save_official_checkpoint
-from vitdeploy.errors import CheckpointError, UsageError
+from vitdeploy.core.errors import CheckpointError, UsageError
 from vitdeploy.models import create_model, get_spec, list_models, make_deploy_ready, model_params
 from vitdeploy.models.convit import GPSA, ConViT, relative_indices
 from vitdeploy.models.registry import get_entry

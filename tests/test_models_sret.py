@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import randomize, save_official_checkpoint
-from vitdeploy.errors import CheckpointError, UsageError
+from vitdeploy.core.errors import CheckpointError, UsageError
 from vitdeploy.models import create_model, get_spec, list_models, make_deploy_ready, model_params
 from vitdeploy.models.registry import get_entry
 from vitdeploy.models.sret import SReT, alias_groups

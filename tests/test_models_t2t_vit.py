@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import randomize, save_official_checkpoint
-from vitdeploy.errors import CheckpointError
+from vitdeploy.core.errors import CheckpointError
 from vitdeploy.models import create_model, get_spec, list_models, make_deploy_ready, model_params
 from vitdeploy.models.layers import resize_pos_embed
 from vitdeploy.models.registry import get_entry

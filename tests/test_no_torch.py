@@ -44,11 +44,11 @@ sys.exit(code)
 
 MODULES = [
     "vitdeploy", "vitdeploy.cli", "vitdeploy.cli.engine_cmd", "vitdeploy.runners", "vitdeploy.runners.ort",
-    "vitdeploy.compare", "vitdeploy.io", "vitdeploy.sysinfo", "vitdeploy.trtcheck", "vitdeploy.trt_support",
-    "vitdeploy.trt", "vitdeploy.trt.version", "vitdeploy.trt.config", "vitdeploy.trt.layers", "vitdeploy.trt.compat",
-    "vitdeploy.trt.cuda", "vitdeploy.trt.calibrator", "vitdeploy.trt.build", "vitdeploy.trt.runner",
-    "vitdeploy.calib", "vitdeploy.calib.data", "vitdeploy.calib.qdq", "vitdeploy.calib.quantize", "vitdeploy.calib.trtcache",
-    "vitdeploy.calib.fp16", "vitdeploy.export.passes", "vitdeploy.fp16_emulation",  # build-engine decomposes LayerNorm for 8.5 on a Jetson
+    "vitdeploy.core.compare", "vitdeploy.core.io", "vitdeploy.core.sysinfo", "vitdeploy.trt.check", "vitdeploy.trt.support",
+    "vitdeploy.trt", "vitdeploy.trt.version", "vitdeploy.engine.config", "vitdeploy.trt.layers", "vitdeploy.trt.compat",
+    "vitdeploy.trt.cuda", "vitdeploy.trt.calibrator", "vitdeploy.engine.build", "vitdeploy.runners.trt_runner",
+    "vitdeploy.calib", "vitdeploy.data.datasets", "vitdeploy.calib.qdq", "vitdeploy.calib.quantize", "vitdeploy.trt.calibration_cache",
+    "vitdeploy.calib.fp16", "vitdeploy.trt.rewrite", "vitdeploy.core.fp16_emulation",  # build-engine decomposes LayerNorm for 8.5 on a Jetson
 ]
 
 

@@ -157,7 +157,7 @@ def test_int8_trt_form_is_int8_plus_fp16(name, tiny_exports, calib32, tmp_path):
 
 
 def test_gate_refuses_results_below_the_thresholds(tiny_exports, calib32, tmp_path, cli, monkeypatch):
-    from vitdeploy import compare
+    from vitdeploy.core import compare
 
     strict = dict(compare.PRECISION_THRESHOLDS)
     strict["int8"] = compare.Thresholds(max_abs=1e-9, cosine_min=None, top1_agreement=None)
@@ -210,7 +210,7 @@ def _matmul_fp16_model():
 def test_fp16_emulation_rounds_like_fp16_storage_where_onnx_runtime_does_not():
     import onnxruntime as ort
 
-    from vitdeploy.fp16_emulation import emulate_fp16
+    from vitdeploy.core.fp16_emulation import emulate_fp16
 
     model = _matmul_fp16_model()
     a = np.full((2, 2), 300.1, np.float32)

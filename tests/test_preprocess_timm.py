@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.calib import data as D
+from vitdeploy.data import datasets as D
 from vitdeploy.models.registry import get_spec, list_models
 from vitdeploy.models.spec import IMAGENET_MEAN, IMAGENET_STD
 

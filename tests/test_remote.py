@@ -40,7 +40,7 @@ def test_unreachable_device_is_exit_11(cli, remote, tmp_path):
 
 @pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv
 def test_remote_build_comes_back_with_matching_hashes(cli, remote, fake_trt_python, tmp_path):
-    from vitdeploy.io import read_manifest, sha256_file
+    from vitdeploy.core.io import read_manifest, sha256_file
 
     model = tiny_onnx(tmp_path)
     rc, out, err = cli("build-engine", model, "--fp16", "--workspace", "256MiB", "--remote", "device",
@@ -65,7 +65,7 @@ def test_remote_build_comes_back_with_matching_hashes(cli, remote, fake_trt_pyth
 
 
 def test_killed_connection_leaves_nothing_partial_and_rerun_resumes(remote, fake_trt_python, tmp_path, monkeypatch):
-    from vitdeploy import remote as rm
+    from vitdeploy.pipeline import remote as rm
 
     model = tiny_onnx(tmp_path, name="killed")
     big = tmp_path / "big.bin"
@@ -149,7 +149,7 @@ def test_runs_on_one_device_take_turns(remote, tmp_path):
     import fcntl
     import threading
 
-    from vitdeploy import remote as rm
+    from vitdeploy.pipeline import remote as rm
 
     config = rm.RemoteConfig.create("device", str(remote["venv"] / "bin" / "python"))
     remote["cache"].mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def test_runs_on_one_device_take_turns(remote, tmp_path):
 
 
 def test_folder_upload_is_content_addressed(remote, tmp_path):
-    from vitdeploy import remote as rm
+    from vitdeploy.pipeline import remote as rm
 
     folder = tmp_path / "images"
     (folder / "0").mkdir(parents=True)
@@ -183,7 +183,7 @@ def test_folder_upload_is_content_addressed(remote, tmp_path):
 def test_a_folder_cut_short_at_a_file_boundary_is_not_kept(remote, tmp_path, monkeypatch):
     """tar extracts a stream cut between two files without an error: the device checks the folder
     against its content key before keeping it."""
-    from vitdeploy import remote as rm
+    from vitdeploy.pipeline import remote as rm
 
     folder = tmp_path / "calib"
     folder.mkdir()
@@ -225,7 +225,7 @@ def test_equal_files_under_two_names_both_reach_the_job(cli, remote, tmp_path):
 
 
 def test_device_python_under_home_is_expanded_there(remote):
-    from vitdeploy import remote as rm
+    from vitdeploy.pipeline import remote as rm
 
     assert rm.shell_path("~/venv/bin/python") == '"$HOME"/venv/bin/python'
     assert rm.shell_path("/opt/v b/python") == "'/opt/v b/python'"

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from vitdeploy.errors import CheckpointError
+from vitdeploy.core.errors import CheckpointError
 
 
 def test_safetensors_checkpoint_loads_strictly(tmp_path):

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import tensorrt_bindings as trt
 from vitdeploy.trt import build as B
-from vitdeploy.trt.config import BatchRange, EngineConfig, Request, plan
+from vitdeploy.engine.config import BatchRange, EngineConfig, Request, plan
 from vitdeploy.trt.version import version_of
 
 v = version_of(trt)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from test_trt_fakes import make_fake_trt, tiny_onnx
-from vitdeploy.errors import CompatibilityError, EngineBuildError, UsageError
-from vitdeploy.io import read_manifest
-from vitdeploy.trt.build import build_engine
-from vitdeploy.trt.config import BatchRange, EngineConfig
+from vitdeploy.core.errors import CompatibilityError, EngineBuildError, UsageError
+from vitdeploy.core.io import read_manifest
+from vitdeploy.pipeline.engine import build as build_engine
+from vitdeploy.engine.config import BatchRange, EngineConfig
 
 GPU = {"index": 0, "name": "NVIDIA Jetson AGX Orin (fake)", "compute_capability": "8.7"}
 JETSON = {"l4t": "36.4.3", "jetpack": "6.1/6.2", "module": "NVIDIA Jetson AGX Orin Developer Kit"}
@@ -255,7 +255,7 @@ def test_build_failure_reports_tensorrt_error(model):
 
 
 def test_existing_output_refused_before_tensorrt(model):
-    from vitdeploy.errors import OutputExistsError
+    from vitdeploy.core.errors import OutputExistsError
 
     model.with_name("tiny.trt.engine").write_bytes(b"old")
     with pytest.raises(OutputExistsError):
@@ -286,11 +286,11 @@ def test_engine_is_plain_bytes_and_manifest_is_complete(model):
 
 
 def test_build_for_deploy(model, monkeypatch):
-    import vitdeploy.trt.build
-    from vitdeploy.trt.deploy_support import build_for_deploy
+    import vitdeploy.engine.build
+    from vitdeploy.pipeline.engine import build_for_deploy
 
     trt = make_fake_trt("11.4.0.106")
-    monkeypatch.setattr(vitdeploy.trt.build, "require", lambda name, purpose=None: trt)
+    monkeypatch.setattr(vitdeploy.engine.build, "require", lambda name, purpose=None: trt)
     monkeypatch.setattr("vitdeploy.trt.cuda.gpu_info", lambda: GPU)
     result = build_for_deploy(model, precision="fp32")
     assert result.engine_path.name == "tiny.trt.engine" and result.manifest["precision"] == "fp32"

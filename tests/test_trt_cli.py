@@ -30,15 +30,15 @@ def model(tmp_path):
 
 @pytest.fixture
 def fake_trt(monkeypatch):
-    import vitdeploy.sysinfo
-    import vitdeploy.trt.build
+    import vitdeploy.core.sysinfo
+    import vitdeploy.engine.build
     import vitdeploy.trt.cuda
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     trt = make_fake_trt("10.3.0")
-    monkeypatch.setattr(vitdeploy.trt.build, "require", lambda name, purpose=None: trt if name == "tensorrt" else require(name, purpose))
+    monkeypatch.setattr(vitdeploy.engine.build, "require", lambda name, purpose=None: trt if name == "tensorrt" else require(name, purpose))
     monkeypatch.setattr(vitdeploy.trt.cuda, "gpu_info", lambda: {"name": "Orin (fake)", "compute_capability": "8.7"})
-    monkeypatch.setattr(vitdeploy.sysinfo, "jetson_info", lambda root=None: {"l4t": "36.4.3", "jetpack": "6.1/6.2"})
+    monkeypatch.setattr(vitdeploy.core.sysinfo, "jetson_info", lambda root=None: {"l4t": "36.4.3", "jetpack": "6.1/6.2"})
     return trt
 
 

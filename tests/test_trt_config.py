@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from test_trt_fakes import VERSIONS, symbols, tiny_onnx
-from vitdeploy.errors import CompatibilityError, EngineBuildError, InputError, UsageError
+from vitdeploy.core.errors import CompatibilityError, EngineBuildError, InputError, UsageError
 from vitdeploy.trt import compat, layers
 from vitdeploy.trt.calibrator import cache_for_version, cache_header
-from vitdeploy.trt.config import (BatchRange, EngineConfig, check_output_name, default_output, inspect_onnx, parse_size,
+from vitdeploy.core.onnx_info import inspect_onnx
+from vitdeploy.engine.config import (BatchRange, EngineConfig, check_output_name, default_output, parse_size,
                                   plan, resolve)
 from vitdeploy.trt.version import PREDICATES, SERVED_VERSIONS, TrtVersion, requires, version_of
 
@@ -209,7 +210,7 @@ def _plan(version, **kwargs):
     cfg = EngineConfig(model=Path("m.onnx"), **kwargs)
     precision = "int8" if cfg.int8 else "fp16" if cfg.fp16 else "fp32"
     source = {"int8": "legacy-calibrator" if cfg.legacy_calibrator else "qdq-pass", "fp16": "fp16-pass", "fp32": "onnx"}[precision]
-    from vitdeploy.trt.config import Request
+    from vitdeploy.engine.config import Request
 
     float_parts = cfg.high_precision if precision == "int8" else "fp32"
     return plan(cfg, Request(precision, source, BatchRange(1, 1, 8), float_parts=float_parts), V[version])
@@ -264,7 +265,7 @@ def test_compatibility_options_per_version():
 
 
 def _request():
-    from vitdeploy.trt.config import Request
+    from vitdeploy.engine.config import Request
 
     return Request("fp32", "onnx", None)
 
@@ -346,7 +347,7 @@ def test_cache_header_per_version(tmp_path):
     assert cache_header(TrtVersion(8, 6, 1)) == "TRT-8601-EntropyCalibration2"
     assert cache_header(TrtVersion(8, 5, 2)) == "TRT-8502-EntropyCalibration2"
     assert cache_header(TrtVersion(10, 3, 0)) == "TRT-100300-EntropyCalibration2"
-    from vitdeploy.calib import trtcache
+    from vitdeploy.trt import calibration_cache as trtcache
 
     path = tmp_path / "m.calib"
     trtcache.write(path, {"input": 2.0, "/fc1/MatMul_output_0": 5.0})

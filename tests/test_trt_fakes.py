@@ -577,7 +577,7 @@ def tiny_onnx(folder: Path, name: str = "tiny", batch: tuple[int, int, int] | No
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from vitdeploy.io import new_manifest, write_manifest
+    from vitdeploy.core.io import new_manifest, write_manifest
 
     rng = np.random.default_rng(0)
     dim0 = "batch" if batch else 1

@@ -2,7 +2,7 @@
 
 Skipped cleanly unless ``tensorrt`` and ``cuda-python`` import and a CUDA device answers (and,
 for the export, torch is installed; trtexec is optional). Thresholds are the per-precision ones
-of vitdeploy.compare.PRECISION_THRESHOLDS.
+of vitdeploy.core.compare.PRECISION_THRESHOLDS.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _gpu_or_skip():
         import tensorrt  # noqa: F401
     except Exception as exc:  # installed but unusable (no libnvinfer): a skip, not a failure
         pytest.skip(f"tensorrt does not import: {exc}")
-    from vitdeploy.errors import VitdeployError
+    from vitdeploy.core.errors import VitdeployError
     from vitdeploy.trt.cuda import Cuda
 
     try:
@@ -57,12 +57,12 @@ def exported(gpu, tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_onnxruntime(exported, precision):
-    from vitdeploy.compare import PRECISION_THRESHOLDS, assert_close
-    from vitdeploy.io import read_manifest
+    from vitdeploy.core.compare import PRECISION_THRESHOLDS, assert_close
+    from vitdeploy.core.io import read_manifest
     from vitdeploy.runners.ort import OnnxRuntimeRunner
-    from vitdeploy.trt.build import build_engine
-    from vitdeploy.trt.config import EngineConfig
-    from vitdeploy.trt.runner import TensorRTRunner
+    from vitdeploy.pipeline.engine import build as build_engine
+    from vitdeploy.engine.config import EngineConfig
+    from vitdeploy.runners.trt_runner import TensorRTRunner
 
     onnx_path, calib = exported
     config = EngineConfig(model=onnx_path, fp16=precision == "fp16", int8=precision == "int8",
@@ -86,10 +86,10 @@ def test_engine_matches_onnxruntime(exported, precision):
 def test_engine_from_another_version_is_refused(exported, tmp_path):
     import json
 
-    from vitdeploy.errors import CompatibilityError
-    from vitdeploy.trt.build import build_engine
-    from vitdeploy.trt.config import EngineConfig
-    from vitdeploy.trt.runner import TensorRTRunner
+    from vitdeploy.core.errors import CompatibilityError
+    from vitdeploy.pipeline.engine import build as build_engine
+    from vitdeploy.engine.config import EngineConfig
+    from vitdeploy.runners.trt_runner import TensorRTRunner
 
     onnx_path, _ = exported
     result = build_engine(EngineConfig(model=onnx_path, output=tmp_path / "v.trt.engine"))
@@ -102,8 +102,8 @@ def test_engine_from_another_version_is_refused(exported, tmp_path):
 
 @pytest.mark.skipif(shutil.which("trtexec") is None, reason="trtexec not on PATH")
 def test_trtexec_loads_the_plain_engine(exported, tmp_path):
-    from vitdeploy.trt.build import build_engine
-    from vitdeploy.trt.config import EngineConfig
+    from vitdeploy.pipeline.engine import build as build_engine
+    from vitdeploy.engine.config import EngineConfig
 
     onnx_path, _ = exported
     engine = build_engine(EngineConfig(model=onnx_path, output=tmp_path / "v.trt.engine")).engine_path

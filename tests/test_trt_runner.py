@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from test_trt_fakes import FakeCuda, make_fake_trt, tiny_onnx
-from vitdeploy.errors import CompatibilityError, InputError, MissingDependencyError, UsageError
+from vitdeploy.core.errors import CompatibilityError, InputError, MissingDependencyError, UsageError
 from vitdeploy.runners.base import Runner
-from vitdeploy.trt.build import build_engine
-from vitdeploy.trt.config import EngineConfig
-from vitdeploy.trt.runner import TensorRTRunner
+from vitdeploy.pipeline.engine import build as build_engine
+from vitdeploy.engine.config import EngineConfig
+from vitdeploy.runners.trt_runner import TensorRTRunner
 
 GPU = {"index": 0, "name": "Orin (fake)", "compute_capability": "8.7"}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vitdeploy import trt_support
-from vitdeploy.trt_support import ONNX_DTYPES, TARGETS, ParserSupport, parser_support
+from vitdeploy.trt import support as trt_support
+from vitdeploy.trt.support import ONNX_DTYPES, TARGETS, ParserSupport, parser_support
 
 ALL = tuple(TARGETS)
 

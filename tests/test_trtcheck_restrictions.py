@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import numpy as np
 
-from vitdeploy import trtcheck
-from vitdeploy.trt_support import RESTRICTIONS, TARGETS, Restriction, restrictions_for
+from vitdeploy.trt import check as trtcheck
+from vitdeploy.trt.support import RESTRICTIONS, TARGETS, Restriction, restrictions_for
 
 ALL = ("trt8.5", "trt10", "trt10.16", "trt11")
 F = TensorProto.FLOAT

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from vitdeploy.calib import data as D
-from vitdeploy.compare import StreamingComparison, compare
+from vitdeploy.data import datasets as D
+from vitdeploy.core.compare import StreamingComparison, compare
 
 
 def _write_images(folder, n: int, size: tuple[int, int] = (40, 48), bad: bool = False, classes: int = 1):
@@ -49,7 +49,7 @@ def _in_memory(ref_path, cand_paths, data, samples, batch):
     """The path validate took before streaming: every sample in one array, all outputs kept, compared at once
     with compare()'s formulas of that time (numpy means, argsort of all cosines)."""
     from vitdeploy.runners.factory import open_runner, resolve_artifact
-    from vitdeploy.validate import run_batched
+    from vitdeploy.runners.base import run_batched
 
     ds = D.open_dataset(data)
     pre = D.resolve_preprocess(resolve_artifact(str(ref_path)).manifest, ds)

@@ -13,8 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from vitdeploy.calib import data as D
-from vitdeploy.calib import imagenet
+from vitdeploy.data import datasets as D
+from vitdeploy.data import imagenet
 from vitdeploy.validate import ValidateConfig, markdown, validate
 
 # (wnid, ImageNet-1k index in the sorted-wnid order, colour): the shared case's three classes

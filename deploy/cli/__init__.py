@@ -1,7 +1,7 @@
 """The `vitdeploy` command line. Thin: parse options into config objects, call core functions.
 
 One error handler for every command: the project's errors become one line on stderr and the
-exit code of their type (see vitdeploy.errors); a traceback is shown only with --debug.
+exit code of their type (see vitdeploy.core.errors); a traceback is shown only with --debug.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.markup import escape
 from vitdeploy import __version__
 from vitdeploy.cli import _state
 from vitdeploy.cli.console import err_console
-from vitdeploy.errors import EXIT_CODES, OutputError, VitdeployError
+from vitdeploy.core.errors import EXIT_CODES, OutputError, VitdeployError
 
 EPILOG = "Exit codes: " + "; ".join(f"{k} {v.split(' (')[0]}" for k, v in EXIT_CODES.items())
 
@@ -93,7 +93,7 @@ def run(argv: list[str] | None = None) -> int:
 def _report(exc: Exception) -> int:
     """One line for an error and its exit code: the project's errors by type, a full disk as exit 5
     whatever raised it, anything else as a bug (exit 1)."""
-    from vitdeploy.io import cannot_write, disk_full
+    from vitdeploy.core.io import cannot_write, disk_full
 
     if _state.debug:
         err_console.print_exception()

@@ -12,8 +12,8 @@ from rich.table import Table
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress
 from vitdeploy.cli.options import Force, Iterations, Json, Remote, RemotePython, Threads, Warmup
-from vitdeploy.report import _ms  # one latency format for the table and the Markdown
-from vitdeploy.errors import UsageError
+from vitdeploy.bench.report import _ms  # one latency format for the table and the Markdown
+from vitdeploy.core.errors import UsageError
 
 HELP = """Time ONNX files, TensorRT engines or zoo models side by side at several batch sizes:
 p50/p90/p99/mean/std latency, throughput (images/s) and the speedup over the first artifact,
@@ -64,7 +64,7 @@ def bench(
     config = BenchConfig(artifacts=tuple(artifacts), backend=backend, batches=parse_batches(batch), warmup=warmup,
                          iterations=iterations, duration=duration, threads=threads, interleave=interleave, seed=seed)
     if report is not None:
-        from vitdeploy.report import check_report_dir
+        from vitdeploy.bench.report import check_report_dir
 
         check_report_dir(report, force)  # fail now, not after minutes of timing
 
@@ -81,7 +81,7 @@ def bench(
     if accuracy is not None:  # read before timing: a bad file fails now
         import json
 
-        from vitdeploy.errors import InputError
+        from vitdeploy.core.errors import InputError
         from vitdeploy.validate import VALIDATE_SCHEMA, accuracy_section
 
         try:
@@ -93,7 +93,7 @@ def bench(
         accuracy_block = accuracy_section(vdoc)
     try:
         if remote is not None:
-            from vitdeploy.remote_cli import bench_remote
+            from vitdeploy.cli.remote import bench_remote
 
             doc = bench_remote(remote, remote_python)
         else:
@@ -106,7 +106,7 @@ def bench(
         doc["accuracy"] = accuracy_block
     written = None
     if report is not None:
-        from vitdeploy.report import write_report
+        from vitdeploy.bench.report import write_report
 
         written = write_report(doc, report, force=force)
     if as_json:
@@ -122,7 +122,7 @@ def bench(
 def show(doc: dict) -> None:
     """The rich view: one table per batch, then conditions and warnings."""
     from vitdeploy.bench import environment_label
-    from vitdeploy.report import _by_batch
+    from vitdeploy.bench.report import _by_batch
 
     cfg = doc["config"]
     first = doc["artifacts"][0]["label"]

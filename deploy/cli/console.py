@@ -16,7 +16,7 @@ err_console = Console(stderr=True)
 
 
 def print_json(obj: Any) -> None:
-    from vitdeploy.io import _json_default
+    from vitdeploy.core.io import _json_default
 
     # plain print: rich would re-wrap long lines and break the JSON for pipes
     print(json.dumps(obj, indent=2, default=_json_default))
@@ -43,7 +43,7 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
-def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.steps.StepRecord
+def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.core.steps.StepRecord
     """One line per finished step: a tick or a cross, the name, the seconds, the detail (not for a
     step an error ended: its message comes once, as the error line)."""
     mark = "[green]✓[/]" if record.status == "ok" else "[red]✗[/]"

@@ -12,7 +12,7 @@ from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
                                    NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout)
-from vitdeploy.errors import ParityError
+from vitdeploy.core.errors import ParityError
 
 HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
 engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
@@ -75,10 +75,10 @@ def deploy(
 ) -> None:
     from vitdeploy.bench import parse_batches
     from vitdeploy.cli.export_cmd import _floats
-    from vitdeploy.export.config import BatchRange
-    from vitdeploy.fleet import check_fleet, load_devices
-    from vitdeploy.pipeline import DeployConfig, run_deploy
-    from vitdeploy.steps import Steps
+    from vitdeploy.core.batch import BatchRange
+    from vitdeploy.pipeline.fleet import check_fleet, load_devices
+    from vitdeploy.pipeline.run import DeployConfig, run_deploy
+    from vitdeploy.core.steps import Steps
 
     size = _floats(input_size, 3, "--input-size")
     config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
@@ -144,7 +144,7 @@ FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the la
 def _fleet_table(r: dict, out: Path) -> None:
     """A column per device (three per table), a row per condition and per precision's figures;
     each failed device's message below."""
-    from vitdeploy.report import fleet_rows
+    from vitdeploy.bench.report import fleet_rows
 
     for n in r["notes"]:
         console.print(f"[bold yellow]note:[/] {escape(n)}")

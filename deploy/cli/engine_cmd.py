@@ -82,10 +82,10 @@ def build_engine(
     force: Force = False,
     as_json: Json = False,
 ) -> None:
-    from vitdeploy.io import refuse_overwriting_inputs
-    from vitdeploy.steps import Steps
-    from vitdeploy.trt.build import build_engine as run_build
-    from vitdeploy.trt.config import BatchRange, EngineConfig, parse_size
+    from vitdeploy.core.io import refuse_overwriting_inputs
+    from vitdeploy.core.steps import Steps
+    from vitdeploy.pipeline.engine import build as run_build
+    from vitdeploy.engine.config import BatchRange, EngineConfig, parse_size
 
     refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib, "--timing-cache": timing_cache})
     config = EngineConfig(
@@ -96,7 +96,7 @@ def build_engine(
         version_compatible=version_compatible, builder_opt_level=builder_opt_level, force=force, verbose=verbose,
     )
     if remote is not None:
-        from vitdeploy.remote_cli import build_remote
+        from vitdeploy.cli.remote import build_remote
 
         result = build_remote(remote, remote_python, config)
     else:

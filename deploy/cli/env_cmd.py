@@ -14,7 +14,7 @@ def env(as_json: Json = False) -> None:
 
     Missing pieces are listed as missing; this command never fails because something is absent.
     """
-    from vitdeploy.sysinfo import environment
+    from vitdeploy.core.sysinfo import environment
 
     info = environment()
     if as_json:

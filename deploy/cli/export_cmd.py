@@ -12,7 +12,7 @@ from rich.table import Table
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import print_step, console, err_console, print_json
 from vitdeploy.cli.options import DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std
-from vitdeploy.errors import CompatibilityError, UsageError
+from vitdeploy.core.errors import CompatibilityError, UsageError
 
 EXPORT_HELP = """Export a model to ONNX (dynamic batch, opset 17), validate it against PyTorch, simplify it
 and check that TensorRT can parse it. Writes OUT.onnx and OUT.json (the manifest) beside it.
@@ -52,7 +52,7 @@ def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
 
 
 def _findings_table(findings: dict) -> Table:
-    from vitdeploy.trtcheck import shown
+    from vitdeploy.trt.check import shown
 
     table = tables.table("TensorRT readiness")
     for c in ("target", "severity", "kind"):
@@ -88,9 +88,9 @@ def export(
     force: Force = False,
     as_json: Json = False,
 ) -> None:
-    from vitdeploy.compare import Thresholds
+    from vitdeploy.core.compare import Thresholds
     from vitdeploy.export.config import BatchRange, ExportConfig, Preprocessing
-    from vitdeploy.io import refuse_overwriting_inputs
+    from vitdeploy.core.io import refuse_overwriting_inputs
 
     if batch is not None and dynamic_batch is not None:
         raise UsageError("give either --batch (static) or --dynamic-batch, not both")
@@ -110,7 +110,7 @@ def export(
             mean=_floats(mean, 3, "--mean"), std=_floats(std, 3, "--std"), num_classes=num_classes),
     )
     from vitdeploy.export.pipeline import export as run_export
-    from vitdeploy.steps import Steps
+    from vitdeploy.core.steps import Steps
 
     status = err_console.status("exporting")
     steps = Steps(on_start=lambda name: status.update(f"[bold]{model}[/]: {name}"),
@@ -141,7 +141,8 @@ def check(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding but 'info' (default: only on errors).")] = False,
     as_json: Json = False,
 ) -> None:
-    from vitdeploy import onnx_utils, trtcheck
+    from vitdeploy.core import onnx_utils
+    from vitdeploy.trt import check as trtcheck
 
     model = onnx_utils.load(onnx_file)
     findings = trtcheck.check(model, tuple(target or ("trt8.5", "trt10", "trt11")))

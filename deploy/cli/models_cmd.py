@@ -61,7 +61,7 @@ def models(
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    from vitdeploy.errors import UnknownModelError
+    from vitdeploy.core.errors import UnknownModelError
     from vitdeploy.models.registry import listed
 
     families = list(dict.fromkeys(r.family for r in listed().values()))

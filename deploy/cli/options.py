@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from vitdeploy.errors import UsageError
+from vitdeploy.core.errors import UsageError
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
@@ -70,14 +70,14 @@ def check_holdout(holdout: int | None, calib: Path | None) -> None:
     """--holdout must leave calibration samples: at most half of the data is held out."""
     if holdout is None or calib is None or holdout == 0:
         return
-    from vitdeploy.calib.data import open_dataset
+    from vitdeploy.data.datasets import open_dataset
 
     available = len(open_dataset(calib))
     if holdout > available // 2:
         raise UsageError(f"invalid --holdout {holdout}: {calib} has {available} samples and at most half "
                          f"({available // 2}) can be held out; give --holdout 0..{available // 2}")
 
-# --remote: run the command on a device over ssh (vitdeploy.remote); README, Jetson > Remote.
+# --remote: run the command on a device over ssh (vitdeploy.pipeline.remote); README, Jetson > Remote.
 Remote = Annotated[str | None, typer.Option(
     "--remote", metavar="[USER@]HOST", show_default=False,
     help="Run on this device over ssh (a ~/.ssh/config alias works): inputs are sent, results come back.")]

@@ -12,7 +12,7 @@ from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
                                    Samples, Std, Threads, check_holdout)
-from vitdeploy.errors import UsageError
+from vitdeploy.core.errors import UsageError
 
 HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
 against the FP32 model in ONNX Runtime on held-out calibration images.
@@ -75,8 +75,8 @@ def quantize(
     from vitdeploy.calib.quantize import QuantizeConfig
     from vitdeploy.calib.quantize import quantize as run_quantize
     from vitdeploy.cli.export_cmd import _floats
-    from vitdeploy.io import refuse_overwriting_inputs
-    from vitdeploy.steps import Steps
+    from vitdeploy.core.io import refuse_overwriting_inputs
+    from vitdeploy.core.steps import Steps
 
     if int8 == fp16:
         raise UsageError("choose exactly one of --int8 and --fp16")

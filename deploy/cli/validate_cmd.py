@@ -12,7 +12,7 @@ from rich.table import Table
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
 from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Remote, RemotePython, SamplesOrAll, ThresholdSpec, Threads
-from vitdeploy.errors import ParityError
+from vitdeploy.core.errors import ParityError
 
 HELP = """Check that candidates (ONNX at FP32/FP16/INT8, TensorRT engines) still agree with a reference
 (a zoo model with its checkpoint, or the FP32 ONNX) on real data. Exits 6 when a candidate fails
@@ -48,7 +48,7 @@ def validate(
     force: Force = False,
     as_json: Json = False,
 ) -> None:
-    from vitdeploy.io import check_output, write_bytes_atomic, write_json_atomic
+    from vitdeploy.core.io import check_output, write_bytes_atomic, write_json_atomic
     from vitdeploy.validate import ValidateConfig, load_thresholds, markdown
     from vitdeploy.validate import validate as run_validate
 
@@ -60,7 +60,7 @@ def validate(
                             samples=samples, thresholds=limits, max_top1_drop=drops, batch_size=batch, threads=threads,
                             data_check=data_check, on_error=on_error)
     if remote is not None:
-        from vitdeploy.remote_cli import validate_remote
+        from vitdeploy.cli.remote import validate_remote
 
         doc = validate_remote(remote, remote_python)
     else:

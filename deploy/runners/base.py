@@ -68,3 +68,17 @@ class BaseRunner:
         meta = self.input_metadata()
         out = self.infer({meta[0].name: x})
         return next(iter(out.values()))
+
+
+def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
+    """Float32 outputs of one chunk; a chunk smaller than ``min_batch`` is padded with copies of its
+    last sample (and the padding's outputs dropped)."""
+    n = len(chunk)
+    if n < min_batch:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
+    return np.asarray(runner.infer_one(np.ascontiguousarray(chunk))[:n], dtype=np.float32)
+
+
+def run_batched(runner, x: np.ndarray, batch: int, min_batch: int = 1) -> np.ndarray:
+    """Outputs for all of ``x`` in chunks of ``batch`` (``infer_batch``)."""
+    return np.concatenate([infer_batch(runner, x[i:i + batch], min_batch) for i in range(0, len(x), batch)])

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vitdeploy.errors import InputError, UsageError
-from vitdeploy.io import read_manifest
+from vitdeploy.core.errors import InputError, UsageError
+from vitdeploy.core.io import read_manifest
 from vitdeploy.runners.base import BaseRunner
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
@@ -67,8 +67,8 @@ class Artifact:
 @functools.lru_cache(maxsize=32)
 def graph_precision(path: str, mtime_ns: int) -> str:
     """int8 when the graph has Q/DQ, fp16 when it holds FP16 tensors, else fp32 (the builder's own
-    reading of a file, vitdeploy.trt.config.inspect_onnx); cached while the file is unchanged."""
-    from vitdeploy.trt.config import inspect_onnx
+    reading of a file, vitdeploy.core.onnx_info.inspect_onnx); cached while the file is unchanged."""
+    from vitdeploy.core.onnx_info import inspect_onnx
 
     return inspect_onnx(Path(path)).precision
 
@@ -84,7 +84,7 @@ def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | No
         return Artifact(text, kind, path, read_manifest(path))
     if path.exists() or suffix:
         raise InputError(f"unknown artifact type {text!r}: give an .onnx file, an .engine/.plan file, or a zoo model name")
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     require("torch", f"running the zoo model {text!r} in PyTorch")
     from vitdeploy.models import get_spec
@@ -99,7 +99,7 @@ def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | No
 def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = None, threads: int | None = None,
                 device: str = "cpu", fp16_rounding: bool = False) -> BaseRunner:
     """``fp16_rounding`` (accuracy, not timing): ONNX Runtime on the CPU runs an FP16 file with its
-    FP16 parts rounded as FP16 stores them, not silently in FP32 (see vitdeploy.fp16_emulation)."""
+    FP16 parts rounded as FP16 stores them, not silently in FP32 (see vitdeploy.core.fp16_emulation)."""
     art = artifact if isinstance(artifact, Artifact) else resolve_artifact(artifact)
     backend = backend or art.default_backend
     if backend not in BACKENDS:
@@ -114,7 +114,7 @@ def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = No
     elif art.kind == "engine":
         if backend != "trt":
             raise UsageError(f"{art.label} is a TensorRT engine: only the trt backend runs it")
-        from vitdeploy.trt.runner import TensorRTRunner
+        from vitdeploy.runners.trt_runner import TensorRTRunner
 
         runner = TensorRTRunner(art.path)
     else:

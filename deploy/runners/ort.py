@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitdeploy.deps import require
-from vitdeploy.errors import InputError, MissingDependencyError
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import InputError, MissingDependencyError
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 
 _ORT_TYPES = {
@@ -33,7 +33,7 @@ PROVIDER_ALIASES = {
 class OnnxRuntimeRunner(BaseRunner):
     def __init__(self, model: str | os.PathLike | bytes, providers: tuple[str, ...] = ("cpu",),
                  threads: int | None = None, optimization: str = "all", fp16_rounding: bool = False):
-        """``fp16_rounding``: run an FP16 file through ``vitdeploy.fp16_emulation`` (accuracy as FP16
+        """``fp16_rounding``: run an FP16 file through ``vitdeploy.core.fp16_emulation`` (accuracy as FP16
         stores it; the CPU provider would compute its FP16 parts in FP32). Slower: not for timing."""
         super().__init__()
         self.model = model
@@ -89,7 +89,7 @@ class OnnxRuntimeRunner(BaseRunner):
         self.is_active = True
 
     def _fp16_rounded(self, src: str | bytes) -> str | bytes:
-        from vitdeploy import fp16_emulation, onnx_utils
+        from vitdeploy.core import fp16_emulation, onnx_utils
 
         onnx = onnx_utils.onnx_module()
         model = onnx.load_from_string(src) if isinstance(src, bytes) else onnx_utils.load(src)

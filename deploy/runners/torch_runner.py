@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitdeploy.deps import require
-from vitdeploy.errors import MissingDependencyError
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import MissingDependencyError
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 
 

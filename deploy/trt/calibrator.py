@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitdeploy.calib import trtcache
-from vitdeploy.errors import InputError
+from vitdeploy.trt import calibration_cache as trtcache
+from vitdeploy.core.errors import InputError
 from vitdeploy.trt.version import TrtVersion, requires
 
 

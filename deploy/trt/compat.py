@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vitdeploy.errors import CompatibilityError
+from vitdeploy.core.errors import CompatibilityError
 from vitdeploy.trt.version import TrtVersion
 
 

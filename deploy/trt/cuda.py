@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.errors import CompatibilityError, MissingDependencyError
+from vitdeploy.core.errors import CompatibilityError, MissingDependencyError
 
 
 def cudart():
     """The CUDA runtime module of cuda-python (MissingDependencyError when absent)."""
-    from vitdeploy.deps import is_available
+    from vitdeploy.core.deps import is_available
 
     if not is_available("cuda"):
         raise MissingDependencyError("cuda-python is not installed for the TensorRT runner: "
@@ -101,7 +101,7 @@ def gpu_info() -> dict[str, Any] | None:
         return Cuda().device_info()
     except (MissingDependencyError, CompatibilityError):
         pass
-    from vitdeploy.sysinfo import gpus
+    from vitdeploy.core.sysinfo import gpus
 
     found = gpus()
     if found:

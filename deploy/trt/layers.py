@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from vitdeploy.errors import EngineBuildError
+from vitdeploy.core.errors import EngineBuildError
 
 # Checked in this order: "BFloat16" must not read as "Float", "FP8" not as anything else.
 _DTYPE_PATTERNS: tuple[tuple[str, re.Pattern], ...] = (

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from vitdeploy.errors import CompatibilityError
+from vitdeploy.core.errors import CompatibilityError
 
 # The bindings the API-surface test checks (tests/data/trt_api/<version>.txt), i.e. the
 # TensorRT releases a Jetson or desktop user meets (FACTS.md): 8.6 stands for JetPack 5's 8.5

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-from vitdeploy.errors import MissingDependencyError
+from vitdeploy.core.errors import MissingDependencyError
 
 # module name -> what to install
 INSTALL_HINTS: dict[str, str] = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from vitdeploy import onnx_utils
-from vitdeploy.errors import UsageError
+from vitdeploy.core import onnx_utils
+from vitdeploy.core.errors import UsageError
 
 # Ops whose output shape depends on tensor values: TensorRT needs data-dependent-shape support
 # (slow or absent) and they usually mean an exporter left dynamic logic in.
@@ -41,7 +41,7 @@ class Finding:
 
 
 def known_targets() -> list[str]:
-    from vitdeploy.trt_support import TARGETS
+    from vitdeploy.trt.support import TARGETS
 
     return list(TARGETS) + [ORT_TARGET]
 
@@ -193,7 +193,7 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
         if target == ORT_TARGET:
             results[target] = []
             continue
-        from vitdeploy.trt_support import parser_support
+        from vitdeploy.trt.support import parser_support
 
         try:
             support = parser_support(target)
@@ -212,7 +212,7 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
             if op in DATA_DEPENDENT_OPS:
                 out.append(Finding(target, "warning", "dynamic", op,
                                    f"{count} {op} node(s): data-dependent shapes/control flow left in the graph"))
-        from vitdeploy.trt_support import node_violations
+        from vitdeploy.trt.support import node_violations
 
         by_op: dict[str, list[str]] = {}
         for node in nodes:  # the form of ops the parser takes only in some forms

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vitdeploy.errors import InputError, OutputError, OutputExistsError, UsageError
+from vitdeploy.core.errors import InputError, OutputError, OutputExistsError, UsageError
 
 MANIFEST_SCHEMA = "vitdeploy.manifest/1"
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from vitdeploy.errors import InputError, UsageError
+from vitdeploy.core.errors import InputError, UsageError
 from vitdeploy.runners.base import static_batch
 
 SCHEMA_ID = "vitdeploy.bench/1"
@@ -175,7 +175,7 @@ def _load1() -> float | None:
 
 def conditions_snapshot(threads: int | None) -> dict[str, Any]:
     """The machine's state recorded once per run: CPU, load, versions, providers, GPUs, Jetson."""
-    from vitdeploy import sysinfo
+    from vitdeploy.core import sysinfo
 
     env = sysinfo.environment()
     pk = env["packages"]
@@ -321,7 +321,7 @@ def _feed(entry: _Entry, batch: int, rng: np.random.Generator) -> dict[str, np.n
 
 
 def _resolve_all(config: BenchConfig) -> list[Any]:
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
     from vitdeploy.runners.factory import resolve_artifact
 
     arts = [resolve_artifact(a) for a in config.artifacts]  # InputError for unknown types / missing files
@@ -545,7 +545,7 @@ def validation_errors(doc: Any, use_jsonschema: bool | None = None) -> list[str]
     """
     schema = load_schema()
     if use_jsonschema is None:
-        from vitdeploy.deps import is_available
+        from vitdeploy.core.deps import is_available
 
         use_jsonschema = is_available("jsonschema")
     if use_jsonschema:

@@ -1,4 +1,4 @@
-"""ONNX graph passes applied after export, each for a stated reason (torch-free).
+"""ONNX rewrites that TensorRT parser versions need, each for a stated reason (torch-free).
 
 ``decompose_layernorm``: TensorRT 8.5 (JetPack 5) has no LayerNormalization importer (added
 in 8.6), so a file that must parse there gets LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitdeploy import onnx_utils
-from vitdeploy.errors import ExportError
+from vitdeploy.core import onnx_utils
+from vitdeploy.core.errors import ExportError
 
 
 def targets_without(op: str, targets: tuple[str, ...]) -> list[str]:
-    from vitdeploy.trt_support import TARGETS, parser_support
+    from vitdeploy.trt.support import TARGETS, parser_support
 
     return [t for t in targets if t in TARGETS and op not in parser_support(t).supported_ops]
 

@@ -26,18 +26,29 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vitdeploy.calib.fp16 import KEEP_FP32_OPS  # torch- and onnxruntime-free at import
-from vitdeploy.deps import require
-from vitdeploy.errors import CompatibilityError, EngineBuildError, UsageError
-from vitdeploy.io import check_artifact_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
-from vitdeploy.steps import Steps
+from vitdeploy.core.onnx_info import OnnxInfo, inspect_onnx
+from vitdeploy.core.precision import KEEP_FP32_OPS
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import CompatibilityError, EngineBuildError, UsageError
+from vitdeploy.core.io import check_artifact_output, new_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.core.steps import Steps
 from vitdeploy.trt import layers as L
-from vitdeploy.trt.config import (BuildPlan, EngineConfig, OnnxInfo, Request, check_output_name, default_output, inspect_onnx,
+from vitdeploy.engine.config import (BuildPlan, EngineConfig, Request, check_output_name, default_output,
                                   plan, resolve)
 from vitdeploy.trt.version import TrtVersion, requires, version_of
 
 # ONNX ops kept FP32 on the FP16-flag path: the same list the FP16 ONNX pass keeps.
 FP32_ISLAND_OPS = KEEP_FP32_OPS
+
+
+class PrecisionPass(Protocol):
+    """Makes the ONNX TensorRT builds when the plan asks for a CPU precision pass first (FP16 casts or
+    Q/DQ from --calib data): returns (the ONNX to build, the legacy calibration cache or None, what
+    the pass did or None). The pass belongs to the calibration stage; vitdeploy.pipeline.engine wires
+    it in, so this stage never imports vitdeploy.calib."""
+
+    def __call__(self, config: EngineConfig, request: Request, bplan: BuildPlan, info: OnnxInfo, steps: Steps,
+                 progress: Callable | None) -> tuple[OnnxInfo, Path | None, dict | None]: ...
 
 
 class BuildCallbacks(Protocol):
@@ -57,8 +68,13 @@ _UNSET: Any = object()
 
 
 def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: BuildCallbacks | None = None,
-                 progress: Callable | None = None, trt=None, gpu: Any = _UNSET, jetson: Any = _UNSET) -> BuildResult:
-    """Build ``config.model`` into an engine. ``trt``/``gpu``/``jetson`` default to the real ones."""
+                 progress: Callable | None = None, trt=None, gpu: Any = _UNSET, jetson: Any = _UNSET,
+                 precision_pass: PrecisionPass | None = None) -> BuildResult:
+    """Build ``config.model`` into an engine. ``trt``/``gpu``/``jetson`` default to the real ones.
+
+    Raises UsageError when the plan needs a precision pass and none is given (use
+    vitdeploy.pipeline.engine.build, which brings the calibration stage's pass).
+    """
     steps = steps or Steps()
     start = time.perf_counter()
     with steps.step("read ONNX"):
@@ -71,7 +87,7 @@ def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: Bu
     trt = trt if trt is not None else require("tensorrt", "building TensorRT engines")
     version = version_of(trt)
     if jetson is _UNSET:
-        from vitdeploy.sysinfo import jetson_info
+        from vitdeploy.core.sysinfo import jetson_info
 
         jetson = jetson_info()
     if gpu is _UNSET:
@@ -80,7 +96,13 @@ def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: Bu
         gpu = gpu_info()
     bplan = plan(config, request, version, on_jetson=bool(jetson))
 
-    source_info, calib_cache, pass_record = precision_pass(config, request, bplan, info, steps, progress)
+    if bplan.precision_pass is None:
+        source_info, calib_cache, pass_record = info, request.calib_cache, None
+    elif precision_pass is None:
+        raise UsageError(f"{Path(config.model).name} needs a {bplan.precision_pass} pass before TensorRT builds it: "
+                         "build through vitdeploy.pipeline.engine.build (as `vitdeploy build-engine` does)")
+    else:
+        source_info, calib_cache, pass_record = precision_pass(config, request, bplan, info, steps, progress)
     logger = make_logger(trt, config.verbose)
     with tempfile.TemporaryDirectory(prefix="vitdeploy-parse-") as scratch:
         parse_info, rewrites = graph_for_parser(source_info, version, Path(scratch))
@@ -129,62 +151,6 @@ def build_engine(config: EngineConfig, steps: Steps | None = None, callbacks: Bu
 
 
 # --------------------------------------------------------------------------------------------
-# Precision pass (CPU, no TensorRT calls)
-# --------------------------------------------------------------------------------------------
-
-def precision_pass(config: EngineConfig, request: Request, bplan: BuildPlan, info: OnnxInfo, steps: Steps,
-                   progress: Callable | None) -> tuple[OnnxInfo, Path | None, dict | None]:
-    """(the ONNX to build, the legacy calibration cache or None, what the pass did or None)."""
-    if bplan.precision_pass is None:
-        return info, request.calib_cache, None
-    from vitdeploy.calib.quantize import QuantizeConfig, default_output as quant_output, quantize
-
-    precision = "fp16" if bplan.precision_pass == "fp16" else "int8"
-    qc = QuantizeConfig(model=Path(config.model), precision=precision, calib=config.calib, method=config.method,
-                        samples=config.samples, target="trt", force=config.force,
-                        high_precision=config.high_precision if precision == "int8" else "fp16",
-                        trt_calibration_cache=bplan.precision_pass == "int8-cache")
-    out = quant_output(Path(config.model), precision, "trt")
-    record: dict[str, Any] = {"pass": bplan.precision_pass, "onnx": str(out)}
-    if not config.force and _reusable(out, config, bplan):
-        record["reused"] = True
-        with steps.step(f"{precision} pass") as rec:
-            rec.detail = f"reusing {out.name} (same model, data and method)"
-    else:
-        record["reused"] = False
-        with steps.step(f"{precision} pass"):
-            result = quantize(qc, steps, progress)
-        out = result.onnx_path
-    qm = read_manifest(out) or {}
-    record["accuracy_vs_fp32"] = (qm.get("accuracy") or {}).get("vs_fp32")
-    if bplan.precision_pass == "int8-cache":
-        cache = out.with_suffix(".calib")
-        record["calibration_cache"] = str(cache)
-        return info, cache, record
-    return inspect_onnx(out), None, record
-
-
-def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
-    """An earlier pass output made from this very model (and data/method for INT8)."""
-    m = read_manifest(path) if path.exists() else None
-    if not m or (m.get("parent") or {}).get("sha256") != sha256_file(config.model):
-        return False
-    if bplan.precision_pass == "fp16":
-        return m.get("precision") == "fp16" and config.calib is None
-    data = m.get("calibration_data") or {}
-    q = m.get("quantization") or {}
-    from vitdeploy.calib.data import source_fingerprint
-
-    same = (m.get("precision") == "int8" and q.get("method") == config.method and q.get("target") == "trt"
-            and q.get("high_precision", "fp32") == config.high_precision
-            and data.get("requested_samples") == config.samples and data.get("seed", 0) == 0
-            and config.calib is not None and data.get("fingerprint") == source_fingerprint(config.calib))
-    if bplan.precision_pass == "int8-cache":
-        same = same and path.with_suffix(".calib").exists()
-    return same
-
-
-# --------------------------------------------------------------------------------------------
 # TensorRT objects. Variable names follow one convention the API-surface test relies on:
 # builder, network, parser, cfg, profile, layer, runtime, engine, inspector, cache, logger.
 # --------------------------------------------------------------------------------------------
@@ -227,8 +193,8 @@ def graph_for_parser(info: OnnxInfo, version: TrtVersion, scratch: Path) -> tupl
         return info, []
     import dataclasses
 
-    from vitdeploy import onnx_utils
-    from vitdeploy.export.passes import decompose_layernorm  # onnx only, no torch
+    from vitdeploy.core import onnx_utils
+    from vitdeploy.trt.rewrite import decompose_layernorm  # onnx only, no torch
 
     model = onnx_utils.load(info.path)
     n = decompose_layernorm(model)

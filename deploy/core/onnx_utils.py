@@ -6,11 +6,11 @@ import collections
 import os
 from pathlib import Path
 
-from vitdeploy.errors import ExportError, InputError
+from vitdeploy.core.errors import ExportError, InputError
 
 
 def onnx_module():
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     return require("onnx", "reading ONNX files")
 

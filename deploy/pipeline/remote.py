@@ -12,7 +12,7 @@ agent and jump hosts work and no password is ever handled here. CACHE below is t
    sends only what is missing;
 3. the command itself, ``PYTHON -m vitdeploy ... --json``, in a job folder holding hard links to
    the cached inputs, under ``flock CACHE/device.lock`` (one job at a time on a device);
-4. results streamed back into the local paths through vitdeploy.io's atomic writers (all replaced
+4. results streamed back into the local paths through vitdeploy.core.io's atomic writers (all replaced
    together, only once all arrived), their hashes checked against their manifests.
 
 Errors: the device unreachable or the connection lost: RemoteError (exit 11); vitdeploy, Python or
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vitdeploy.errors import (
+from vitdeploy.core.errors import (
     CompatibilityError,
     InputError,
     MissingDependencyError,
@@ -46,7 +46,7 @@ from vitdeploy.errors import (
     UsageError,
     VitdeployError,
 )
-from vitdeploy.io import atomic_path, manifest_path, read_manifest, sha256_file
+from vitdeploy.core.io import atomic_path, manifest_path, read_manifest, sha256_file
 
 BLOB = "data"  # CACHE/<content key>/data: a file or folder, linked under its names in each job folder
 
@@ -238,7 +238,7 @@ class Device:
         A dropped connection leaves only the temporary name, which the device removes (trap, or a
         hash or tar check that fails on truncated data)."""
         if path.is_dir():  # a tar cut at a file boundary extracts cleanly: check the folder's own key there
-            key_of = (f'{shell_path(self.config.python)} -c "import pathlib, sys; from vitdeploy.remote import '
+            key_of = (f'{shell_path(self.config.python)} -c "import pathlib, sys; from vitdeploy.pipeline.remote import '
                       f'content_key; print(content_key(pathlib.Path(sys.argv[1])))" "$t"')
             receive, check, chunks = 'mkdir "$t" && tar -xf - -C "$t"', f'[ "$({key_of})" = {key} ]', _tar_chunks(path)
         else:

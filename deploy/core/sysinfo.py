@@ -50,7 +50,7 @@ def _dist_version(names: tuple[str, ...]) -> str | None:
 
 def package_status(module: str) -> dict[str, Any]:
     """{"installed": bool, "version": str|None, "error": str|None} without importing heavy modules."""
-    from vitdeploy.deps import is_available
+    from vitdeploy.core.deps import is_available
 
     version = _dist_version(PACKAGES.get(module, (module,)))
     found = sys.modules.get(module) is not None or is_available(module)

@@ -2,7 +2,7 @@
 
 build-engine, bench and validate call these instead of their local core function; what comes
 back (a BuildResult, a bench or validate document) is what a local run gives, so the command
-draws the same table. The transport and its errors are vitdeploy.remote's.
+draws the same table. The transport and its errors are vitdeploy.pipeline.remote's.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 from rich.markup import escape
 from vitdeploy.cli.console import err_console
-from vitdeploy.remote import (
+from vitdeploy.pipeline.remote import (
     RemoteConfig,
     RemoteRun,
     Upload,
@@ -79,15 +79,11 @@ def build_remote(host: str, python: str | None, config: Any) -> Any:
     """build-engine on the device for an EngineConfig: checked here first (options, output path),
     then the engine and its manifest come back to the local output, their hash checked. Returns the
     BuildResult a local build gives."""
-    from vitdeploy.errors import UsageError
-    from vitdeploy.io import check_artifact_output, manifest_path
-    from vitdeploy.trt.build import BuildResult
-    from vitdeploy.trt.config import (
-        check_output_name,
-        default_output,
-        inspect_onnx,
-        resolve,
-    )
+    from vitdeploy.core.errors import UsageError
+    from vitdeploy.core.io import check_artifact_output, manifest_path
+    from vitdeploy.engine.build import BuildResult
+    from vitdeploy.core.onnx_info import inspect_onnx
+    from vitdeploy.engine.config import check_output_name, default_output, resolve
 
     if config.timing_cache is not None:
         raise UsageError("--timing-cache cannot be used with --remote: a timing cache belongs to the device")
@@ -108,7 +104,7 @@ def bench_remote(host: str, python: str | None) -> dict[str, Any]:
 def validate_remote(host: str, python: str | None) -> dict[str, Any]:
     """validate on the device: its validate document (exit 6 is decided here, from the document).
     ``--data HOST:/path`` names data already on the device; other data is sent."""
-    from vitdeploy.errors import UsageError
+    from vitdeploy.core.errors import UsageError
 
     def data(value: Any) -> Any:
         text = str(value)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vitdeploy.errors import ShapeMismatchError, ValueMismatchError
+from vitdeploy.core.errors import ShapeMismatchError, ValueMismatchError
 
 
 @dataclass
@@ -218,3 +218,8 @@ def assert_close(ref: np.ndarray, cand: np.ndarray, thresholds: Thresholds, what
             figures=c.to_dict(),
         )
     return c
+
+
+def seeded_inputs(batch: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Standard-normal inputs: the range of normalised images, reproducible from the seed."""
+    return np.random.default_rng(seed + batch).standard_normal((batch, *shape), dtype=np.float32)

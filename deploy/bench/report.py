@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.bench import environment_label, validate_result
-from vitdeploy.errors import MissingDependencyError, OutputError, OutputExistsError
-from vitdeploy.io import atomic_path, write_bytes_atomic, write_json_atomic
+from vitdeploy.core.errors import MissingDependencyError, OutputError, OutputExistsError
+from vitdeploy.core.io import atomic_path, write_bytes_atomic, write_json_atomic
 
 REPORT_FILES = {"json": "bench.json", "markdown": "bench.md", "plot": "bench.png"}
 
@@ -358,7 +358,7 @@ def _spread_labels(fig, labels: list) -> None:
 
 
 def require_matplotlib():
-    from vitdeploy.deps import require
+    from vitdeploy.core.deps import require
 
     return require("matplotlib", "the PNG plot")
 
@@ -391,7 +391,7 @@ def write_report(doc: dict[str, Any], directory: str | os.PathLike, force: bool 
 
 
 # --------------------------------------------------------------------------------------------
-# Fleet report (vitdeploy.fleet): a column per device
+# Fleet report (vitdeploy.pipeline.fleet): a column per device
 # --------------------------------------------------------------------------------------------
 Rows = list[tuple[str, list[str]]]
 

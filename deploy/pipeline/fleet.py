@@ -10,7 +10,7 @@ devices.toml::
     power_mode = "15W"            # optional: the nvpmodel mode expected; another one is a warning
     ssh_config = "~/.ssh/fleet"   # optional: an ssh config file for this device (ssh -F)
 
-Per device, in one job folder on it (vitdeploy.remote: one handshake, one upload of what it lacks):
+Per device, in one job folder on it (vitdeploy.pipeline.remote: one handshake, one upload of what it lacks):
 build-engine for each precision's ONNX, the engines brought back to OUT/devices/NAME/ (hashes
 checked), validate against the FP32 ONNX on the validation data, bench. Its result goes atomically
 to OUT/devices/NAME/result.json, also when it failed (exit code and message); a re-run skips a device
@@ -27,25 +27,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitdeploy.errors import (
+from vitdeploy.core.errors import (
     InputError,
     MissingDependencyError,
     ParityError,
     UsageError,
     VitdeployError,
 )
-from vitdeploy.io import (
+from vitdeploy.core.io import (
     manifest_path,
     read_manifest,
     sha256_file,
     write_bytes_atomic,
     write_json_atomic,
 )
-from vitdeploy.remote import RemoteConfig, Upload, check_fetched, conditions, remote_job
+from vitdeploy.pipeline.remote import RemoteConfig, Upload, check_fetched, conditions, remote_job
 
 if TYPE_CHECKING:
-    from vitdeploy.pipeline import DeployConfig
-    from vitdeploy.steps import Steps
+    from vitdeploy.pipeline.run import DeployConfig
+    from vitdeploy.core.steps import Steps
 
 FLEET_SCHEMA = "vitdeploy.fleet-report/1"
 DEVICES_DIR = "devices"
@@ -149,10 +149,10 @@ def run_fleet(config: DeployConfig, inputs: FleetInputs, notes: list[str], skipp
               steps: Steps) -> dict[str, Any]:
     """Every device of ``config.devices`` in parallel; the fleet report (also written to OUT/report.*)."""
     from vitdeploy import __version__
-    from vitdeploy import report as R
-    from vitdeploy.pipeline import gated
+    from vitdeploy.bench import report as R
+    from vitdeploy.pipeline.run import gated
 
-    from vitdeploy.pipeline import _digest
+    from vitdeploy.pipeline.run import _digest
 
     thresholds = Path(config.thresholds) if config.thresholds and Path(config.thresholds).is_file() else config.thresholds
     shared = _digest(*inputs.artifacts.values(), inputs.data, inputs.samples, thresholds, config.on_error,
@@ -203,7 +203,7 @@ def _device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, thresho
             steps: Steps) -> dict[str, Any]:
     """One device's entry: its stored result when unchanged (``shared``: the digest of what every
     device gets), else a fresh run; a failure is an entry too."""
-    from vitdeploy.pipeline import _digest
+    from vitdeploy.pipeline.run import _digest
 
     folder = config.out / DEVICES_DIR / spec.name
     result = folder / RESULT_FILE
@@ -244,8 +244,8 @@ def _stored(result: Path, digest: str, out: Path) -> dict[str, Any] | None:
 
 def _run_device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, folder: Path,
                 thresholds: str | Path | None, steps: Steps) -> dict[str, Any]:
-    from vitdeploy.pipeline import _chain, build_report
-    from vitdeploy.trt.config import default_output
+    from vitdeploy.pipeline.run import _chain, build_report
+    from vitdeploy.engine.config import default_output
 
     def stage(what: str, run: Callable[[], Any]) -> Any:
         with steps.step(f"{spec.name}: {what}"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from vitdeploy.io import write_bytes_atomic
+from vitdeploy.core.io import write_bytes_atomic
 
 CALIBRATOR = "EntropyCalibration2"
 

@@ -14,17 +14,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from vitdeploy.errors import CompatibilityError, InputError, UsageError
-from vitdeploy.export.config import BatchRange  # torch-free: one batch-range parser for every command
+from vitdeploy.core.batch import BatchRange
+from vitdeploy.core.errors import CompatibilityError, InputError, UsageError
+from vitdeploy.core.onnx_info import OnnxInfo
 from vitdeploy.trt.version import TrtVersion
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # --hardware-compat value -> HardwareCompatibilityLevel member
 HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2, "mib": 1 << 20,
                "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}
@@ -73,7 +70,7 @@ class EngineConfig:
             raise UsageError("--int8 --fp16 asks for FP16 float parts, --high-precision fp32 for FP32: choose one")
         if self.calib is not None and not (self.int8 or self.fp16):
             raise UsageError("--calib is calibration data for --int8 (or for the FP16 overflow check with --fp16)")
-        from vitdeploy.calib.methods import METHODS  # numpy only
+        from vitdeploy.core.precision import METHODS
 
         if self.method not in METHODS:
             raise UsageError(f"unknown --method {self.method!r}; choose from {', '.join(METHODS)}")
@@ -100,70 +97,6 @@ class EngineConfig:
             raise UsageError(f"--timing-cache {self.timing_cache} is a directory; give a file path")
 
 
-@dataclass(frozen=True)
-class OnnxInfo:
-    """What build-engine needs to know about an ONNX file before TensorRT is involved."""
-
-    path: Path
-    has_qdq: bool
-    has_fp16: bool
-    manifest: dict[str, Any] | None
-    node_names: tuple[str, ...]  # graph order (TensorRT 8 parser errors give only a node index)
-    node_ops: tuple[str, ...]
-    inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]  # (name, dims; str/None = dynamic)
-
-    @property
-    def precision(self) -> str:
-        declared = (self.manifest or {}).get("precision")
-        if self.has_qdq:
-            return "int8"
-        if declared in PRECISIONS:
-            return declared
-        return "fp16" if self.has_fp16 else "fp32"
-
-    @property
-    def qdq_target(self) -> str | None:
-        q = (self.manifest or {}).get("quantization") or {}
-        return q.get("target")
-
-    def fp32_keep_names(self, ops: tuple[str, ...]) -> frozenset[str]:
-        """Names of nodes the FP16 flag path keeps FP32: those whose op type is in ``ops``, and those
-        the precision pass kept FP32 for their calibrated range (listed in the manifest)."""
-        m = self.manifest or {}
-        islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16") or {}
-        listed = set(islands.get("fp32_nodes") or ()) | set(islands.get("fp32_overflow_nodes") or ())
-        return frozenset(n for n, op in zip(self.node_names, self.node_ops) if n and (op in ops or n in listed))
-
-
-def inspect_onnx(path: Path) -> OnnxInfo:
-    """Read the graph (no weights) and the manifest beside it."""
-    from vitdeploy import onnx_utils
-    from vitdeploy.io import read_manifest
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"ONNX model {path} not found")
-    model = onnx_utils.load(path, load_external_data=False)
-    nodes = list(onnx_utils.all_nodes(model.graph))
-    has_fp16 = any(t.data_type == ONNX_FLOAT16 for t in model.graph.initializer) or any(
-        n.op_type == "Cast" and any(a.name == "to" and a.i == ONNX_FLOAT16 for a in n.attribute) for n in nodes)
-    inits = {t.name for t in model.graph.initializer}
-    inputs = []
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = tuple((d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
-                     for d in vi.type.tensor_type.shape.dim)
-        inputs.append((vi.name, dims))
-    return OnnxInfo(
-        path=path,
-        has_qdq=any(n.op_type in QDQ_OPS for n in nodes),
-        has_fp16=has_fp16,
-        manifest=read_manifest(path),
-        node_names=tuple(n.name for n in model.graph.node),
-        node_ops=tuple(n.op_type for n in model.graph.node),
-        inputs=tuple(inputs),
-    )
 
 
 @dataclass(frozen=True)
@@ -334,7 +267,7 @@ def default_output(model: Path, precision: str) -> Path:
 
 def check_output_name(out: Path, model: Path) -> None:
     """Refuse an engine path whose manifest would overwrite the manifest of the ONNX files involved."""
-    from vitdeploy.io import manifest_path
+    from vitdeploy.core.io import manifest_path
 
     model = Path(model)
     onnx_files = [model] + [model.with_name(f"{model.stem}.{p}.onnx") for p in ("fp16", "int8")]

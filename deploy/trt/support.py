@@ -474,7 +474,7 @@ def parser_support(target: str) -> ParserSupport:
 # (its attributes, which inputs are present, whether an input is an initializer, input ranks and
 # types). Each is a tiny predicate keyed by op and by the TensorRT versions it applies to; the
 # prose notes stay the human-readable source. Still stdlib only: predicates see the node through
-# the small NodeView protocol below (vitdeploy.trtcheck builds it from an onnx NodeProto).
+# the small NodeView protocol below (vitdeploy.trt.check builds it from an onnx NodeProto).
 # --------------------------------------------------------------------------------------------
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitdeploy.deps import require
-from vitdeploy.errors import CompatibilityError, InputError, UsageError
-from vitdeploy.io import read_manifest
+from vitdeploy.core.deps import require
+from vitdeploy.core.errors import CompatibilityError, InputError, UsageError
+from vitdeploy.core.io import read_manifest
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 from vitdeploy.trt.compat import check_engine
 from vitdeploy.trt.version import version_of

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitdeploy.errors import InputError, UsageError
+from vitdeploy.core.errors import InputError, UsageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 ARRAY_KEYS = ("images", "x", "data", "inputs", "input")
@@ -279,7 +279,7 @@ def _folder_classes(names: set[str]) -> tuple[list[str], str, dict[str, int]]:
     WordNet ids ("n01440764"..) take their index in the standard 1000-class order (``calib.imagenet``),
     so a subset of classes still scores against the model's outputs; other names are indexed in
     sorted order (torchvision's ImageFolder)."""
-    from vitdeploy.calib import imagenet
+    from vitdeploy.data import imagenet
 
     if all(c.isdigit() for c in names):
         classes = sorted(names, key=int)
@@ -316,7 +316,7 @@ def labels_for(ds: Dataset, num_classes: int | None) -> LabelMap:
     Not meaningful means: report no accuracy from these labels (and gate nothing on it). A reference
     that scores at chance on meaningful-looking labels is caught after inference: ``chance_level``.
     """
-    from vitdeploy.calib import imagenet
+    from vitdeploy.data import imagenet
 
     if ds.labels is None:
         return LabelMap(None, None, num_classes, False)

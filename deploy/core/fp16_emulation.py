@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vitdeploy import onnx_utils
+from vitdeploy.core import onnx_utils
 
 FP16_MAX = 65504.0
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16

@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitdeploy.errors import UsageError
-from vitdeploy.export.config import BatchRange
-from vitdeploy.io import read_manifest, sha256_file, write_bytes_atomic, write_json_atomic
-from vitdeploy.steps import Steps
+from vitdeploy.core.batch import BatchRange
+from vitdeploy.core.errors import UsageError
+from vitdeploy.core.precision import PRECISIONS
+from vitdeploy.core.io import read_manifest, sha256_file, write_bytes_atomic, write_json_atomic
+from vitdeploy.core.steps import Steps
 
 if TYPE_CHECKING:
-    from vitdeploy.fleet import DeviceSpec
+    from vitdeploy.pipeline.fleet import DeviceSpec
 
-PRECISIONS = ("fp32", "fp16", "int8")
 STATE_FILE = "deploy-state.json"
 CPU_FORM_FILE = "int8-cpu-form.json"  # which INT8 form ran faster on this CPU, with the figures
 REPORT_SCHEMA = "vitdeploy.deploy-report/1"
@@ -59,7 +59,7 @@ class DeployConfig:
     num_classes: int | None = None
     strict_checkpoint: bool = True  # False: --non-strict
     force: bool = False  # redo every step
-    devices: tuple[DeviceSpec, ...] = ()  # --devices: engines, validate and bench on each (vitdeploy.fleet)
+    devices: tuple[DeviceSpec, ...] = ()  # --devices: engines, validate and bench on each (vitdeploy.pipeline.fleet)
 
     def __post_init__(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -132,7 +132,7 @@ def _digest(*parts: Any) -> str:
 
 
 def tensorrt_available() -> bool:
-    from vitdeploy.deps import is_available
+    from vitdeploy.core.deps import is_available
 
     return is_available("tensorrt")
 
@@ -147,7 +147,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     limits, drops = load_thresholds(config.thresholds)  # before anything is written, as the checks below
     fleet = bool(config.devices)  # engines on the devices, none here
     if config.engines == "always" and not fleet and not tensorrt_available():
-        from vitdeploy.deps import require
+        from vitdeploy.core.deps import require
 
         require("tensorrt", "--engines always")
     out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
                 for w in (read_manifest(artifacts[p]) or {}).get("warnings") or ()]
     if fleet:  # 3.-6. on every device of --devices
-        from vitdeploy.fleet import FleetInputs, run_fleet
+        from vitdeploy.pipeline.fleet import FleetInputs, run_fleet
 
         vsamples, which = _validation_data(config, calib)
         return run_fleet(config, FleetInputs(artifacts, data, vsamples, which), notes, skipped, warnings, steps)
@@ -234,8 +234,8 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     # 3. engines
     engines: dict[str, Path] = {}
     if use_engines:
-        from vitdeploy.trt.config import default_output
-        from vitdeploy.trt.deploy_support import build_for_deploy
+        from vitdeploy.engine.config import default_output
+        from vitdeploy.pipeline.engine import build_for_deploy
 
         for precision, onnx_path in list(artifacts.items()):
             engine = default_output(onnx_path, precision)  # X.fp16.trt.engine: its manifest stays apart
@@ -292,8 +292,8 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
     report = build_report(config, artifacts, engines, vdoc, bdoc, notes, skipped, judged_on, warnings)
     report["int8_cpu_form"] = cpu_form
     with steps.step("report"):
-        from vitdeploy import report as R
-        from vitdeploy.errors import MissingDependencyError
+        from vitdeploy.bench import report as R
+        from vitdeploy.core.errors import MissingDependencyError
 
         try:  # the plot first: whether it exists goes into the JSON and the Markdown
             report["files"]["plot"] = R.write_plot(bdoc, out / "report.png").name
@@ -315,7 +315,7 @@ def _validation_data(config: DeployConfig, calib: Path) -> tuple[int | None, str
     (calib.quantize.holdout_split), both seeded with SEED."""
     if config.data is not None:
         return config.validate_samples, f"images of {config.data} (--data)"
-    from vitdeploy.calib.data import open_dataset
+    from vitdeploy.data.datasets import open_dataset
     from vitdeploy.calib.quantize import holdout_split
 
     name = config.calib or "the built-in synthetic sample"
@@ -341,7 +341,7 @@ def _quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step, 
     outputs: list[Path] = [choice_path]  # the artifact is added once chosen; run_step records the list after
 
     def do() -> None:
-        from vitdeploy import onnx_utils
+        from vitdeploy.core import onnx_utils
         from vitdeploy.calib import cpu_form
 
         model = onnx_utils.load(fp32)
@@ -442,7 +442,7 @@ def report_markdown(r: dict[str, Any]) -> str:
     for n in r["notes"]:
         lines += [f"> **Note:** {n}", ""]
     d = r["validation_data"]
-    from vitdeploy.report import checkpoint_text
+    from vitdeploy.bench.report import checkpoint_text
 
     lines += [f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
               f"verdicts judged on {d['judged_on']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]

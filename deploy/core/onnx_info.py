@@ -1,0 +1,81 @@
+"""What every stage reads off an ONNX file before running it: Q/DQ, FP16 tensors, inputs, manifest.
+
+One reading of a file's precision (``OnnxInfo.precision``) for build-engine, the runners and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vitdeploy.core.errors import InputError
+from vitdeploy.core.precision import PRECISIONS, QDQ_OPS
+
+ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What build-engine needs to know about an ONNX file before TensorRT is involved."""
+
+    path: Path
+    has_qdq: bool
+    has_fp16: bool
+    manifest: dict[str, Any] | None
+    node_names: tuple[str, ...]  # graph order (TensorRT 8 parser errors give only a node index)
+    node_ops: tuple[str, ...]
+    inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]  # (name, dims; str/None = dynamic)
+
+    @property
+    def precision(self) -> str:
+        declared = (self.manifest or {}).get("precision")
+        if self.has_qdq:
+            return "int8"
+        if declared in PRECISIONS:
+            return declared
+        return "fp16" if self.has_fp16 else "fp32"
+
+    @property
+    def qdq_target(self) -> str | None:
+        q = (self.manifest or {}).get("quantization") or {}
+        return q.get("target")
+
+    def fp32_keep_names(self, ops: tuple[str, ...]) -> frozenset[str]:
+        """Names of nodes the FP16 flag path keeps FP32: those whose op type is in ``ops``, and those
+        the precision pass kept FP32 for their calibrated range (listed in the manifest)."""
+        m = self.manifest or {}
+        islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16") or {}
+        listed = set(islands.get("fp32_nodes") or ()) | set(islands.get("fp32_overflow_nodes") or ())
+        return frozenset(n for n, op in zip(self.node_names, self.node_ops) if n and (op in ops or n in listed))
+
+
+def inspect_onnx(path: Path) -> OnnxInfo:
+    """Read the graph (no weights) and the manifest beside it."""
+    from vitdeploy.core import onnx_utils
+    from vitdeploy.core.io import read_manifest
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"ONNX model {path} not found")
+    model = onnx_utils.load(path, load_external_data=False)
+    nodes = list(onnx_utils.all_nodes(model.graph))
+    has_fp16 = any(t.data_type == ONNX_FLOAT16 for t in model.graph.initializer) or any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == ONNX_FLOAT16 for a in n.attribute) for n in nodes)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = tuple((d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+                     for d in vi.type.tensor_type.shape.dim)
+        inputs.append((vi.name, dims))
+    return OnnxInfo(
+        path=path,
+        has_qdq=any(n.op_type in QDQ_OPS for n in nodes),
+        has_fp16=has_fp16,
+        manifest=read_manifest(path),
+        node_names=tuple(n.name for n in model.graph.node),
+        node_ops=tuple(n.op_type for n in model.graph.node),
+        inputs=tuple(inputs),
+    )
