@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU, in one run (a few minutes on a desktop/server GPU):
-#  1. tests/test_gpu_runtimes.py (and tests/test_trt_gpu.py when TensorRT is installed): cuda-python
-#     round trip, PyTorch on the GPU against the CPU, and each family's digits-trained tiny variant
+#  1. tests/test_gpu_runtimes.py (and tests/test_trt_gpu.py when TensorRT is installed): the libcudart
+#     round trip of vitdeploy.trt.cuda (ctypes; VITDEPLOY_CUDART picks the library), PyTorch on the
+#     GPU against the CPU, and each family's digits-trained tiny variant
 #     at FP32/FP16/INT8 in ONNX Runtime's CUDA provider against what vitdeploy measured on the CPU;
 #  2. latency of each family's smallest official variant (random weights: speed does not depend on
 #     them) with `vitdeploy bench`: PyTorch eager on the GPU (CUDA events), and the FP32, FP16 and
-#     INT8 (--target trt) ONNX files in ONNX Runtime's CUDA provider, at batch 1, 8 and 32.
+#     INT8 (--qdq-form trt) ONNX files in ONNX Runtime's CUDA provider, at batch 1, 8 and 32.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]          # default OUT_DIR: gpu-check
 #   MODELS="deit_tiny_patch16_224" bash benchmarks/gpu_check.sh
 #
-# Needs: vitdeploy[export] with a CUDA build of torch, onnxruntime-gpu, scikit-learn and pytest.
+# Needs: vitdeploy[export] with a CUDA build of torch, onnxruntime-gpu, scikit-learn and pytest; the CUDA
+# runtime library (libcudart: CUDA toolkit, JetPack, or the nvidia-cuda-runtime wheel torch brings).
 set -euo pipefail
 out=${1:-gpu-check}
 models=${MODELS:-"deit_tiny_patch16_224 t2t_vit_7 convit_tiny SReT_T ceit_tiny_patch16_224"}
@@ -20,6 +22,8 @@ mkdir -p "$work"
 export PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$out/gpu.txt" || true
+python3 -c 'from vitdeploy.trt.cuda import Cuda; c = Cuda(); print(c.path, c.device_info())' 2>&1 \
+  | tee "$out/cudart.txt" || true
 python3 -m pytest -q -s -p no:cacheprovider -m gpu tests/test_gpu_runtimes.py tests/test_trt_gpu.py 2>&1 | tee "$out/pytest.log" || true
 
 # 64 calibration images: scikit-learn's digits, upscaled

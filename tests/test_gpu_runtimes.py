@@ -1,6 +1,8 @@
 """CUDA runtimes on a real GPU (skipped without one, as in CI).
 
-- cuda-python: the CUDA plumbing the TensorRT runner uses (vitdeploy.trt.cuda), on a real device.
+- libcudart: the CUDA plumbing the TensorRT runner uses (vitdeploy.trt.cuda, ctypes over the CUDA runtime
+  library, found as in production or named by VITDEPLOY_CUDART), on a real device; the same calls run
+  on a fake host-memory libcudart in tests/test_cuda_ctypes.py.
 - torch-cuda: PyTorch eager on the GPU against the CPU reference, with its CUDA-event timing hooks.
 - ONNX Runtime's CUDA provider on each family's digits-trained tiny variant at FP32, FP16 and INT8
   (the files vitdeploy writes). The FP16 figures hold vitdeploy's FP16 emulation honest: ONNX Runtime
@@ -50,7 +52,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_cuda_python_round_trip():
+def test_cudart_round_trip():
     from vitdeploy.core.errors import CompatibilityError, MissingDependencyError
     from vitdeploy.trt.cuda import Cuda
 
@@ -58,8 +60,9 @@ def test_cuda_python_round_trip():
         cuda = Cuda()
         info = cuda.device_info()
     except (MissingDependencyError, CompatibilityError) as exc:
-        pytest.skip(f"no CUDA device through cuda-python: {exc}")
+        pytest.skip(f"no CUDA device through libcudart: {exc}")
     assert info["name"] and info["memory_bytes"] > 2**30 and "." in info["compute_capability"]
+    assert info["multiprocessors"] > 0 and info["cuda_runtime"] != "0" and info["cuda_driver"] != "0"
     host = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
     back = np.zeros_like(host)
     ptr, stream = cuda.malloc(host.nbytes), cuda.stream()
@@ -71,6 +74,8 @@ def test_cuda_python_round_trip():
         cuda.record(end, stream)
         cuda.synchronize(stream)
         ms = cuda.elapsed_ms(start, end)
+        with pytest.raises(CompatibilityError, match="cudaMalloc of .* failed: cudaErrorMemoryAllocation"):
+            cuda.malloc(1 << 50)  # 1 PiB: the runtime's own error text comes back
     finally:
         cuda.destroy_event(start)
         cuda.destroy_event(end)
@@ -78,7 +83,8 @@ def test_cuda_python_round_trip():
         cuda.free(ptr)
     np.testing.assert_array_equal(back, host)
     assert 0.0 < ms < 1000.0
-    print(f"\n[gpu] cuda-python: {info['name']} (sm {info['compute_capability']}, "
+    print(f"\n[gpu] libcudart {cuda.path} (CUDA runtime {info['cuda_runtime']}, driver {info['cuda_driver']}): "
+          f"{info['name']} (sm {info['compute_capability']}, {info['multiprocessors']} SMs, "
           f"{info['memory_bytes'] / 2**30:.0f} GiB); 2 x {host.nbytes / 2**20:.1f} MiB copies in {ms:.3f} ms")
 
 
@@ -116,7 +122,7 @@ def _logits(path, x: np.ndarray, providers: tuple[str, ...], fp16_rounding: bool
 def test_ort_cuda_runs_the_precision_files_as_measured_on_the_cpu(family, digit_data, tmp_path, monkeypatch, capsys):
     torch = _torch_cuda()
     _ort_cuda()
-    from vitdeploy.data.datasets import Preprocess
+    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec

@@ -5,13 +5,16 @@ bindings have: touching anything else raises AttributeError, as the real module 
 builder records every call (``trt.calls``) and emulates just enough of TensorRT to test the
 version branching on the CPU: the network comes from the ONNX graph (one layer per node), and the
 "engine" reports per-layer precisions the way the real inspector would for the flags, types and
-precision constraints it was given. ``FakeCuda`` stands in for cuda-python with host memory.
+precision constraints it was given. ``FakeCuda`` stands in for vitdeploy.trt.cuda.Cuda (the libcudart
+wrapper) with host memory; the fake context also runs on the real wrapper over the fake libcudart of
+test_cuda_ctypes, whose "device" pointers are host memory.
 
 This file is also collected by pytest: the tests at the bottom check the fake itself.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import types
 from pathlib import Path
@@ -420,10 +423,25 @@ class FakeContext(Strict):
         cuda = self._trt._cuda
         name = next(iter(self._shapes))
         shape = self._shapes[name]
-        x = np.frombuffer(cuda.mem[self._addr[name]], dtype=np.float32, count=int(np.prod(shape))).reshape(shape)
+        count = int(np.prod(shape))
+        x = np.frombuffer(_device_read(cuda, self._addr[name], count * 4), dtype=np.float32, count=count).reshape(shape)
         y = x.reshape(shape[0], -1).sum(1, keepdims=True) * np.arange(1, 11, dtype=np.float32)
-        cuda.mem[self._addr["logits"]][: y.nbytes] = y.astype(np.float32).tobytes()
+        _device_write(cuda, self._addr["logits"], y.astype(np.float32).tobytes())
         return True
+
+
+def _device_read(cuda, ptr: int, nbytes: int) -> bytes:
+    """Bytes at a 'device' pointer: FakeCuda's bytearrays, or host memory behind the fake libcudart."""
+    if isinstance(cuda, FakeCuda):
+        return bytes(cuda.mem[ptr][:nbytes])
+    return ctypes.string_at(ptr, nbytes)
+
+
+def _device_write(cuda, ptr: int, data: bytes) -> None:
+    if isinstance(cuda, FakeCuda):
+        cuda.mem[ptr][: len(data)] = data
+    else:
+        ctypes.memmove(ptr, data, len(data))
 
 
 class FakeRuntime(Strict):
@@ -441,7 +459,7 @@ class FakeRuntime(Strict):
 
 
 class FakeCuda:
-    """cuda-python stand-in: device memory is host bytearrays keyed by fake pointers."""
+    """vitdeploy.trt.cuda.Cuda stand-in: device memory is host bytearrays keyed by fake pointers."""
 
     def __init__(self, compute_capability: str = "8.7", name: str = "Orin (fake)") -> None:
         self.mem: dict[int, bytearray] = {}

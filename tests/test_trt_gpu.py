@@ -1,6 +1,6 @@
 """Real TensorRT on a real GPU: tiny-model engines at FP32/FP16/INT8 against ONNX Runtime.
 
-Skipped cleanly unless ``tensorrt`` and ``cuda-python`` import and a CUDA device answers (and,
+Skipped cleanly unless ``tensorrt`` imports, ``libcudart`` loads and a CUDA device answers (and,
 for the export, torch is installed; trtexec is optional). Thresholds are the per-precision ones
 of vitdeploy.core.compare.PRECISION_THRESHOLDS.
 """
@@ -30,7 +30,7 @@ def _gpu_or_skip():
     try:
         return Cuda().device_info()
     except VitdeployError as exc:
-        pytest.skip(f"no CUDA device through cuda-python: {exc}")
+        pytest.skip(f"no CUDA device through libcudart: {exc}")
 
 
 @pytest.fixture(scope="module")

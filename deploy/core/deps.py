@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from types import ModuleType
 
 from vitdeploy.core.errors import MissingDependencyError
@@ -22,7 +23,6 @@ INSTALL_HINTS: dict[str, str] = {
     "onnxslim": "pip install onnxslim",
     "onnxscript": "pip install onnxscript (needed by torch's dynamo exporter)",
     "tensorrt": "TensorRT Python bindings: on a Jetson they come with JetPack (apt install python3-libnvinfer); elsewhere pip install tensorrt",
-    "cuda": "pip install 'cuda-python>=12' (CUDA bindings for the TensorRT runner)",
     "matplotlib": "pip install matplotlib (for PNG plots)",
     "PIL": "pip install pillow",
 }
@@ -37,6 +37,9 @@ def is_available(name: str) -> bool:
 
 def require(name: str, purpose: str | None = None) -> ModuleType:
     """Import and return module ``name`` or raise MissingDependencyError with a fix hint."""
+    loaded = sys.modules.get(name)
+    if loaded is not None:  # the common case, called per tensor by the graph passes: no finder walk
+        return loaded
     top = name.split(".")[0]
     if not is_available(top):
         hint = INSTALL_HINTS.get(top, f"pip install {top}")

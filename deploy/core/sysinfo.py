@@ -27,7 +27,6 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "onnxsim": ("onnxsim",),
     "onnxslim": ("onnxslim",),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-bindings"),
-    "cuda": ("cuda-python", "cuda-bindings"),
 }
 
 L4T_RELEASE_FILE = Path("/etc/nv_tegra_release")

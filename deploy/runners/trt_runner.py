@@ -6,7 +6,7 @@
 Before TensorRT deserialises anything, the engine's manifest is read and compared with the
 running TensorRT version and the GPU's compute capability (vitdeploy.trt.compat): a mismatch is
 a one-line CompatibilityError, not a crash inside TensorRT. CUDA memory and the stream go through
-cuda-python (vitdeploy.trt.cuda). Device buffers are sized once for the profile's largest batch;
+libcudart via ctypes (vitdeploy.trt.cuda). Device buffers are sized once for the profile's largest batch;
 any batch within the profile runs, others are refused.
 
 For `vitdeploy bench` it also has the optional hooks of vitdeploy.bench: ``timed_infer`` (CUDA
