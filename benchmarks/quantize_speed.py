@@ -2,8 +2,8 @@
 interleaved in one process on one thread, with the form `vitdeploy deploy` would pick here and a
 >= 1.6x verdict at batch 8 per model.
 
-The INT8 candidates: `--target ort-cpu` (UINT8 activations, float-output linear layers) and
-`--target trt` with FP32 float parts (the TensorRT Q/DQ form). The pick is
+The INT8 candidates: `--qdq-form ort-cpu` (UINT8 activations, float-output linear layers) and
+`--qdq-form trt` with FP32 float parts (the TensorRT Q/DQ form). The pick is
 `vitdeploy.calib.cpu_form.choose`, the function deploy uses, run on the calibrated files.
 
     python benchmarks/quantize_speed.py                       # each family's smallest official variant

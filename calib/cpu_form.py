@@ -21,6 +21,7 @@ import numpy as np
 
 from vitdeploy.calib import qdq
 from vitdeploy.core.deps import require
+from vitdeploy.core.precision import QuantHints, QuantPolicy
 
 PREFERRED = "ort-cpu"  # kept unless another form is measured clearly faster
 MARGIN = 0.05  # "clearly": at least 5% lower median paired latency
@@ -49,7 +50,7 @@ class FormChoice:
         return asdict(self)
 
 
-def placeholder_forms(model, hints: dict | None = None, targets: tuple[str, ...] = ("ort-cpu", "trt")) -> dict[str, bytes]:
+def placeholder_forms(model, hints: QuantHints | None = None, targets: tuple[str, ...] = ("ort-cpu", "trt")) -> dict[str, bytes]:
     """Each target's Q/DQ layout of ``model`` (FP32 float parts), with placeholder ranges: for timing only.
 
     ``hints`` are the export manifest's quantization hints, applied as ``vitdeploy quantize`` applies them.
@@ -61,7 +62,6 @@ def placeholder_forms(model, hints: dict | None = None, targets: tuple[str, ...]
     m.CopyFrom(model)
     constants_to_initializers(m)  # as `vitdeploy quantize` loads a model
     name_unnamed_nodes(m)
-    hints = hints or {}
     prod = {o: n.op_type for n in m.graph.node for o in n.output}
 
     def placeholder(t: str) -> tuple[float, float]:
@@ -71,9 +71,7 @@ def placeholder_forms(model, hints: dict | None = None, targets: tuple[str, ...]
 
     forms = {}
     for target in targets:
-        plan = qdq.plan(m, float_mixed_attention=bool(hints.get("float_mixed_attention")),
-                        float_input_layer=bool(hints.get("float_input_layer")),
-                        float_kernel_attention=bool(hints.get("float_kernel_attention")))
+        plan = qdq.plan(m, QuantPolicy(hints=hints or QuantHints()))
         if target == "trt":
             ranges, outputs = {t: 4.0 for t in plan.activations}, {}
         else:

@@ -41,6 +41,7 @@ import numpy as np
 
 from vitdeploy.calib.graph import from_array, fuse_erf_gelu, initializers, to_array, toposort
 from vitdeploy.core.deps import require
+from vitdeploy.core.precision import QuantPolicy
 from vitdeploy.core.errors import UsageError
 
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
@@ -131,11 +132,11 @@ def _derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_a
     return False
 
 
-def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
-         quantize_depthwise: bool = False, float_mixed_attention: bool = False,
-         float_input_layer: bool = False, float_kernel_attention: bool = False) -> QuantPlan:
-    """Which inputs get Q/DQ. ``exclude`` holds op types, node names or node-name globs
-    (``*/attn/MatMul_1``); one that matches nothing is an error."""
+def plan(model, policy: QuantPolicy = QuantPolicy()) -> QuantPlan:
+    """Which inputs get Q/DQ under ``policy`` (the user's choices and the family's hints).
+    ``policy.exclude`` holds op types, node names or node-name globs (``*/attn/MatMul_1``); one
+    that matches nothing is a UsageError."""
+    exclude, hints = policy.exclude, policy.hints
     graph = model.graph
     op_types = {n.op_type for n in graph.node}
     names = {n.name for n in graph.node}
@@ -159,10 +160,10 @@ def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
         if excluded(node):
             result.skipped_nodes.append((node.name, "excluded"))
             continue
-        if float_input_layer and node.input[0] in graph_inputs:
+        if hints.float_input_layer and node.input[0] in graph_inputs:
             result.skipped_nodes.append((node.name, "layer reading the model input left in float (family hint)"))
             continue
-        if node.op_type == "Conv" and _is_depthwise(node, inits) and not quantize_depthwise:
+        if node.op_type == "Conv" and _is_depthwise(node, inits) and not policy.quantize_depthwise:
             # One per-tensor activation scale cannot serve channels whose ranges differ by orders of
             # magnitude, and a depthwise conv is cheap: INT8 there cost CeiT/SReT 0.02-0.1 cosine.
             result.skipped_nodes.append((node.name, "depthwise conv left in float"))
@@ -170,13 +171,13 @@ def plan(model, exclude: tuple[str, ...] = (), quantize_attention: bool = True,
         data_inputs = list(node.input[:2])
         weight_flags = [x in inits and inits[x].data_type == 1 and len(inits[x].dims) >= 2 for x in data_inputs]
         if node.op_type == "MatMul" and not any(weight_flags):
-            if not quantize_attention:
+            if not policy.quantize_attention:
                 result.skipped_nodes.append((node.name, "attention matmul left unquantized"))
                 continue
-            if float_mixed_attention and _derived_from(node.input[0], prod, "Softmax", require_arithmetic=True):
+            if hints.float_mixed_attention and _derived_from(node.input[0], prod, "Softmax", require_arithmetic=True):
                 result.skipped_nodes.append((node.name, "blended attention probabilities (e.g. ConViT GPSA) left in float"))
                 continue
-            if float_kernel_attention and any(_derived_from(x, prod, "Exp") for x in data_inputs):
+            if hints.float_kernel_attention and any(_derived_from(x, prod, "Exp") for x in data_inputs):
                 result.skipped_nodes.append((node.name, "kernel (Performer) attention on exp features left in float"))
                 continue
         if any(x in inits and not w for x, w in zip(data_inputs, weight_flags)):

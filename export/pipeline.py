@@ -184,7 +184,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                     "torch": torch.__version__, "onnx": onnx_utils.onnx_module().__version__,
                     "patches": applied_patches, "messages": run.messages},
             deploy_form=deploy,
-            quantization_hints=fam.quantization_hints,
+            quantization_hints=fam.quantization_hints.to_json(),
             simplify=simplify_info,
             passes=[p for p in ["deploy_form" if exportable is not None else None, simplify_info["used"]] if p] + graph_passes,
             parity={"reference": "pytorch (untouched original module, eval)",

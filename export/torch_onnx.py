@@ -168,5 +168,5 @@ def export_onnx(module: torch.nn.Module | None, example: torch.Tensor, path: Pat
     written = onnx_utils.opset_of(model)
     if written != opset:
         raise OpsetMismatchError(f"asked for opset {opset} but the {exporter} exporter wrote opset {written}; "
-                                 f"pass --opset {written} if every --target parser takes it (vitdeploy check)")
+                                 f"pass --opset {written} if every --trt-version parser takes it (vitdeploy check)")
     return ExportRun(exporter, written, seconds, _dedupe(messages))

@@ -46,7 +46,7 @@ def write_image_folder(root: Path, images: list[Image.Image], labels: np.ndarray
 
 
 def preprocessed(images: list[Image.Image], pre) -> np.ndarray:
-    from vitdeploy.data.datasets import preprocess_image
+    from vitdeploy.data.preprocess import preprocess_image
 
     return np.stack([preprocess_image(img, pre) for img in images])
 

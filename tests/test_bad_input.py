@@ -23,7 +23,7 @@ def _one_error(err: str) -> str:
 
 
 def test_export_refuses_an_output_that_is_its_own_manifest(cli, tmp_path):
-    rc, _, err = cli("export", "vit_tiny_test", "-o", tmp_path / "x.json", "--target", "ort")
+    rc, _, err = cli("export", "vit_tiny_test", "-o", tmp_path / "x.json", "--trt-version", "ort")
     assert rc == 5 and "its own manifest" in _one_error(err)
     assert list(tmp_path.iterdir()) == []
 
@@ -56,9 +56,9 @@ def test_simplify_none_keeps_raw_node_count_honest(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("--fp16", "--trt-calibration-cache"), "--trt-calibration-cache only applies to --int8"),
     (("--fp16", "--exclude", "Conv", "--high-precision", "fp32"), "--exclude, --high-precision only apply to --int8"),
-    (("--fp16", "--target", "ort-cpu"), "only applies to --int8"),
+    (("--fp16", "--qdq-form", "ort-cpu"), "only applies to --int8"),
     (("--int8", "--calib", "CALIB", "--keep-fp32", "Softmax"), "--keep-fp32 only applies to --fp16"),
-    (("--int8", "--calib", "CALIB", "--target", "ort-cpu", "--high-precision", "fp32"), "applies to --target trt"),
+    (("--int8", "--calib", "CALIB", "--qdq-form", "ort-cpu", "--high-precision", "fp32"), "applies to --qdq-form trt"),
 ])
 def test_quantize_options_of_the_other_precision(cli, onnx_model, tmp_path, args, message):
     np.save(tmp_path / "c.npy", np.zeros((4, 3, 32, 32), np.float32))

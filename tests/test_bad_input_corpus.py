@@ -114,7 +114,7 @@ def _thresholds(d: Path, body: str) -> Path:
 
 
 def _export(d: Path, *args) -> list:
-    return ["export", "vit_tiny_test", "-o", d / "out.onnx", "--target", "ort", *args]
+    return ["export", "vit_tiny_test", "-o", d / "out.onnx", "--trt-version", "ort", *args]
 
 
 def _quantize(d: Path, s: Shared, *args, model: Path | None = None) -> list:

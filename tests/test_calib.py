@@ -9,6 +9,7 @@ from PIL import Image
 
 from vitdeploy.data import datasets as D
 from vitdeploy.calib import qdq
+from vitdeploy.core.precision import QuantHints, QuantPolicy
 from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.calib.methods import METHODS, TensorStats, asymmetric_range, symmetric_amax
 from vitdeploy.core.errors import InputError, UsageError
@@ -126,12 +127,12 @@ def test_qdq_placement_is_vit_aware(tiny_onnx):
     assert "LayerNormalization" not in {q.op for q in plan.inputs}
     assert consumers & {"MatMul", "Gemm", "Conv"}
     attention = [q for q in plan.inputs if q.op == "MatMul" and not q.is_weight]
-    no_attn = qdq.plan(model, quantize_attention=False)
+    no_attn = qdq.plan(model, QuantPolicy(quantize_attention=False))
     assert len(no_attn.inputs) < len(plan.inputs) and any("attention" in why for _, why in no_attn.skipped_nodes)
     assert attention
     with pytest.raises(UsageError, match="neither an op type nor a node name"):
-        qdq.plan(model, exclude=("NoSuchOp",))
-    excl = qdq.plan(model, exclude=("Conv",))
+        qdq.plan(model, QuantPolicy(exclude=("NoSuchOp",)))
+    excl = qdq.plan(model, QuantPolicy(exclude=("Conv",)))
     assert "Conv" not in {q.op for q in excl.inputs}
 
 
@@ -163,7 +164,7 @@ def test_quantize_int8_trt_and_cache_reuse(cli, tiny_onnx, tmp_path):
 
 def test_quantize_ort_cpu_uses_uint8_activations(cli, tiny_onnx, tmp_path):
     data = _digit_folder(tmp_path / "imgs", n=20)
-    rc, _, err = cli("quantize", tiny_onnx, "--int8", "--calib", data, "--samples", "12", "--target", "ort-cpu",
+    rc, _, err = cli("quantize", tiny_onnx, "--int8", "--calib", data, "--samples", "12", "--qdq-form", "ort-cpu",
                      "-o", tmp_path / "o.onnx")
     assert rc == 0, err
     model = onnx.load(str(tmp_path / "o.onnx"))
@@ -274,10 +275,10 @@ def test_depthwise_constant_weights_and_input_layer_rules():
     assert {q.node for q in p.inputs} == {"pointwise", "pointwise2"}
     assert ("depthwise", "depthwise conv left in float") in p.skipped_nodes
     assert any(q.is_weight and q.tensor == "w_pw" and q.axis == 0 for q in p.inputs)
-    assert "depthwise" in {q.node for q in qdq.plan(model, quantize_depthwise=True).inputs}
-    hinted = qdq.plan(model, float_input_layer=True)
+    assert "depthwise" in {q.node for q in qdq.plan(model, QuantPolicy(quantize_depthwise=True)).inputs}
+    hinted = qdq.plan(model, QuantPolicy(hints=QuantHints(float_input_layer=True)))
     assert "pointwise" not in {q.node for q in hinted.inputs}
-    globbed = qdq.plan(model, exclude=("point*2",))
+    globbed = qdq.plan(model, QuantPolicy(exclude=("point*2",)))
     assert "pointwise2" not in {q.node for q in globbed.inputs} and "pointwise" in {q.node for q in globbed.inputs}
 
 
@@ -314,3 +315,14 @@ def test_quantize_static_batch_model(tmp_path):
 def test_trt_calibration_cache_header_per_version():
     assert trtcache.header("8.6.1") == "TRT-8601-EntropyCalibration2"
     assert trtcache.header("10.3.0") == "TRT-100300-EntropyCalibration2"
+
+
+def test_family_hints_are_typed_and_round_trip_through_the_manifest_form():
+    from vitdeploy.export.family import FAMILY_CONFIGS
+
+    for fam in FAMILY_CONFIGS.values():
+        h = fam.quantization_hints
+        assert QuantHints.from_json(h.to_json()) == h
+        assert all(v is True for k, v in h.to_json().items() if k != "why")  # only the flags that are set
+    assert FAMILY_CONFIGS["ceit"].quantization_hints.to_json()["float_input_layer"] is True
+    assert QuantHints.from_json(None) == QuantHints() and QuantHints().to_json() == {}

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.data import datasets as D
+from vitdeploy.data.batches import load_samples
+from vitdeploy.data.checks import check_array_values, check_shape, value_sample
+from vitdeploy.data.decode import to_rgb8
+from vitdeploy.data.preprocess import Preprocess, preprocess_image, resolve_preprocess
+from vitdeploy.data.sources import Dataset, open_dataset
 from vitdeploy.core.errors import InputError, UsageError
 
-IMAGENET = D.Preprocess((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", 1.0)
-HALF = D.Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
+IMAGENET = Preprocess((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", 1.0)
+HALF = Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
 
 
 def _pixels(n: int = 48, seed: int = 0) -> np.ndarray:
@@ -27,17 +31,17 @@ def _pixels(n: int = 48, seed: int = 0) -> np.ndarray:
     return np.clip(base + rng.normal(0, 20, (n, 3, 32, 32)), 0, 255).astype(np.uint8)
 
 
-def _normalise(raw: np.ndarray, pre: D.Preprocess) -> np.ndarray:
+def _normalise(raw: np.ndarray, pre: Preprocess) -> np.ndarray:
     mean, std = np.asarray(pre.mean)[:, None, None], np.asarray(pre.std)[:, None, None]
     return ((raw / 255.0 - mean) / std).astype(np.float32)
 
 
-def _array_ds(tmp_path, arr: np.ndarray, name: str = "d.npz") -> D.Dataset:
+def _array_ds(tmp_path, arr: np.ndarray, name: str = "d.npz") -> Dataset:
     if name.endswith(".npy"):
         np.save(tmp_path / name, arr)
     else:
         np.savez(tmp_path / name, images=arr)
-    return D.open_dataset(tmp_path / name)
+    return open_dataset(tmp_path / name)
 
 
 # -- .npy/.npz values ---------------------------------------------------------------------------
@@ -45,9 +49,9 @@ def _array_ds(tmp_path, arr: np.ndarray, name: str = "d.npz") -> D.Dataset:
 def test_raw_uint8_pixels_refused_with_fix_and_override(tmp_path):
     ds = _array_ds(tmp_path, _pixels())
     assert ds.source_dtype == "uint8" and ds.array.dtype == np.float32
-    for pre in (None, IMAGENET, D.Preprocess.for_array((3, 32, 32))):
+    for pre in (None, IMAGENET, Preprocess.for_array((3, 32, 32))):
         with pytest.raises(InputError) as exc:
-            D.check_array_values(ds, pre)
+            check_array_values(ds, pre)
         msg = str(exc.value)
         assert "raw pixels" in msg and "--no-data-check" in msg and "uint8" in msg
         assert "\n" not in msg and len(msg) <= 200
@@ -56,14 +60,14 @@ def test_raw_uint8_pixels_refused_with_fix_and_override(tmp_path):
 def test_other_integer_dtypes_refused(tmp_path):
     ds = _array_ds(tmp_path, np.zeros((4, 3, 32, 32), np.int16))
     with pytest.raises(InputError, match="int16 array looks like raw pixels"):
-        D.check_array_values(ds, HALF)
+        check_array_values(ds, HALF)
 
 
 @pytest.mark.parametrize("pre", [None, IMAGENET, HALF])
 def test_float_0_255_refused(tmp_path, pre):
     ds = _array_ds(tmp_path, _pixels().astype(np.float32))
     with pytest.raises(InputError) as exc:
-        D.check_array_values(ds, pre)
+        check_array_values(ds, pre)
     msg = str(exc.value)
     assert "raw 0-255 pixels" in msg and "divide by 255" in msg and "--no-data-check" in msg
     assert "\n" not in msg and len(msg) <= 200
@@ -73,66 +77,66 @@ def test_float_0_255_refused(tmp_path, pre):
 def test_0_1_floats_refused_when_the_model_normalises(tmp_path, pre, low):
     ds = _array_ds(tmp_path, (_pixels() / 255.0).astype(np.float32))
     with pytest.raises(InputError) as exc:
-        D.check_array_values(ds, pre)
+        check_array_values(ds, pre)
     msg = str(exc.value)
     assert "scaled to [0, 1] but not normalised" in msg and f"range {low}.." in msg and "--no-data-check" in msg
     # a model that takes [0, 1] inputs (mean 0, std 1) accepts them; so does the generic check
-    D.check_array_values(ds, D.Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
-    D.check_array_values(ds, None)
+    check_array_values(ds, Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
+    check_array_values(ds, None)
 
 
 def test_data_normalised_for_another_range_refused(tmp_path):
     """ImageNet-normalised data (about -2.1..2.6) for a model that takes [0, 1] inputs."""
     ds = _array_ds(tmp_path, _normalise(_pixels(), IMAGENET))
     with pytest.raises(InputError, match=r"channel 0 values .* do not fit normalised inputs \(0.00..1.00"):
-        D.check_array_values(ds, D.Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
+        check_array_values(ds, Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
 
 
 def test_shifted_channel_mean_refused(tmp_path):
     arr = _normalise(_pixels(), HALF)
     arr[:, 2] += 1.6  # channel 2 now ~0.6..2.6 (mean > 1.2): outside [-1, 1] on average
     with pytest.raises(InputError, match=r"channel 2 values .*\(mean 1\.\d+\)"):
-        D.check_array_values(_array_ds(tmp_path, arr), HALF)
+        check_array_values(_array_ds(tmp_path, arr), HALF)
 
 
 @pytest.mark.parametrize("made_for", [IMAGENET, HALF])
 def test_properly_normalised_and_random_normal_data_accepted(tmp_path, made_for):
     ds = _array_ds(tmp_path, _normalise(_pixels(), made_for))
-    for pre in (IMAGENET, HALF, None, D.Preprocess.for_array((3, 32, 32))):
-        D.check_array_values(ds, pre)
+    for pre in (IMAGENET, HALF, None, Preprocess.for_array((3, 32, 32))):
+        check_array_values(ds, pre)
     normal = _array_ds(tmp_path, np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32), "n.npy")
     zeros = _array_ds(tmp_path, np.zeros((4, 3, 32, 32), np.float32), "z.npy")
     for pre in (IMAGENET, HALF, None):
-        D.check_array_values(normal, pre)
-        D.check_array_values(zeros, pre)
+        check_array_values(normal, pre)
+        check_array_values(zeros, pre)
 
 
 def test_allow_skips_the_check_and_images_are_not_checked(tmp_path):
-    D.check_array_values(_array_ds(tmp_path, _pixels()), HALF, allow=True)
-    D.check_array_values(_array_ds(tmp_path, _pixels().astype(np.float32), "f.npz"), HALF, allow=True)
+    check_array_values(_array_ds(tmp_path, _pixels()), HALF, allow=True)
+    check_array_values(_array_ds(tmp_path, _pixels().astype(np.float32), "f.npz"), HALF, allow=True)
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
-    D.check_array_values(D.open_dataset(tmp_path / "imgs"), HALF)
+    check_array_values(open_dataset(tmp_path / "imgs"), HALF)
 
 
 def test_nan_refused_and_generic_limit(tmp_path):
     arr = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
     arr[0, 1, 2, 3] = np.nan
     with pytest.raises(InputError, match="NaN or inf"):
-        D.check_array_values(_array_ds(tmp_path, arr), None)
+        check_array_values(_array_ds(tmp_path, arr), None)
     wide = np.random.default_rng(1).standard_normal((8, 3, 32, 32)).astype(np.float32) * 40  # -100..100
     with pytest.raises(InputError, match="far outside the range of normalised images"):
-        D.check_array_values(_array_ds(tmp_path, wide, "w.npz"), None)
+        check_array_values(_array_ds(tmp_path, wide, "w.npz"), None)
 
 
 def test_value_sample_is_bounded_and_covers_every_channel():
     arr = np.arange(100 * 3 * 16 * 16, dtype=np.float32).reshape(100, 3, 16, 16)
-    s = D.value_sample(arr, per_channel=500)
+    s = value_sample(arr, per_channel=500)
     assert s.shape == (500, 3)
     # every sampled row is one position seen in all channels: channel c is channel 0 + c * 256
     assert np.array_equal(s[:, 1] - s[:, 0], np.full(500, 256.0)) and np.array_equal(s[:, 2] - s[:, 0], np.full(500, 512.0))
-    assert np.array_equal(s, D.value_sample(arr, per_channel=500))  # seeded
-    small = D.value_sample(arr[:1, :, :2, :2])
+    assert np.array_equal(s, value_sample(arr, per_channel=500))  # seeded
+    small = value_sample(arr[:1, :, :2, :2])
     assert small.shape == (4, 3) and sorted(small[:, 0]) == [0, 1, 16, 17]
 
 
@@ -140,31 +144,31 @@ def test_value_sample_is_bounded_and_covers_every_channel():
 
 def test_preprocess_for_array_and_resolve(tmp_path):
     ds = _array_ds(tmp_path, _normalise(_pixels(4), HALF))
-    pre = D.resolve_preprocess(None, ds)
+    pre = resolve_preprocess(None, ds)
     assert pre.input_size == (3, 32, 32) and pre.mean is None and pre.std is None and not pre.normalisation_known
-    D.check_shape(ds, pre)
-    x, _ = D.load_samples(ds, pre, np.arange(4))
+    check_shape(ds, pre)
+    x, _ = load_samples(ds, pre, np.arange(4))
     assert np.array_equal(x, ds.array)
     assert json.loads(pre.key())[1] is None
     # what is known is used: manifest mean/std without input_size, or overrides
-    half = D.resolve_preprocess({"preprocessing": {"mean": [0.5] * 3, "std": [0.5] * 3}}, ds)
+    half = resolve_preprocess({"preprocessing": {"mean": [0.5] * 3, "std": [0.5] * 3}}, ds)
     assert half.mean == (0.5,) * 3 and half.input_size == (3, 32, 32)
-    full = D.resolve_preprocess({"preprocessing": {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
+    full = resolve_preprocess({"preprocessing": {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
                                                    "crop_pct": 0.9}}, ds)
-    assert full == D.Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.9)
-    assert D.resolve_preprocess(None, ds, input_size=(3, 16, 16)).input_size == (3, 16, 16)
+    assert full == Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.9)
+    assert resolve_preprocess(None, ds, input_size=(3, 16, 16)).input_size == (3, 16, 16)
     # a manifest written for array data (mean/std null) reads back as unknown, not as a crash
     nulls = {"preprocessing": {"input_size": [3, 32, 32], "mean": None, "std": None}}
-    assert D.resolve_preprocess(nulls, ds) == D.Preprocess.for_array((3, 32, 32))
+    assert resolve_preprocess(nulls, ds) == Preprocess.for_array((3, 32, 32))
     with pytest.raises(UsageError, match="both --mean and --std"):
-        D.Preprocess.for_array((3, 32, 32), mean=(0.5,) * 3)
+        Preprocess.for_array((3, 32, 32), mean=(0.5,) * 3)
     # images still need the full preprocessing
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
     with pytest.raises(UsageError, match="missing input_size, mean, std"):
-        D.resolve_preprocess(None, D.open_dataset(tmp_path / "imgs"))
+        resolve_preprocess(None, open_dataset(tmp_path / "imgs"))
     with pytest.raises(UsageError, match="images need the model's mean/std"):
-        D.preprocess_image(Image.new("RGB", (8, 8)), pre)
+        preprocess_image(Image.new("RGB", (8, 8)), pre)
 
 
 # -- 16-bit and float images --------------------------------------------------------------------
@@ -172,12 +176,12 @@ def test_preprocess_for_array_and_resolve(tmp_path):
 RAMP16 = np.tile(np.linspace(0, 65535, 64), (64, 1)).astype(np.uint16)  # full 16-bit range, left to right (64x64)
 
 
-def _preprocess_file(path, pre: D.Preprocess = HALF) -> np.ndarray:
+def _preprocess_file(path, pre: Preprocess = HALF) -> np.ndarray:
     with Image.open(path) as img:
-        return D.preprocess_image(img, pre)
+        return preprocess_image(img, pre)
 
 
-def _assert_ramp(a: np.ndarray, pre: D.Preprocess) -> None:
+def _assert_ramp(a: np.ndarray, pre: Preprocess) -> None:
     lo = (0 - np.asarray(pre.mean)) / np.asarray(pre.std)
     hi = (1 - np.asarray(pre.mean)) / np.asarray(pre.std)
     assert a.shape == (3, 32, 32) and a.std() > 0.3
@@ -196,7 +200,7 @@ def test_16bit_png_ramp_matches_the_8bit_scene(tmp_path, pre):
     Image.fromarray((RAMP16 >> 8).astype(np.uint8)).save(tmp_path / "g8.png")
     with Image.open(tmp_path / "g16.png") as img:
         assert img.mode == "I;16"
-    pre = D.Preprocess((3, 32, 32), pre.mean, pre.std, "bicubic", 1.0)
+    pre = Preprocess((3, 32, 32), pre.mean, pre.std, "bicubic", 1.0)
     a16, a8 = _preprocess_file(tmp_path / "g16.png", pre), _preprocess_file(tmp_path / "g8.png", pre)
     _assert_ramp(a16, pre)
     assert np.abs(a16 - a8).max() <= 1.0 / 255 / min(pre.std) + 1e-6
@@ -213,7 +217,7 @@ def test_16bit_big_endian_and_int32_images(tmp_path):
 
 
 def _preprocess_file_img(img: Image.Image) -> np.ndarray:
-    return D.preprocess_image(img, D.Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0))
+    return preprocess_image(img, Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0))
 
 
 def test_float_tiff_ramp_matches_the_8bit_scene(tmp_path):
@@ -222,7 +226,7 @@ def test_float_tiff_ramp_matches_the_8bit_scene(tmp_path):
     Image.fromarray(np.round(f01 * 255).astype(np.uint8)).save(tmp_path / "g8.png")
     with Image.open(tmp_path / "f.tiff") as img:
         assert img.mode == "F"
-    pre = D.Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
+    pre = Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
     a, a8 = _preprocess_file(tmp_path / "f.tiff", pre), _preprocess_file(tmp_path / "g8.png", pre)
     _assert_ramp(a, pre)
     assert np.abs(a - a8).max() <= 1.0 / 255 / 0.5 + 1e-6
@@ -233,18 +237,18 @@ def test_float_tiff_ramp_matches_the_8bit_scene(tmp_path):
 
 def test_to_rgb8_values():
     ramp = np.tile(np.array([0, 256, 32768, 65535], np.uint16), (2, 1))
-    assert np.asarray(D.to_rgb8(Image.fromarray(ramp)))[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert np.asarray(to_rgb8(Image.fromarray(ramp)))[0, :, 0].tolist() == [0, 1, 128, 255]
     f = Image.fromarray(np.array([[0.0, 0.5, 1.0, np.nan]], np.float32))
-    assert np.asarray(D.to_rgb8(f))[0, :, 1].tolist() == [0, 128, 255, 0]
+    assert np.asarray(to_rgb8(f))[0, :, 1].tolist() == [0, 128, 255, 0]
     const = Image.fromarray(np.full((2, 2), 1000.0, np.float32))
-    assert np.asarray(D.to_rgb8(const)).max() == 255  # constant out of range: clipped
+    assert np.asarray(to_rgb8(const)).max() == 255  # constant out of range: clipped
     # other modes: Pillow's own conversion, as before
     la = Image.fromarray(np.full((2, 2, 2), 77, np.uint8), "LA")
     rgba = Image.new("RGBA", (2, 2), (10, 20, 30, 0))
     p = Image.new("P", (2, 2))
     for img in (la, rgba, p, Image.new("CMYK", (2, 2), (0, 255, 0, 0)), Image.new("L", (2, 2), 9)):
-        assert D.to_rgb8(img).mode == "RGB"
-        assert np.array_equal(np.asarray(D.to_rgb8(img)), np.asarray(img.convert("RGB")))
+        assert to_rgb8(img).mode == "RGB"
+        assert np.array_equal(np.asarray(to_rgb8(img)), np.asarray(img.convert("RGB")))
 
 
 def _png16(arr: np.ndarray, color_type: int) -> bytes:
@@ -264,7 +268,7 @@ def test_16bit_rgb_png_keeps_its_colours():
     rgb = np.stack([RAMP16, RAMP16 // 2, 65535 - RAMP16], -1)
     with Image.open(io.BytesIO(_png16(rgb, 2))) as img:
         assert img.mode == "RGB"
-        out = np.asarray(D.to_rgb8(img))
+        out = np.asarray(to_rgb8(img))
     assert np.array_equal(out, (rgb >> 8).astype(np.uint8))
 
 
@@ -370,4 +374,4 @@ def test_quantize_bare_onnx_with_preprocessed_array_needs_no_preprocessing_optio
 def test_channels_last_array_gets_the_transpose_as_its_fix(tmp_path):
     ds = _array_ds(tmp_path, _normalise(_pixels(4), HALF).transpose(0, 2, 3, 1))
     with pytest.raises(InputError, match=r"channels last .*transpose\(0, 3, 1, 2\)"):
-        D.check_shape(ds, HALF)
+        check_shape(ds, HALF)

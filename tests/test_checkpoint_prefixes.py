@@ -127,7 +127,7 @@ def test_lightning_checkpoint_exports_and_manifest_names_the_prefix(cli, tmp_pat
                 "hyper_parameters": {"lr": 1e-3}}, tmp_path / "lightning.ckpt")
     out = tmp_path / "m.onnx"
     rc, _, err = cli("export", NAME, "-c", tmp_path / "lightning.ckpt", "-o", out, "--simplify", "none",
-                     "--target", "ort")
+                     "--trt-version", "ort")
     assert rc == 0, err
     ck = json.loads(out.with_suffix(".json").read_text())["checkpoint"]
     assert ck["stripped_prefix"] == "model." and ck["source_key"] == "state_dict"
@@ -160,7 +160,7 @@ def test_other_model_refused_even_non_strict(tmp_path, strict):
 def test_cli_non_strict_other_model_exit_4_one_line_nothing_written(cli, tmp_path):
     path = _other_model_checkpoint(tmp_path)
     out = tmp_path / "x.onnx"
-    rc, _, err = cli("export", NAME, "-c", path, "--non-strict", "-o", out, "--simplify", "none", "--target", "ort")
+    rc, _, err = cli("export", NAME, "-c", path, "--non-strict", "-o", out, "--simplify", "none", "--trt-version", "ort")
     line = _one_error(err)
     assert rc == 4
     assert "5 of 32 vit_tiny_test tensors found in the checkpoint" in line and "--non-strict" not in line
@@ -171,7 +171,7 @@ def test_cli_unmatched_prefix_zero_found(cli, tmp_path):
     # every key renamed beyond a prefix: nothing to strip, nothing found
     sd = {f"foo.{k}_v2": v for k, v in _source().state_dict().items()}
     path = save_official_checkpoint(tmp_path / "foo.pth", sd, wrapper=None)
-    rc, _, err = cli("export", NAME, "-c", path, "--non-strict", "-o", tmp_path / "x.onnx", "--target", "ort")
+    rc, _, err = cli("export", NAME, "-c", path, "--non-strict", "-o", tmp_path / "x.onnx", "--trt-version", "ort")
     line = _one_error(err)
     assert rc == 4
     assert "0 of 32 vit_tiny_test tensors found in the checkpoint" in line and "'foo.cls_token_v2'" in line
@@ -239,7 +239,7 @@ def test_cli_nan_weight_exit_4(cli, tmp_path):
     sd = _source().state_dict()
     sd["norm.weight"][0] = float("nan")
     path = save_official_checkpoint(tmp_path / "nan.pth", sd)
-    rc, _, err = cli("export", NAME, "-c", path, "-o", tmp_path / "x.onnx", "--target", "ort")
+    rc, _, err = cli("export", NAME, "-c", path, "-o", tmp_path / "x.onnx", "--trt-version", "ort")
     assert rc == 4 and "norm.weight (1 NaN)" in _one_error(err)
 
 
@@ -252,6 +252,6 @@ def test_other_class_count_suggests_num_classes(cli, tmp_path):
     assert _max_abs(loaded, src) == 0.0
     out = tmp_path / "ft7.onnx"
     rc, _, err = cli("export", NAME, "-c", path, "--num-classes", "7", "-o", out, "--simplify", "none",
-                     "--target", "ort")
+                     "--trt-version", "ort")
     assert rc == 0, err
     assert json.loads(out.with_suffix(".json").read_text())["checkpoint"]["mismatched"] == []

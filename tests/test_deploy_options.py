@@ -47,8 +47,8 @@ def test_deploy_has_its_steps_options_defined_once():
 
 def test_validation_split_is_quantizes_held_out_split():
     """deploy validates on validate's seeded subset of the held-out size: quantize's held-out images."""
-    from vitdeploy.data.datasets import sample_indices
-    from vitdeploy.calib.quantize import holdout_split
+    from vitdeploy.data.sampling import sample_indices
+    from vitdeploy.data.sampling import holdout_split
     from vitdeploy.pipeline.run import SEED
 
     for n, samples, holdout in [(3, 512, None), (40, 512, None), (40, 512, 10), (1000, 512, None), (5000, 64, 300)]:

@@ -1,7 +1,7 @@
 """Accuracy on real images, measured in ONNX Runtime on the CPU (slow: trains five models).
 
 Each family's tiny variant is trained on scikit-learn's bundled digits (900 AdamW steps,
-~25 s on one thread), exported, quantized to INT8 with every calibration method (--target trt: INT8+FP16)
+~25 s on one thread), exported, quantized to INT8 with every calibration method (--qdq-form trt: INT8+FP16)
 and to FP16, and evaluated on a held-out split the calibration never saw, in ONNX Runtime with the FP16
 parts rounded as FP16 stores them.
 """
@@ -36,7 +36,7 @@ def _ort_logits(path, x):
 def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkeypatch, capsys):
     import torch
 
-    from vitdeploy.data.datasets import Preprocess
+    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec

@@ -91,10 +91,10 @@ def test_bad_input_one_line_error(cli, tmp_path, monkeypatch, args, code, messag
 def test_existing_output_needs_force(cli, tmp_path):
     out = tmp_path / "v.onnx"
     out.write_bytes(b"keep me")
-    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--target", "ort")
+    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--trt-version", "ort")
     assert rc == 5 and "--force" in err
     assert out.read_bytes() == b"keep me"
-    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--target", "ort", "--force")
+    rc, _, err = cli("export", "vit_tiny_test", "-o", out, "--trt-version", "ort", "--force")
     assert rc == 0, err
     assert onnx.load(str(out)).graph.node
 
@@ -102,7 +102,7 @@ def test_existing_output_needs_force(cli, tmp_path):
 def test_unwritable_output(cli, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the output folder should be")  # fails even for root
-    rc, _, err = cli("export", "vit_tiny_test", "-o", blocker / "v.onnx", "--target", "ort")
+    rc, _, err = cli("export", "vit_tiny_test", "-o", blocker / "v.onnx", "--trt-version", "ort")
     assert rc == 5, err
     assert "cannot create output folder" in err
     assert _files(tmp_path) == ["blocker"]
@@ -115,7 +115,7 @@ def test_checkpoint_of_another_architecture(cli, tmp_path):
 
     other = create_model("deit_tiny_patch16_224")
     torch.save({"model": other.state_dict()}, tmp_path / "deit.pth")
-    rc, _, err = cli("export", "vit_tiny_test", "-c", tmp_path / "deit.pth", "-o", tmp_path / "x.onnx", "--target", "ort")
+    rc, _, err = cli("export", "vit_tiny_test", "-c", tmp_path / "deit.pth", "-o", tmp_path / "x.onnx", "--trt-version", "ort")
     assert rc == 4
     assert "does not match vit_tiny_test" in err and "shape mismatch" in err
     assert not (tmp_path / "x.onnx").exists()

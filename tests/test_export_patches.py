@@ -71,7 +71,7 @@ def test_torch_transformer_encoder_exports_at_opset_17(cli, tmp_path, monkeypatc
     monkeypatch.chdir(TESTS)
     out = tmp_path / "enc.onnx"
     assert torch.backends.mha.get_fastpath_enabled()
-    rc, _, err = cli("export", f"{__name__}:{factory}", "--input-size", "3,32,32", "-o", out, "--target", "ort")
+    rc, _, err = cli("export", f"{__name__}:{factory}", "--input-size", "3,32,32", "-o", out, "--trt-version", "ort")
     assert rc == 0, err
     assert torch.backends.mha.get_fastpath_enabled()  # the patch put the fast path back
     model = onnx.load(str(out))
@@ -120,7 +120,7 @@ def test_export_stderr_has_only_vitdeploy_lines(tmp_path, exporter):
     out = tmp_path / "enc.onnx"
     proc = subprocess.run(
         [sys.executable, "-m", "vitdeploy", "export", f"{__name__}:build_norm_first", "--input-size", "3,32,32",
-         "-o", str(out), "--target", "ort", "--exporter", exporter],
+         "-o", str(out), "--trt-version", "ort", "--exporter", exporter],
         cwd=TESTS, capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "PYTHONWARNINGS": "default", "OMP_NUM_THREADS": "1"},
     )

@@ -14,10 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.data import datasets as D
+from vitdeploy.data import decode
+from vitdeploy.data.batches import load_samples, skipped_warning
+from vitdeploy.data.checks import check_shape
+from vitdeploy.data.decode import ImageDecodeError
+from vitdeploy.data.preprocess import Preprocess
+from vitdeploy.data.sources import Dataset, open_dataset
 from vitdeploy.core.errors import InputError
 
-PRE = D.Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
+PRE = Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
 
 
 def _scene(w: int = 40, h: int = 30) -> np.ndarray:
@@ -77,9 +82,9 @@ def _odd_mode_files(folder: Path) -> list[str]:
     return ["i16b.tiff", "la.png", "p_trns.png", "cmyk.jpg", "f.tiff", "anim.gif", "bilevel.png", "rgba.webp"]
 
 
-def _listed(folder: Path, names: list[str]) -> D.Dataset:
+def _listed(folder: Path, names: list[str]) -> Dataset:
     (folder / "list.txt").write_text("\n".join(names) + "\n")
-    return D.open_dataset(folder / "list.txt")
+    return open_dataset(folder / "list.txt")
 
 
 def test_every_decode_failure_is_skipped_counted_and_named(tmp_path, capfd):
@@ -88,14 +93,14 @@ def test_every_decode_failure_is_skipped_counted_and_named(tmp_path, capfd):
     odd = _odd_mode_files(tmp_path)
     names = [*reasons, "folder.png", "missing.jpg", *odd]
     ds = _listed(tmp_path, names)
-    x, kept = D.load_samples(ds, PRE, np.arange(len(names)))
+    x, kept = load_samples(ds, PRE, np.arange(len(names)))
     assert [names[i] for i in kept] == odd and x.shape == (len(odd), 3, 8, 8) and np.isfinite(x).all()
     skipped = {Path(f).name: why for f, why in ds.skipped}
     assert list(skipped) == [*reasons, "folder.png", "missing.jpg"]
     for name, word in reasons.items():
         assert word.lower() in skipped[name].lower() and "\n" not in skipped[name], (name, skipped[name])
     assert "directory" in skipped["folder.png"] and "No such file" in skipped["missing.jpg"]
-    line = D.skipped_warning(ds)
+    line = skipped_warning(ds)
     assert line.startswith(f"{len(skipped)} undecodable image(s) skipped: ") and "zero.png (" in line
     assert "and 5 more" in line and "\n" not in line
     assert capfd.readouterr().err == ""  # no Pillow warnings (palette transparency, bomb size) on stderr
@@ -106,8 +111,8 @@ def test_on_error_fail_stops_with_exit_3_naming_the_file(tmp_path, name):
     _bad_files(tmp_path)
     Image.fromarray(_scene()).save(tmp_path / "ok.png")
     ds = _listed(tmp_path, ["ok.png", name])
-    with pytest.raises(D.ImageDecodeError) as exc:
-        D.load_samples(ds, PRE, np.arange(2), on_error="fail")
+    with pytest.raises(ImageDecodeError) as exc:
+        load_samples(ds, PRE, np.arange(2), on_error="fail")
     assert exc.value.exit_code == 3 and name in str(exc.value) and "\n" not in str(exc.value)
 
 
@@ -123,15 +128,15 @@ def test_permission_denied_is_a_decode_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image, "open", guarded)
     ds = _listed(tmp_path, ["ok.png", "locked.png"])
-    x, _ = D.load_samples(ds, PRE, np.arange(2))
+    x, _ = load_samples(ds, PRE, np.arange(2))
     assert len(x) == 1 and "Permission denied" in ds.skipped[0][1]
 
 
 def test_a_vitdeploy_bug_is_not_hidden_as_a_skip(tmp_path, monkeypatch):
     Image.fromarray(_scene()).save(tmp_path / "ok.png")
-    monkeypatch.setattr(D, "to_rgb8", lambda img: img.undefined_attribute)
+    monkeypatch.setattr(decode, "to_rgb8", lambda img: img.undefined_attribute)
     with pytest.raises(AttributeError):
-        D.load_samples(_listed(tmp_path, ["ok.png"]), PRE, np.arange(1))
+        load_samples(_listed(tmp_path, ["ok.png"]), PRE, np.arange(1))
 
 
 # -- through the CLI ----------------------------------------------------------------------------
@@ -239,17 +244,17 @@ def test_nhwc_model_with_nchw_data_is_named_before_onnxruntime_runs(cli, tmp_pat
 
 
 def test_layout_checks_in_check_shape(tmp_path):
-    pre = D.Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
+    pre = Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
     np.save(tmp_path / "nchw.npy", np.zeros((2, 3, 8, 8), np.float32))
     np.save(tmp_path / "nhwc.npy", np.zeros((2, 8, 8, 3), np.float32))
-    nchw, nhwc = D.open_dataset(tmp_path / "nchw.npy"), D.open_dataset(tmp_path / "nhwc.npy")
-    D.check_shape(nchw, pre)
-    D.check_shape(nchw, pre, (3, -1, -1))  # dynamic H, W read from a model
-    D.check_shape(nhwc, pre, (-1, -1, 3))  # channels-last data for a channels-last model: consistent
+    nchw, nhwc = open_dataset(tmp_path / "nchw.npy"), open_dataset(tmp_path / "nhwc.npy")
+    check_shape(nchw, pre)
+    check_shape(nchw, pre, (3, -1, -1))  # dynamic H, W read from a model
+    check_shape(nhwc, pre, (-1, -1, 3))  # channels-last data for a channels-last model: consistent
     with pytest.raises(InputError, match=r"channels last \(N,H,W,C\).*transpose\(0, 3, 1, 2\)"):
-        D.check_shape(nhwc, pre, (3, -1, -1))
+        check_shape(nhwc, pre, (3, -1, -1))
     with pytest.raises(InputError, match=r"channels-last N,H,W,C input \(-1, -1, 3\).*transpose\(0, 2, 3, 1\)"):
-        D.check_shape(nchw, pre, (-1, -1, 3))
+        check_shape(nchw, pre, (-1, -1, 3))
     Image.fromarray(_scene()).save(tmp_path / "a.png")
     with pytest.raises(InputError, match="images are preprocessed to N,C,H,W"):
-        D.check_shape(D.open_dataset(tmp_path), pre, (8, 8, 3))
+        check_shape(open_dataset(tmp_path), pre, (8, 8, 3))

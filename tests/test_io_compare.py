@@ -72,3 +72,33 @@ def test_assert_close_reports_figures_and_shape_errors():
     assert "max_abs 0.5" in str(e.value) and e.value.figures["max_abs"] == pytest.approx(0.5)
     with pytest.raises(ShapeMismatchError):
         compare(ref, ref[:, :2])
+
+
+def test_judge_is_the_one_verdict():
+    """validate and quantize judge with ``judge``: agreement relaxed to what the samples resolve (or off),
+    the top-1 drop limit widened the same way, the failures in the order checked."""
+    from vitdeploy.core.compare import PRECISION_THRESHOLDS, judge
+
+    ref = np.eye(10, dtype=np.float32)[np.arange(40) % 10]
+    c = compare(ref, np.roll(ref, 1, axis=1))  # every sample's top class moved: cosine 0, agreement 0
+    limits = PRECISION_THRESHOLDS["int8"]
+    v = judge(c, limits)
+    assert not v.passed and v.thresholds.top1_agreement == 0.95 and v.max_top1_drop is None
+    assert [f.split()[0] for f in v.failures] == ["cosine", "top-1"]
+    v = judge(c, limits, agreement=False, top1_drop=4.0, max_top1_drop=1.5)
+    assert v.thresholds.top1_agreement is None and v.max_top1_drop == 5.0  # 2 of 40 samples: 5 points
+    assert v.failures == (f"cosine {c.cosine_min:.6f} < 0.98",)
+    v = judge(compare(np.eye(8, 4), np.eye(8, 4)), limits, top1_drop=30.0, max_top1_drop=1.5, labelled=8)
+    assert v.thresholds.top1_agreement == 0.75 and v.failures == ("top-1 drop 30.00 points > 25.00",)
+
+
+def test_agreement_is_topk_accuracy_against_the_reference_top1():
+    """Tied outputs: the first largest is the top-1 on both sides, so a model agrees with itself."""
+    from vitdeploy.core.compare import TopKAccuracy
+
+    x = np.zeros((3, 20), dtype=np.float32)
+    x[:, [2, 7, 11]] = 1.0
+    assert compare(x, x).top1_agreement == 1.0 and compare(x, x).top5_agreement == 1.0
+    acc = TopKAccuracy()
+    acc.update(x, np.array([2, 7, -1]))
+    assert acc.result() == {"top1": 1 / 3, "top5": 2 / 3}

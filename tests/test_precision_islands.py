@@ -126,7 +126,7 @@ def tiny_exports(tmp_path_factory):
 
 @pytest.mark.parametrize("name", FAMILY_TINY)
 def test_int8_trt_form_is_int8_plus_fp16(name, tiny_exports, calib32, tmp_path):
-    """Every FP32 float op of the default --target trt INT8 file is an FP32 island or a Q/DQ node."""
+    """Every FP32 float op of the default --qdq-form trt INT8 file is an FP32 island or a Q/DQ node."""
     from vitdeploy.calib.fp16 import ANY_FLOAT_INPUT_OPS, KEEP_FP32_OPS, PASSTHROUGH_OPS, QDQ_OPS
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
 
@@ -162,7 +162,6 @@ def test_gate_refuses_results_below_the_thresholds(tiny_exports, calib32, tmp_pa
     strict = dict(compare.PRECISION_THRESHOLDS)
     strict["int8"] = compare.Thresholds(max_abs=1e-9, cosine_min=None, top1_agreement=None)
     monkeypatch.setattr(compare, "PRECISION_THRESHOLDS", strict)
-    monkeypatch.setattr("vitdeploy.calib.quantize.PRECISION_THRESHOLDS", strict)
     out = tmp_path / "g.onnx"
     rc, _, err = cli("quantize", tiny_exports["vit_tiny_test"], "--int8", "--calib", calib32, "--samples", "64", "-o", out)
     assert rc == 6 and "fails its default thresholds" in err and "--no-gate" in err, err

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from vitdeploy.bench import report as R
+from vitdeploy.bench import plots as R
 
 
 def _doc(latency: dict[str, list[float]], accuracy: dict[str, dict[str, Any]] | None = None,

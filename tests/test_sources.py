@@ -50,7 +50,7 @@ def test_saved_torch_export_program_exports(cli, tmp_path):
     program = torch.export.export(model, (torch.randn(2, 3, 32, 32),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "vit.pt2"))
     out = tmp_path / "vit.onnx"
-    rc, _, err = cli("export", tmp_path / "vit.pt2", "-o", out, "--target", "ort", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
+    rc, _, err = cli("export", tmp_path / "vit.pt2", "-o", out, "--trt-version", "ort", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5")
     assert rc == 0, err
     m = json.loads((tmp_path / "vit.json").read_text())
     assert m["model"]["source"] == "exported_program" and m["export"]["exporter"] == "dynamo"
@@ -70,7 +70,7 @@ def _static_program(path):
 def test_program_with_batch_fixed_at_1_exports_static_with_a_note(cli, tmp_path):
     _static_program(tmp_path / "one.pt2")
     out = tmp_path / "one.onnx"
-    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", out, "--target", "ort", "--mean", "0.5,0.5,0.5",
+    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", out, "--trt-version", "ort", "--mean", "0.5,0.5,0.5",
                      "--std", "0.5,0.5,0.5")
     assert rc == 0, err
     m = json.loads((tmp_path / "one.json").read_text())
@@ -83,7 +83,7 @@ def test_program_with_batch_fixed_at_1_exports_static_with_a_note(cli, tmp_path)
 @pytest.mark.parametrize("option", [["--dynamic-batch", "1:4:16"], ["--batch", "4"]])
 def test_program_with_batch_fixed_at_1_refuses_another_batch_in_one_line(cli, tmp_path, option):
     _static_program(tmp_path / "one.pt2")
-    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", tmp_path / "one.onnx", "--target", "ort", *option)
+    rc, _, err = cli("export", tmp_path / "one.pt2", "-o", tmp_path / "one.onnx", "--trt-version", "ort", *option)
     assert rc == 2, err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "takes batch 1 only" in lines[0] and " ".join(option) in lines[0]
@@ -112,7 +112,7 @@ def test_checkpoint_weights_only_refuses_is_one_line_with_the_safe_way(cli, tmp_
         torch.save(model, path)
     else:
         path.write_bytes(b"not a checkpoint at all")
-    rc, _, err = cli("export", "vit_tiny_test", "-c", path, "-o", tmp_path / "x.onnx", "--target", "ort")
+    rc, _, err = cli("export", "vit_tiny_test", "-c", path, "-o", tmp_path / "x.onnx", "--trt-version", "ort")
     assert rc == 4, err
     error = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(error) == 1 and "torch.save(model.state_dict(), path)" in error[0]

@@ -27,7 +27,7 @@ def art(tmp_path_factory):
     images, labels = digit_images(32)
     data = write_image_folder(root / "digits", images, labels, np.arange(40))
     onnx = root / "vit_tiny_test_patch8_32.onnx"
-    assert run(["export", "vit_tiny_test", "-o", str(onnx), "--target", "ort"]) == 0
+    assert run(["export", "vit_tiny_test", "-o", str(onnx), "--trt-version", "ort"]) == 0
     int8, fp16 = onnx.with_suffix(".int8.onnx"), onnx.with_suffix(".fp16.onnx")
     assert run(["quantize", str(onnx), "--int8", "--calib", str(data), "--samples", "24", "--no-gate", "-o", str(int8)]) == 0
     assert run(["quantize", str(onnx), "--fp16", "--calib", str(data), "--samples", "24", "--no-gate", "-o", str(fp16)]) == 0
@@ -57,14 +57,14 @@ def test_env(cli):
 
 def test_export(cli, art):
     onnx = art["root"] / "again" / "vit_tiny_test.onnx"
-    code, out, _ = cli("export", "vit_tiny_test", "-o", onnx, "--target", "trt10")
+    code, out, _ = cli("export", "vit_tiny_test", "-o", onnx, "--trt-version", "trt10")
     assert code == 0
     assert_reads(out)
     assert f"onnx: {onnx}" in out.splitlines() and f"manifest: {onnx.with_suffix('.json')}" in out.splitlines()
 
 
 def test_check(cli, art):
-    code, out, _ = cli("check", art["int8"], "--target", "trt8.5", "--target", "trt10", "--target", "ort")
+    code, out, _ = cli("check", art["int8"], "--trt-version", "trt8.5", "--trt-version", "trt10", "--trt-version", "ort")
     assert code == 0
     assert_reads(out)
 

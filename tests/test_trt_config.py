@@ -175,7 +175,7 @@ def test_qdq_onnx(onnx_file):
     with pytest.raises(UsageError, match="already INT8"):
         resolve(EngineConfig(model=onnx_file, int8=True, calib=Path("c.npy")), info)
     ort = dataclasses.replace(info, manifest={**info.manifest, "quantization": {"target": "ort-cpu"}})
-    with pytest.raises(UsageError, match="--target trt"):
+    with pytest.raises(UsageError, match="--qdq-form trt"):
         resolve(EngineConfig(model=onnx_file), ort)
 
 

@@ -59,7 +59,7 @@ def test_runs_batches_within_the_profile(engine):
 
 @pytest.mark.parametrize("version", ["8.6.1", "11.4.0.106"])
 def test_bench_hooks(tmp_path, version):
-    from vitdeploy.bench import DeviceMemory, DeviceOnlyInfer, TimedInfer
+    from vitdeploy.bench.hooks import DeviceMemory, DeviceOnlyInfer, TimedInfer
 
     cuda = FakeCuda()
     trt = make_fake_trt(version, cuda=cuda)

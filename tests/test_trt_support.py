@@ -191,15 +191,19 @@ def test_targets_are_frozen_hashable_and_serialisable():
     assert data["max_opset"] == 24 and "MatMul" in data["supported_ops"]
 
 
-def test_module_imports_only_the_standard_library():
-    tree = ast.parse(Path(trt_support.__file__).read_text())
+@pytest.mark.parametrize("module", ["support", "restrictions"])
+def test_module_imports_only_the_standard_library(module):
+    import importlib
+
+    tree = ast.parse(Path(importlib.import_module(f"vitdeploy.trt.{module}").__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
+            imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "collections", "dataclasses"}, imported
+            imported.add(node.module or "")
+    assert {m.split(".")[0] for m in imported} <= {"__future__", "collections", "dataclasses", "vitdeploy"}, imported
+    assert {m for m in imported if m.startswith("vitdeploy")} <= {"vitdeploy.trt.support"}, imported
 
 
 def test_dtype_names_cover_the_installed_onnx():

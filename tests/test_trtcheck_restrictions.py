@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 import numpy as np
 
 from vitdeploy.trt import check as trtcheck
-from vitdeploy.trt.support import RESTRICTIONS, TARGETS, Restriction, restrictions_for
+from vitdeploy.trt.restrictions import RESTRICTIONS, Restriction, restrictions_for
+from vitdeploy.trt.support import TARGETS
 
 ALL = ("trt8.5", "trt10", "trt10.16", "trt11")
 F = TensorProto.FLOAT
@@ -340,7 +341,7 @@ def test_the_ort_cpu_form_is_named_first_as_build_engine_names_it():
     m = _model([q, dq], [_vi("x", [4])], [_vi("y", [4])], [s, zpu], opset=13)
     for target, findings in trtcheck.check(m, list(ALL)).items():
         assert (findings[0].kind, findings[0].subject) == ("form", "ort-cpu INT8"), target
-        assert "--target trt" in findings[0].message
+        assert "--qdq-form trt" in findings[0].message
 
 
 def test_the_table_shows_three_findings_per_op_kind_and_counts_the_rest():

@@ -18,7 +18,7 @@ def trained(tmp_path_factory):
 
     import torch
 
-    from vitdeploy.data.datasets import Preprocess
+    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec
@@ -118,7 +118,7 @@ def test_bad_input(cli, trained, tmp_path):
 
 def test_batch_plan_respects_profile_minimum():
     from vitdeploy.runners.factory import Artifact
-    from vitdeploy.runners.base import run_batched
+    from helpers import run_batched
     from vitdeploy.validate import batch_plan
 
     engine = Artifact("e.engine", "engine", None, {"batch": {"min": 4, "opt": 8, "max": 16}})

@@ -12,7 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from vitdeploy.data import datasets as D
+from vitdeploy.data import batches
+from vitdeploy.data.batches import iter_batches, load_samples
+from vitdeploy.data.decode import ImageDecodeError
+from vitdeploy.data.preprocess import resolve_preprocess
+from vitdeploy.data.sampling import sample_indices
+from vitdeploy.data.sources import open_dataset
 from vitdeploy.core.compare import StreamingComparison, compare
 
 
@@ -49,11 +54,11 @@ def _in_memory(ref_path, cand_paths, data, samples, batch):
     """The path validate took before streaming: every sample in one array, all outputs kept, compared at once
     with compare()'s formulas of that time (numpy means, argsort of all cosines)."""
     from vitdeploy.runners.factory import open_runner, resolve_artifact
-    from vitdeploy.runners.base import run_batched
+    from helpers import run_batched
 
-    ds = D.open_dataset(data)
-    pre = D.resolve_preprocess(resolve_artifact(str(ref_path)).manifest, ds)
-    x, kept = D.load_samples(ds, pre, D.sample_indices(len(ds), samples, 0))
+    ds = open_dataset(data)
+    pre = resolve_preprocess(resolve_artifact(str(ref_path)).manifest, ds)
+    x, kept = load_samples(ds, pre, sample_indices(len(ds), samples, 0))
     outs = []
     for path in (ref_path, *cand_paths):
         with open_runner(resolve_artifact(str(path)), None, None, fp16_rounding=path != ref_path) as r:
@@ -111,28 +116,28 @@ def test_chunked_reduction_equals_one_shot():
 
 
 def test_threaded_decoding_keeps_order_and_skip_semantics(models):
-    ds = D.open_dataset(models["images"])
-    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    ds = open_dataset(models["images"])
+    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
     idx = np.arange(len(ds))
-    serial = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 0))  # in this thread
+    serial = list(iter_batches(ds, pre, idx, 8, "skip", None, 0))  # in this thread
     skipped_serial = list(ds.skipped)
     ds.skipped.clear()
-    threaded = list(D.iter_batches(ds, pre, idx, 8, "skip", None, 4))
+    threaded = list(iter_batches(ds, pre, idx, 8, "skip", None, 4))
     assert ds.skipped == skipped_serial and len(skipped_serial) == 1
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(serial, threaded))
     assert len(serial) == len(threaded)
-    with pytest.raises(D.ImageDecodeError, match="00003_bad.jpg"):
-        list(D.iter_batches(ds, pre, idx, 8, "fail", None, 4))
+    with pytest.raises(ImageDecodeError, match="00003_bad.jpg"):
+        list(iter_batches(ds, pre, idx, 8, "fail", None, 4))
 
 
 def test_one_worker_decodes_the_next_batch_during_inference(models, monkeypatch):
     """One decoder thread (validate's default on 2 cores with --threads 1) is a thread beside the consumer,
     not decoding in its thread: while the consumer holds a batch, the whole next batch gets decoded."""
-    ds = D.open_dataset(models["images"])
-    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
-    real, where = D._load_one, []
-    monkeypatch.setattr(D, "_load_one", lambda *a: (where.append(threading.current_thread().name), real(*a))[1])
-    it = D.iter_batches(ds, pre, np.arange(40), 8, "skip", None, 1)
+    ds = open_dataset(models["images"])
+    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    real, where = batches._load_one, []
+    monkeypatch.setattr(batches, "_load_one", lambda *a: (where.append(threading.current_thread().name), real(*a))[1])
+    it = iter_batches(ds, pre, np.arange(40), 8, "skip", None, 1)
     next(it)  # the consumer now "runs" its first batch
     deadline = time.monotonic() + 5
     while len(where) < 16 and time.monotonic() < deadline:
@@ -143,9 +148,9 @@ def test_one_worker_decodes_the_next_batch_during_inference(models, monkeypatch)
 
 def test_stopping_early_leaves_no_decoder_threads(models):
     """An error or Ctrl-C in the consumer closes the iterator: queued decodes are cancelled, the threads end."""
-    ds = D.open_dataset(models["images"])
-    pre = D.resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
-    it = D.iter_batches(ds, pre, np.arange(len(ds)), 4, "skip", None, 4)
+    ds = open_dataset(models["images"])
+    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    it = iter_batches(ds, pre, np.arange(len(ds)), 4, "skip", None, 4)
     next(it)
     with pytest.raises(KeyboardInterrupt):
         it.throw(KeyboardInterrupt)

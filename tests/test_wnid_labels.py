@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from vitdeploy.data import datasets as D
+from vitdeploy.data.labels import chance_level, labels_for
+from vitdeploy.data.sources import open_dataset
 from vitdeploy.data import imagenet
 from vitdeploy.validate import ValidateConfig, markdown, validate
 
@@ -60,59 +61,59 @@ def test_imagenet_wnids_are_the_standard_list():
 
 
 def test_wnid_subset_folders_get_imagenet_indices(tmp_path):
-    ds = D.open_dataset(_image_folder(tmp_path / "val", [c[0] for c in CLASSES]))
+    ds = open_dataset(_image_folder(tmp_path / "val", [c[0] for c in CLASSES]))
     assert ds.classes == ["n02085620", "n02123045", "n04037443"] and ds.label_scheme == "imagenet"
     assert sorted(set(ds.labels.tolist())) == [151, 281, 751]
     assert all(int(lab) == dict((w, i) for w, i, _ in CLASSES)[f.parent.name] for f, lab in zip(ds.files, ds.labels))
-    m = D.labels_for(ds, 1000)
+    m = labels_for(ds, 1000)
     assert m.meaningful and not m.warnings and m.scheme == "imagenet" and np.array_equal(m.labels, ds.labels)
 
 
 def test_wnid_folders_with_a_model_without_1000_outputs(tmp_path):
-    ds = D.open_dataset(_image_folder(tmp_path / "val", [c[0] for c in CLASSES]))
-    m = D.labels_for(ds, 10)  # 3 wnid folders, 10 outputs: cannot be its classes
+    ds = open_dataset(_image_folder(tmp_path / "val", [c[0] for c in CLASSES]))
+    m = labels_for(ds, 10)  # 3 wnid folders, 10 outputs: cannot be its classes
     assert not m.meaningful and "not 1000" in m.warnings[0]
-    m = D.labels_for(ds, 3)  # exactly these folders: ImageFolder's sorted order, with a note
+    m = labels_for(ds, 3)  # exactly these folders: ImageFolder's sorted order, with a note
     assert m.meaningful and m.scheme == "sorted" and len(m.warnings) == 1
     assert sorted(set(m.labels.tolist())) == [0, 1, 2]
 
 
 def test_numeric_and_named_folders_keep_their_behaviour(tmp_path):
-    ds = D.open_dataset(_image_folder(tmp_path / "num", ["3", "12", "7"]))
+    ds = open_dataset(_image_folder(tmp_path / "num", ["3", "12", "7"]))
     assert ds.classes == ["3", "7", "12"] and ds.label_scheme == "index"
     assert sorted(set(ds.labels.tolist())) == [3, 7, 12]
-    assert D.labels_for(ds, 1000).meaningful and not D.labels_for(ds, 1000).warnings
-    m = D.labels_for(ds, 10)  # label 12 of a 10-class model
+    assert labels_for(ds, 1000).meaningful and not labels_for(ds, 1000).warnings
+    m = labels_for(ds, 10)  # label 12 of a 10-class model
     assert not m.meaningful and "outside the model's 10 classes" in m.warnings[0]
 
-    ds = D.open_dataset(_image_folder(tmp_path / "named", ["red", "green", "blue"]))
+    ds = open_dataset(_image_folder(tmp_path / "named", ["red", "green", "blue"]))
     assert ds.classes == ["blue", "green", "red"] and ds.label_scheme == "sorted"
     assert sorted(set(ds.labels.tolist())) == [0, 1, 2]
-    m = D.labels_for(ds, 3)
+    m = labels_for(ds, 3)
     assert m.meaningful and not m.warnings and np.array_equal(m.labels, ds.labels)
-    assert D.labels_for(ds, 1000).warnings  # 3 sorted folders for 1000 outputs: said, checked at chance later
+    assert labels_for(ds, 1000).warnings  # 3 sorted folders for 1000 outputs: said, checked at chance later
 
 
 def test_not_imagenet1k_wnids_cannot_be_1000_class_labels(tmp_path):
-    ds = D.open_dataset(_image_folder(tmp_path / "val", ["n02085620", "n99999999"]))
+    ds = open_dataset(_image_folder(tmp_path / "val", ["n02085620", "n99999999"]))
     assert ds.label_scheme == "sorted" and sorted(set(ds.labels.tolist())) == [0, 1]
-    m = D.labels_for(ds, 1000)
+    m = labels_for(ds, 1000)
     assert not m.meaningful and "n99999999" in m.warnings[0]
 
 
 def test_array_labels_out_of_range(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((4, 3, 16, 16), np.float32), labels=np.array([0, 1, 2, 9]))
-    ds = D.open_dataset(tmp_path / "d.npz")
-    assert ds.label_scheme == "array" and D.labels_for(ds, 10).meaningful
-    assert not D.labels_for(ds, 5).meaningful
+    ds = open_dataset(tmp_path / "d.npz")
+    assert ds.label_scheme == "array" and labels_for(ds, 10).meaningful
+    assert not labels_for(ds, 5).meaningful
     np.save(tmp_path / "u.npy", np.zeros((2, 3, 16, 16), np.float32))
-    assert D.labels_for(D.open_dataset(tmp_path / "u.npy"), 10).labels is None
+    assert labels_for(open_dataset(tmp_path / "u.npy"), 10).labels is None
 
 
 def test_chance_level():
-    assert D.chance_level(0.0, 12, 1000) and D.chance_level(0.0, 256, 1000)
-    assert not D.chance_level(1.0, 12, 1000) and not D.chance_level(0.9, 300, 10)
-    assert D.chance_level(0.1, 300, 10) and not D.chance_level(0.3, 300, 10)
+    assert chance_level(0.0, 12, 1000) and chance_level(0.0, 256, 1000)
+    assert not chance_level(1.0, 12, 1000) and not chance_level(0.9, 300, 10)
+    assert chance_level(0.1, 300, 10) and not chance_level(0.3, 300, 10)
 
 
 def test_validate_scores_wnid_subset_against_imagenet_indices(tmp_path):

@@ -12,7 +12,7 @@ from rich.table import Table
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress
 from vitdeploy.cli.options import Force, Iterations, Json, Remote, RemotePython, Threads, Warmup
-from vitdeploy.bench.report import _ms  # one latency format for the table and the Markdown
+from vitdeploy.bench.formatting import ms as _ms  # one latency format for the table and the Markdown
 from vitdeploy.core.errors import UsageError
 
 HELP = """Time ONNX files, TensorRT engines or zoo models side by side at several batch sizes:
@@ -121,8 +121,8 @@ def bench(
 
 def show(doc: dict) -> None:
     """The rich view: one table per batch, then conditions and warnings."""
-    from vitdeploy.bench import environment_label
-    from vitdeploy.bench.report import _by_batch
+    from vitdeploy.bench.conditions import environment_label
+    from vitdeploy.bench.formatting import by_batch as _by_batch
 
     cfg = doc["config"]
     first = doc["artifacts"][0]["label"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
+
+import click
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +15,25 @@ from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def renamed(new: str, value: T, old: str, old_value: T | None) -> T:
+    """The value of an option renamed from ``old`` to ``new``, the old spelling kept as a hidden alias
+    (``hidden=True``, default None): the old one's value when given, after one deprecation line on
+    stderr, else the new one's. Both given on the command line is a usage error (exit 2)."""
+    if old_value is None or old_value == [] or old_value == ():
+        return value
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        from click.core import ParameterSource
+
+        names = [p.name for p in ctx.command.params if new in getattr(p, "opts", ())]
+        if any(ctx.get_parameter_source(n) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) for n in names):
+            raise click.UsageError(f"{old} is the deprecated spelling of {new}: give only {new}", ctx=ctx)
+    err_console.print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False, soft_wrap=True)
+    return old_value
 
 
 def print_json(obj: Any) -> None:

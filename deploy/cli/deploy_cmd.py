@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,9 @@ from vitdeploy.cli.console import console, print_json, print_step, progress, tra
 from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
                                    NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout)
 from vitdeploy.core.errors import ParityError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
 engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
@@ -60,7 +64,10 @@ def deploy(
     holdout: Holdout = None,
     thresholds: ThresholdSpec = None,
     on_error: OnError = "skip",
-    int8_target: Annotated[str, typer.Option(help="auto (trt when engines are built, else ort-cpu) | trt | ort-cpu.")] = "auto",
+    qdq_form: Annotated[str, typer.Option(
+        "--qdq-form", metavar="FORM",
+        help="INT8 Q/DQ form: auto (trt when engines are built, else ort-cpu) | trt | ort-cpu (as quantize --qdq-form).")] = "auto",
+    int8_target: Annotated[Optional[str], typer.Option("--int8-target", hidden=True, help="Deprecated: --qdq-form.")] = None,
     engines: Annotated[str, typer.Option(help="auto (when TensorRT is installed) | always | never.")] = "auto",
     iterations: Iterations = 50,
     threads: Threads = 1,
@@ -73,7 +80,8 @@ def deploy(
     force: Annotated[bool, typer.Option("--force", "-f", help="Redo every step, even unchanged ones.")] = False,
     as_json: Json = False,
 ) -> None:
-    from vitdeploy.bench import parse_batches
+    from vitdeploy.bench.config import parse_batches
+    from vitdeploy.cli.console import renamed
     from vitdeploy.cli.export_cmd import _floats
     from vitdeploy.core.batch import BatchRange
     from vitdeploy.pipeline.fleet import check_fleet, load_devices
@@ -84,7 +92,8 @@ def deploy(
     config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
                           precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                           batches=parse_batches(batch), dynamic_batch=BatchRange.parse(dynamic_batch) if dynamic_batch else None,
-                          int8_target=int8_target, method=method, samples=samples, holdout=holdout, thresholds=thresholds,
+                          int8_target=renamed("--qdq-form", qdq_form, "--int8-target", int8_target),
+                          method=method, samples=samples, holdout=holdout, thresholds=thresholds,
                           on_error=on_error, iterations=iterations, threads=threads, engines=engines,
                           input_size=tuple(int(v) for v in size) if size else None, mean=_floats(mean, 3, "--mean"),
                           std=_floats(std, 3, "--std"), num_classes=num_classes, strict_checkpoint=not non_strict,
@@ -110,10 +119,6 @@ def deploy(
 def _table(r: dict, out: Path) -> None:
     """Built for 80 columns with three batch sizes: short headers, speedups under the latencies, one
     short reason per verdict (the full one is in report.md / report.json)."""
-    for n in r["notes"]:
-        console.print(f"[bold yellow]note:[/] {escape(n)}")
-    for w in r["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
     backends = sorted({row["backend"] for row in r["precisions"]})
     table = tables.table(f"{r['model']} on {', '.join(backends)}")
     table.show_lines = True  # a blank line between the two-line rows
@@ -132,10 +137,7 @@ def _table(r: dict, out: Path) -> None:
             cells.append(f"{lat.get('p50_ms', float('nan')):.1f}{speedup}")
         cells.append(_verdict(row["validation"]))
         table.add_row(*cells)
-    console.print(table)
-    console.print("[dim]ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32[/]")
-    console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
-    console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
+    _summary(r, out, [table], "ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32")
 
 
 FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the labels fit 80 columns
@@ -144,13 +146,10 @@ FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the la
 def _fleet_table(r: dict, out: Path) -> None:
     """A column per device (three per table), a row per condition and per precision's figures;
     each failed device's message below."""
-    from vitdeploy.bench.report import fleet_rows
+    from vitdeploy.bench.fleet_report import fleet_rows
 
-    for n in r["notes"]:
-        console.print(f"[bold yellow]note:[/] {escape(n)}")
-    for w in r["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
     names, groups = fleet_rows(r)
+    shown_tables: list[Table] = []
     for start in range(0, len(names), FLEET_COLUMNS):
         cols = range(start, min(start + FLEET_COLUMNS, len(names)))
         table = tables.table(f"{r['model']} on {len(names)} devices" if start == 0 else None)
@@ -162,12 +161,25 @@ def _fleet_table(r: dict, out: Path) -> None:
                 shown = [_verdict(cells[i]) if label.endswith("verdict") else escape(tables.left_cut(cells[i], 18)) for i in cols]
                 table.add_row(escape(label), *shown)
             table.add_section()
+        shown_tables.append(table)
+    failed = [f"[red]{escape(d['name'])} failed[/] (exit {d['error']['exit_code']}): {escape(d['error']['message'])}"
+              for d in r["devices"] if d["status"] == "failed"]
+    _summary(r, out, shown_tables, "ms: p50 per call; cosine, top-1 agree: vs the FP32 ONNX on each device", failed)
+
+
+def _summary(r: dict, out: Path, shown: Sequence[Table], legend: str, failed: Sequence[str] = ()) -> None:
+    """What both summaries print around their tables: the notes and warnings above; the legend
+    (dimmed), each failed device's line, the images the verdicts were judged on and the report's
+    files below."""
+    for n in r["notes"]:
+        console.print(f"[bold yellow]note:[/] {escape(n)}")
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    for table in shown:
         console.print(table)
-    console.print("[dim]ms: p50 per call; cosine, top-1 agree: vs the FP32 ONNX on each device[/]")
-    for d in r["devices"]:
-        if d["status"] == "failed":
-            console.print(f"[red]{escape(d['name'])} failed[/] (exit {d['error']['exit_code']}): {escape(d['error']['message'])}",
-                          soft_wrap=True, highlight=False)
+    console.print(f"[dim]{legend}[/]")
+    for line in failed:
+        console.print(line, soft_wrap=True, highlight=False)
     console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
 

@@ -31,8 +31,8 @@ Examples:
   vitdeploy build-engine deit_tiny.onnx --fp16 --dla 0   # Jetson DLA core 0
 
 Exit codes: 2 bad option combination, 3 input missing, 5 output exists (--force), 6 the CPU
-precision pass failed its accuracy check (as vitdeploy quantize), 7 TensorRT or cuda-python
-missing, 9 build failed (parser error, requested precision absent), 10 not possible on this
+precision pass failed its accuracy check (as vitdeploy quantize), 7 TensorRT or the CUDA
+runtime (libcudart) missing, 9 build failed (parser error, requested precision absent), 10 not possible on this
 TensorRT/device (no DLA, hardware compatibility on JetPack).
 """
 

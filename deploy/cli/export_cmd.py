@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import print_step, console, err_console, print_json
+from vitdeploy.cli.console import print_step, console, err_console, print_json, renamed
 from vitdeploy.cli.options import DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std
 from vitdeploy.core.errors import CompatibilityError, UsageError
 
@@ -35,8 +35,18 @@ CHECK_HELP = """Check an ONNX file against the ONNX parsers of TensorRT versions
 
 Example:
 
-  vitdeploy check deit_tiny.onnx --target trt8.5 --target trt11 --strict
+  vitdeploy check deit_tiny.onnx --trt-version trt8.5 \\
+      --trt-version trt11 --strict
 """
+
+DEFAULT_TRT_VERSIONS = ("trt8.5", "trt10", "trt11")
+# --trt-version: the TensorRT releases whose ONNX parser the file is checked against. Was --target,
+# kept as a hidden deprecated alias (quantize's --target, the Q/DQ form, is now --qdq-form).
+TrtVersion = Annotated[Optional[list[str]], typer.Option(
+    "--trt-version", metavar="VERSION",
+    help="TensorRT ONNX parser to check against: trt8.5 | trt10 | trt10.16 | trt11, or ort (ONNX Runtime only, "
+    "no TensorRT check); repeatable (default: trt8.5, trt10, trt11).")]
+TargetAlias = Annotated[Optional[list[str]], typer.Option("--target", hidden=True, help="Deprecated: --trt-version.")]
 
 
 def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
@@ -55,7 +65,7 @@ def _findings_table(findings: dict) -> Table:
     from vitdeploy.trt.check import shown
 
     table = tables.table("TensorRT readiness")
-    for c in ("target", "severity", "kind"):
+    for c in ("parser", "severity", "kind"):
         table.add_column(c, no_wrap=True)
     table.add_column("finding", overflow="fold")
     for target, fs in findings.items():
@@ -76,7 +86,8 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset (17 is what TensorRT 8.5 / JetPack 5 parses).")] = 17,
     exporter: Annotated[str, typer.Option(help="auto | legacy | dynamo (auto: the family's preferred one, the other as fallback).")] = "auto",
     simplify: Annotated[str, typer.Option(help="onnxsim | onnxslim | none (the other simplifier is the fallback).")] = "onnxsim",
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
+    trt_version: TrtVersion = None,
+    target: TargetAlias = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any TensorRT readiness finding (not on 'info': what build-engine handles).")] = False,
     decompose_layernorm: Annotated[bool, typer.Option("--decompose-layernorm", help="Write LayerNorm as primitive ops, for trtexec on TensorRT 8.5 (build-engine does it itself).")] = False,
     non_strict: NonStrict = False,
@@ -92,6 +103,7 @@ def export(
     from vitdeploy.export.config import BatchRange, ExportConfig, Preprocessing
     from vitdeploy.core.io import refuse_overwriting_inputs
 
+    versions = renamed("--trt-version", trt_version, "--target", target) or DEFAULT_TRT_VERSIONS
     if batch is not None and dynamic_batch is not None:
         raise UsageError("give either --batch (static) or --dynamic-batch, not both")
     if batch is not None and batch < 1:
@@ -102,7 +114,7 @@ def export(
     size = _floats(input_size, 3, "--input-size")
     config = ExportConfig(
         model=model, checkpoint=checkpoint, output=output, batch=batch_range, opset=opset, exporter=exporter,
-        simplify=simplify, targets=tuple(target or ("trt8.5", "trt10", "trt11")), strict_check=strict,
+        simplify=simplify, targets=tuple(versions), strict_check=strict,
         decompose_layernorm=decompose_layernorm,
         strict_checkpoint=not non_strict, force=force, thresholds=Thresholds(max_abs=atol),
         preprocessing=Preprocessing(
@@ -137,15 +149,17 @@ def export(
 
 def check(
     onnx_file: Annotated[Path, typer.Argument(help="ONNX model to check.")],
-    target: Annotated[Optional[list[str]], typer.Option("--target", help="trt8.5 | trt10 | trt10.16 | trt11 | ort; repeatable (default: trt8.5, trt10, trt11).")] = None,
+    trt_version: TrtVersion = None,
+    target: TargetAlias = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 10 on any finding but 'info' (default: only on errors).")] = False,
     as_json: Json = False,
 ) -> None:
     from vitdeploy.core import onnx_utils
     from vitdeploy.trt import check as trtcheck
 
+    versions = renamed("--trt-version", trt_version, "--target", target) or DEFAULT_TRT_VERSIONS
     model = onnx_utils.load(onnx_file)
-    findings = trtcheck.check(model, tuple(target or ("trt8.5", "trt10", "trt11")))
+    findings = trtcheck.check(model, tuple(versions))
     if as_json:
         print_json(trtcheck.summarize(findings))
     else:

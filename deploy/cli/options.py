@@ -67,15 +67,18 @@ ThresholdSpec = Annotated[str | None, typer.Option(
 
 
 def check_holdout(holdout: int | None, calib: Path | None) -> None:
-    """--holdout must leave calibration samples: at most half of the data is held out."""
+    """--holdout must leave calibration samples: at most half of the data is held out (``max_holdout``,
+    which ``holdout_split`` applies to the default too)."""
     if holdout is None or calib is None or holdout == 0:
         return
-    from vitdeploy.data.datasets import open_dataset
+    from vitdeploy.data.sampling import max_holdout
+    from vitdeploy.data.sources import open_dataset
 
     available = len(open_dataset(calib))
-    if holdout > available // 2:
+    most = max_holdout(available)
+    if holdout > most:
         raise UsageError(f"invalid --holdout {holdout}: {calib} has {available} samples and at most half "
-                         f"({available // 2}) can be held out; give --holdout 0..{available // 2}")
+                         f"({most}) can be held out; give --holdout 0..{most}")
 
 # --remote: run the command on a device over ssh (vitdeploy.pipeline.remote); README, Jetson > Remote.
 Remote = Annotated[str | None, typer.Option(

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
+from vitdeploy.cli.console import console, print_json, print_step, progress, renamed, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
                                    Samples, Std, Threads, check_holdout)
 from vitdeploy.core.errors import UsageError
@@ -26,12 +26,12 @@ Examples:
       --method entropy --samples 512
 
   vitdeploy quantize deit_tiny.onnx --int8 --calib calib.npz \\
-      --target ort-cpu -o deit_tiny.ort.onnx
+      --qdq-form ort-cpu -o deit_tiny.ort.onnx
 
   vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ \\
       --keep-fp32 Softmax
 
-INT8 --target trt writes INT8+FP16 by default: Q/DQ on MatMul/Gemm/Conv inputs, every other float
+INT8 --qdq-form trt writes INT8+FP16 by default: Q/DQ on MatMul/Gemm/Conv inputs, every other float
 op in FP16 except the FP32 islands (LayerNorm, Softmax, reductions, and nodes whose calibrated
 range does not fit FP16); --high-precision fp32 keeps the float parts FP32.
 
@@ -52,9 +52,12 @@ def quantize(
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.99,
     samples: Samples = CALIB_SAMPLES,
     holdout: Holdout = None,
-    target: Annotated[str, typer.Option(help="trt: symmetric INT8 for TensorRT | ort-cpu: UINT8 activations, fast in ONNX Runtime CPU.")] = "trt",
+    qdq_form: Annotated[str, typer.Option(
+        "--qdq-form", metavar="FORM",
+        help="INT8 Q/DQ form: trt (symmetric INT8, TensorRT explicit quantization) | ort-cpu (UINT8 activations, fast in ONNX Runtime CPU).")] = "trt",
+    target: Annotated[Optional[str], typer.Option("--target", hidden=True, help="Deprecated: --qdq-form.")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Op type, node name or node-name glob ('*/attn/MatMul_1') to leave in float (repeatable).")] = None,
-    float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized (--target ort-cpu always does: no faster in INT8 there).")] = False,
+    float_attention: Annotated[bool, typer.Option("--float-attention", help="Leave the attention MatMuls (QK^T, AV) unquantized (--qdq-form ort-cpu always does: no faster in INT8 there).")] = False,
     quantize_depthwise: Annotated[bool, typer.Option("--quantize-depthwise", help="Also quantize depthwise convs (left float by default: per-tensor scales hurt them).")] = False,
     no_family_hints: Annotated[bool, typer.Option("--no-family-hints", help="Ignore the model family's quantization hints from the export manifest.")] = False,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="FP16: op type or node name to keep FP32 (repeatable).")] = None,
@@ -62,7 +65,7 @@ def quantize(
     data_check: DataCheck = True,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Write the file even when it fails its precision's default thresholds (non-finite outputs are never written).")] = False,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --target ort-cpu, MODEL.fp16.onnx).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --qdq-form ort-cpu, MODEL.fp16.onnx).")] = None,
     on_error: OnError = "skip",
     input_size: Annotated[Optional[str], typer.Option(help="C,H,W when the model has no manifest.")] = None,
     mean: Mean = None,
@@ -78,6 +81,7 @@ def quantize(
     from vitdeploy.core.io import refuse_overwriting_inputs
     from vitdeploy.core.steps import Steps
 
+    form = renamed("--qdq-form", qdq_form, "--target", target)
     if int8 == fp16:
         raise UsageError("choose exactly one of --int8 and --fp16")
     refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib})
@@ -86,7 +90,7 @@ def quantize(
            "std": _floats(std, 3, "--std")}
     config = QuantizeConfig(
         model=model, precision="int8" if int8 else "fp16", calib=calib, method=method, percentile=percentile,
-        samples=samples, holdout=holdout, target=target, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
+        samples=samples, holdout=holdout, target=form, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
         quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
         preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
         threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
@@ -105,7 +109,7 @@ def quantize(
     table = tables.kv_table(f"{m['precision'].upper()} ONNX")
     if m.get("quantization"):
         q = m["quantization"]
-        table.add_row("method / target", f"{q['method']} / {q['target']} ({q['activations']}; float parts {q['high_precision'].upper()})")
+        table.add_row("method / form", f"{q['method']} / {q['target']} ({q['activations']}; float parts {q['high_precision'].upper()})")
         table.add_row("quantized", f"{q['quantized_nodes']} nodes, {q['quantized_activations']} activations, {q['quantized_weights']} weights"
                       + (" [dim](statistics from cache)[/]" if q["statistics"]["cached"] else ""))
     islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16")

@@ -8,13 +8,17 @@ Figures (per output, over a batch of samples):
 - cosine_min / cosine_mean: cosine similarity of each sample's flattened output with the reference's
 - top1 / top5 agreement: share of samples whose top-1 class equals the reference's, and whose
   reference top-1 is within the candidate's top-5
+
+``judge`` is the one accuracy verdict on those figures (closeness and agreement thresholds per
+precision, the top-1 drop against a limit, both widened to what the samples resolve): `vitdeploy
+validate` judges its candidates and `vitdeploy quantize` gates its result with it.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -82,6 +86,42 @@ def resolvable_agreement(minimum: float, samples: int) -> float:
     return min(minimum, 1.0 - NOISE_SAMPLES / samples)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What ``judge`` decided: the failures (reasons, in the order checked) and the limits as applied."""
+
+    failures: tuple[str, ...]
+    thresholds: Thresholds  # effective: agreement minima relaxed to what the samples resolve, or off
+    max_top1_drop: float | None = None  # effective top-1 drop limit (points); None: the drop was not judged
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def judge(c: Comparison, thresholds: Thresholds, *, agreement: bool = True, top1_drop: float | None = None,
+          max_top1_drop: float | None = None, labelled: int | None = None) -> Verdict:
+    """The one accuracy verdict of a candidate against its reference (validate's and quantize's gate).
+
+    ``thresholds``: the candidate precision's closeness criteria. ``agreement`` False drops the
+    top-1/top-5 agreement criteria (random weights, inputs or chance-level labels: which class wins
+    is noise there); otherwise the top-1 minimum is relaxed to what ``c.samples`` resolve
+    (``resolvable_agreement``). ``top1_drop``: the candidate's top-1 accuracy drop (points) against the
+    reference on ``labelled`` samples (default ``c.samples``), judged against ``max_top1_drop`` widened
+    to what those samples resolve (``resolvable_drop``); None for either: no drop criterion."""
+    if not agreement:
+        thresholds = replace(thresholds, top1_agreement=None, top5_agreement=None)
+    elif thresholds.top1_agreement is not None:
+        thresholds = replace(thresholds, top1_agreement=resolvable_agreement(thresholds.top1_agreement, c.samples))
+    failures = thresholds.failures(c)
+    limit = None
+    if top1_drop is not None and max_top1_drop is not None:
+        limit = resolvable_drop(max_top1_drop, c.samples if labelled is None else labelled)
+        if top1_drop > limit + 1e-9:
+            failures.append(f"top-1 drop {top1_drop:.2f} points > {limit:.2f}")
+    return Verdict(tuple(failures), thresholds, limit)
+
+
 class ExactSum:
     """A float sum fed in chunks, exactly rounded (Shewchuk's partials, as ``math.fsum``), so a sum
     over batches equals the sum over all values at once, whatever the chunking."""
@@ -108,6 +148,25 @@ class ExactSum:
         return math.fsum(self.partials)
 
 
+class TopKAccuracy:
+    """Top-1/top-5 hits of outputs against labels, counted batch by batch (a label outside the
+    outputs, e.g. -1, is never a hit). Top-1 is the first largest output (``argmax``), top-5 the five
+    largest; ``StreamingComparison`` counts its agreement with the reference's top-1 as labels."""
+
+    def __init__(self) -> None:
+        self.n = self.top1 = self.top5 = 0
+
+    def update(self, logits: np.ndarray, labels: np.ndarray) -> None:
+        labels = np.asarray(labels)
+        top5 = np.argsort(-logits, axis=1)[:, : min(5, logits.shape[1])]
+        self.top1 += int((logits.argmax(1) == labels).sum())
+        self.top5 += int((top5 == labels[:, None]).any(axis=1).sum())
+        self.n += len(labels)
+
+    def result(self) -> dict[str, float]:
+        return {"top1": self.top1 / self.n, "top5": self.top5 / self.n} if self.n else {"top1": 0.0, "top5": 0.0}
+
+
 class StreamingComparison:
     """``compare`` reduced batch by batch: memory does not grow with the number of samples.
 
@@ -125,7 +184,7 @@ class StreamingComparison:
         self.scale = 0.0  # max |ref|
         self.abs_sum, self.cos_sum = ExactSum(), ExactSum()
         self.cos_min = math.inf
-        self.top1 = self.top5 = 0
+        self.agreement = TopKAccuracy()  # the candidate's top-1/top-5 against the reference's top-1
         self._heap: list[tuple[float, int]] = []  # (-cosine, -index): the largest kept key on top
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
@@ -150,10 +209,7 @@ class StreamingComparison:
         cos = np.where(rows_finite, cos, -1.0)
         self.cos_min = min(self.cos_min, float(cos.min()))
         self.cos_sum.add(cos)
-        ref_top1 = r.argmax(1)
-        self.top1 += int((ref_top1 == c.argmax(1)).sum())
-        topk = np.argsort(-c, axis=1)[:, :min(5, r.shape[1])]
-        self.top5 += int((topk == ref_top1[:, None]).any(axis=1).sum())
+        self.agreement.update(c, r.argmax(1))
         for i, v in enumerate(cos.tolist()):
             key = (-(math.inf if math.isnan(v) else v), -(self.n + i))  # NaN ranks last, as in a sort
             if len(self._heap) < self.worst_k:
@@ -173,27 +229,10 @@ class StreamingComparison:
             mean_abs=self.abs_sum.value / self.values if self.finite else inf,
             cosine_min=self.cos_min,
             cosine_mean=self.cos_sum.value / self.n,
-            top1_agreement=self.top1 / self.n,
-            top5_agreement=self.top5 / self.n,
+            top1_agreement=self.agreement.top1 / self.n,
+            top5_agreement=self.agreement.top5 / self.n,
             worst=[-i for _, i in sorted(self._heap, reverse=True)],
         )
-
-
-class TopKAccuracy:
-    """Top-1/top-5 accuracy of outputs against labels, counted batch by batch (a label outside the
-    outputs, e.g. -1, is never a hit)."""
-
-    def __init__(self) -> None:
-        self.n = self.top1 = self.top5 = 0
-
-    def update(self, logits: np.ndarray, labels: np.ndarray) -> None:
-        top5 = np.argsort(-logits, axis=1)[:, : min(5, logits.shape[1])]
-        self.top1 += int((top5[:, 0] == labels).sum())
-        self.top5 += int((top5 == labels[:, None]).any(axis=1).sum())
-        self.n += len(labels)
-
-    def result(self) -> dict[str, float]:
-        return {"top1": self.top1 / self.n, "top5": self.top5 / self.n} if self.n else {"top1": 0.0, "top5": 0.0}
 
 
 def compare(ref: np.ndarray, cand: np.ndarray, worst: int = 5) -> Comparison:

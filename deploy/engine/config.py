@@ -119,7 +119,7 @@ def resolve(config: EngineConfig, info: OnnxInfo) -> Request:
     if info.has_qdq:
         if info.qdq_target not in (None, "trt"):
             raise UsageError(f"{info.path} is quantized for {info.qdq_target} (UINT8 activations), which TensorRT "
-                             "cannot build: quantize with --target trt")
+                             "cannot build: quantize with --qdq-form trt")
         if config.calib is not None or config.legacy_calibrator:
             raise UsageError(f"{info.path} is already INT8 (Q/DQ); --calib/--legacy-calibrator are for an FP32 ONNX")
         if info.has_fp16 and config.high_precision == "fp32":

@@ -78,7 +78,7 @@ def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
         return m.get("precision") == "fp16" and config.calib is None
     data = m.get("calibration_data") or {}
     q = m.get("quantization") or {}
-    from vitdeploy.data.datasets import source_fingerprint
+    from vitdeploy.data.sources import source_fingerprint
 
     same = (m.get("precision") == "int8" and q.get("method") == config.method and q.get("target") == "trt"
             and q.get("high_precision", "fp32") == config.high_precision

@@ -149,10 +149,10 @@ def run_fleet(config: DeployConfig, inputs: FleetInputs, notes: list[str], skipp
               steps: Steps) -> dict[str, Any]:
     """Every device of ``config.devices`` in parallel; the fleet report (also written to OUT/report.*)."""
     from vitdeploy import __version__
-    from vitdeploy.bench import report as R
-    from vitdeploy.pipeline.run import gated
+    from vitdeploy.bench import fleet_report as R
+    from vitdeploy.pipeline.report import gated
 
-    from vitdeploy.pipeline.run import _digest
+    from vitdeploy.pipeline.state import digest as _digest
 
     thresholds = Path(config.thresholds) if config.thresholds and Path(config.thresholds).is_file() else config.thresholds
     shared = _digest(*inputs.artifacts.values(), inputs.data, inputs.samples, thresholds, config.on_error,
@@ -203,7 +203,7 @@ def _device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, thresho
             steps: Steps) -> dict[str, Any]:
     """One device's entry: its stored result when unchanged (``shared``: the digest of what every
     device gets), else a fresh run; a failure is an entry too."""
-    from vitdeploy.pipeline.run import _digest
+    from vitdeploy.pipeline.state import digest as _digest
 
     folder = config.out / DEVICES_DIR / spec.name
     result = folder / RESULT_FILE
@@ -244,7 +244,7 @@ def _stored(result: Path, digest: str, out: Path) -> dict[str, Any] | None:
 
 def _run_device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, folder: Path,
                 thresholds: str | Path | None, steps: Steps) -> dict[str, Any]:
-    from vitdeploy.pipeline.run import _chain, build_report
+    from vitdeploy.pipeline.report import build_report, manifest_chain as _chain
     from vitdeploy.engine.config import default_output
 
     def stage(what: str, run: Callable[[], Any]) -> Any:

@@ -24,8 +24,6 @@ with the remote exit code and its one-line message.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import os
 import secrets
@@ -47,6 +45,7 @@ from vitdeploy.core.errors import (
     VitdeployError,
 )
 from vitdeploy.core.io import atomic_path, manifest_path, read_manifest, sha256_file
+from vitdeploy.data.sources import content_key  # also what the device imports from here
 
 BLOB = "data"  # CACHE/<content key>/data: a file or folder, linked under its names in each job folder
 
@@ -57,7 +56,7 @@ SSH_CONFIG_ENV = "VITDEPLOY_SSH_CONFIG"  # an ssh config file passed as `ssh -F`
 CACHE = '"${VITDEPLOY_REMOTE_CACHE:-$HOME/.cache/vitdeploy/remote}"'  # on the device (shell expression)
 CHUNK = 1 << 20
 JETSON_INSTALL = ("python3 -m venv --system-site-packages ~/vitdeploy && ~/vitdeploy/bin/pip install ./vitdeploy "
-                  "'cuda-python==12.*' (README, Jetson > Install), then pass --remote-python ~/vitdeploy/bin/python")
+                  "(README, Jetson > Install), then pass --remote-python ~/vitdeploy/bin/python")
 TENSORRT_INSTALL = ("sudo apt install python3-libnvinfer (JetPack), seen by a venv made with --system-site-packages; "
                     "elsewhere pip install tensorrt")
 
@@ -122,27 +121,6 @@ class RemoteRun:
 def shell_path(path: str) -> str:
     """``path`` quoted for the device's shell, a leading ``~/`` left to that shell (the device's home)."""
     return '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
-
-
-def content_key(path: Path) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file sha256) list. Each file is read
-    once per process while unchanged: a fleet's device threads share the dataset's hashes."""
-    if not path.is_dir():
-        return _sha256(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(path).as_posix()}\0{_sha256(p)}\n".encode())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=65536)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # keyed by what changes when the file does
-    return sha256_file(path)
 
 
 def _stream(proc: subprocess.Popen, chunks: Iterable[bytes]) -> None:

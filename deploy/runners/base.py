@@ -78,7 +78,3 @@ def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
     return np.asarray(runner.infer_one(np.ascontiguousarray(chunk))[:n], dtype=np.float32)
 
-
-def run_batched(runner, x: np.ndarray, batch: int, min_batch: int = 1) -> np.ndarray:
-    """Outputs for all of ``x`` in chunks of ``batch`` (``infer_batch``)."""
-    return np.concatenate([infer_batch(runner, x[i:i + batch], min_batch) for i in range(0, len(x), batch)])

@@ -3,8 +3,8 @@
 Walks the graph (subgraphs included) and reports, per target, ops the parser lacks, an opset
 outside its range, tensor types it rejects, INT64 graph I/O it casts, and data-dependent-shape
 ops left in, and nodes in a form the parser refuses (per-op restrictions: ellipsis Einsum before
-10.12, a computed CumSum axis, ...; see ``trt_support.RESTRICTIONS``). Torch-free; used by
-`vitdeploy export --target` and `vitdeploy check`.
+10.12, a computed CumSum axis, ...; see ``vitdeploy.trt.restrictions.RESTRICTIONS``). Torch-free; used by
+`vitdeploy export --trt-version` and `vitdeploy check`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _dtype_names(model) -> dict[str, set[str]]:
 
 
 class _Node:
-    """A NodeProto as trt_support.NodeView: decoded attributes plus graph-wide tensor facts."""
+    """A NodeProto as restrictions.NodeView: decoded attributes plus graph-wide tensor facts."""
 
     def __init__(self, node, graph_facts: "_GraphFacts"):
         onnx = onnx_utils.onnx_module()
@@ -212,7 +212,7 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
             if op in DATA_DEPENDENT_OPS:
                 out.append(Finding(target, "warning", "dynamic", op,
                                    f"{count} {op} node(s): data-dependent shapes/control flow left in the graph"))
-        from vitdeploy.trt.support import node_violations
+        from vitdeploy.trt.restrictions import node_violations
 
         by_op: dict[str, list[str]] = {}
         for node in nodes:  # the form of ops the parser takes only in some forms
@@ -221,7 +221,7 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
         if "uint8" in _zero_point_dtypes(facts, nodes):
             out.insert(0, Finding(target, "error", "form", "ort-cpu INT8",  # first: what to do about all the rest
                                "UINT8 zero points: the ort-cpu INT8 form, which TensorRT cannot build; "
-                               "quantize again with --target trt"))
+                               "quantize again with --qdq-form trt"))
         for op, msgs in by_op.items():
             out.extend(Finding(target, "error", "op", op, msg) for msg in msgs)
         for dtype, where in sorted(dtypes.items()):

@@ -1,0 +1,152 @@
+"""The precision passes of `vitdeploy quantize`: INT8 (statistics -> ranges -> Q/DQ, float parts in
+FP16 or FP32) and FP16 (FP32 islands), over the model and calibration samples of a ``_Context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vitdeploy.calib import fp16 as F16
+from vitdeploy.calib import qdq, stats
+from vitdeploy.calib.methods import asymmetric_range, symmetric_amax
+from vitdeploy.core import onnx_utils
+from vitdeploy.core.precision import QuantHints
+from vitdeploy.core.steps import Steps
+
+if TYPE_CHECKING:
+    from vitdeploy.calib.quantize import QuantizeConfig
+
+
+@dataclass
+class _Context:
+    """What both precision passes read: the model, once serialized, and the calibration samples."""
+
+    model: Any
+    model_bytes: bytes
+    model_digest: str
+    input_name: str
+    static_batch: int | None
+    samples: np.ndarray | None = None  # calibration samples (None without --calib)
+    data_hash: str | None = None
+
+
+def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: QuantizeConfig, steps: Steps, progress):
+    """Statistics -> ranges -> Q/DQ (-> FP16 float parts). Returns the model, its manifest block, and
+    the symmetric thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
+    model = ctx.model
+    outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
+    tensors = list(dict.fromkeys(qplan.activations + outputs))
+    if config.trt_calibration_cache:
+        from vitdeploy.calib.graph import float_tensor_names
+
+        tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model)))
+    collected, stats_path, cached = _statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
+    with steps.step(f"ranges ({config.method})"):
+        symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
+                     if config.target == "trt" or config.trt_calibration_cache else {})
+        if config.target == "trt":
+            ranges = {t: symmetric[t] for t in qplan.activations}
+        else:
+            ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
+        # Attention probabilities are never clipped: the few large weights of a Softmax row are
+        # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
+        probabilities = qdq.softmax_outputs(model, qplan.activations)
+        for t in probabilities:
+            ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
+            if t in symmetric:
+                symmetric[t] = collected[t].amax
+    with steps.step("write Q/DQ"):
+        output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
+        result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
+        onnx_utils.check_model(result_model)
+    high_precision = config.high_precision if config.target == "trt" else "fp32"
+    islands = None
+    if high_precision == "fp16":
+        # INT8 + FP16 (trtexec --int8 --fp16, ModelOpt's default): what TensorRT 10/11 builds strongly
+        # typed runs LayerNorm, GELU, residual adds and the unquantized matmuls in FP16, not FP32.
+        islands = _fp32_islands(ctx, (), config, steps, progress)
+        with steps.step("float parts to FP16"):
+            result_model = F16.convert(result_model, (), islands["fp32_nodes"] + islands["fp32_overflow_nodes"])
+            onnx_utils.check_model(result_model)
+    info = {
+        "method": config.method, "percentile": config.percentile if config.method == "percentile" else None,
+        "target": config.target, "high_precision": high_precision,
+        "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
+        "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
+        "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
+        "attention_matmuls": "quantized" if config.quantize_attention and config.target == "trt" else "float",
+        "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
+        "family_hints": hints.to_json(),
+        "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
+        "quantized_outputs": len(outputs),
+        "unclipped_probabilities": len(probabilities),
+        "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
+        "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
+        "fp16": islands,
+        "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
+    }
+    return result_model, info, (symmetric if config.trt_calibration_cache else None)
+
+
+def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
+    """FP32 islands (ops, named nodes, nodes reading or writing a tensor beyond the FP16 range) -> FP16 model."""
+    model = ctx.model
+    op_types = {n.op_type for n in model.graph.node}
+    keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
+    keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
+    info = _fp32_islands(ctx, keep_ops, config, steps, progress)
+    info["fp32_nodes"] = list(keep_nodes)
+    with steps.step("convert FP16"):
+        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(info["fp32_overflow_nodes"]))
+        onnx_utils.check_model(result_model)
+    info["io"] = "float32"
+    return result_model, info
+
+
+def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress) -> dict:
+    """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
+    ranges do not suit FP16 (every float tensor measured on up to 64 calibration samples; see
+    ``fp16.range_fp32_nodes``). The manifest lists those under ``fp32_overflow_nodes`` (its first
+    reason; the counts per reason are in ``fp32_range_reasons``)."""
+    model = ctx.model
+    overflow: list[str] = []
+    why: dict[str, int] = {}
+    stats_info = None
+    if ctx.samples is not None:
+        from vitdeploy.calib.graph import float_tensor_names
+
+        tensors = float_tensor_names(model)
+        subset = ctx.samples[: min(len(ctx.samples), 64)]
+        collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
+                                                    progress, label="FP16 range statistics")
+        reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()},
+                                       {t: s.tiny_fraction for t, s in collected.items()})
+        overflow = list(reasons)
+        why = {r: sum(v == r for v in reasons.values()) for r in sorted(set(reasons.values()))}
+        stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
+    return {"fp32_ops": F16.kept_fp32_op_types(model, keep_ops),  # only those this graph has on float data
+            "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why, "statistics": stats_info}
+
+
+def _statistics(ctx: _Context, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
+                steps: Steps, progress, label: str = "activation statistics"):
+    key = stats.stats_key(ctx.model_digest, data_digest, tensors)
+    path = stats.cache_dir() / f"{key}.npz"
+    with steps.step(label) as rec:
+        collected = stats.load_stats(path)
+        if collected is not None and all(t in collected for t in tensors):
+            rec.detail = "from cache"
+            return collected, path, True
+        advance = progress("calibrate", len(samples)) if progress else None
+        size = ctx.static_batch or config.batch_size
+        if ctx.static_batch and len(samples) < ctx.static_batch:  # fewer samples than one batch: repeat them
+            samples = np.resize(samples, (ctx.static_batch, *samples.shape[1:]))
+        batches = (samples[i:i + size] for i in range(0, len(samples), size))
+        collected = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
+        try:
+            stats.save_stats(path, collected, {"model": ctx.model_digest, "data": data_digest})
+        except OSError as exc:  # an unwritable cache costs time, not correctness
+            rec.detail = f"cache not written: {exc}"
+        return collected, path, False

@@ -1,0 +1,31 @@
+"""Number and cell formats shared by every rendering of bench results.
+
+The Markdown report, the fleet report, the plot labels and the CLI's rich table all format a
+latency with ``ms`` (3 decimals below 10 ms, 1 below 1000, then thousands), so the same figure
+reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def cell(v: Any) -> str:
+    return str(v).replace("|", "\\|")
+
+
+def ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def by_batch(doc: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in doc["results"]:
+        out.setdefault(int(r["batch"]), []).append(r)
+    return dict(sorted(out.items()))

@@ -1,0 +1,129 @@
+"""Threaded batch iteration: samples decoded and preprocessed by worker threads a batch ahead of the
+consumer (``iter_batches``), all of them at once (``load_samples``), and the undecodable files
+counted and named (``ds.skipped``, ``skipped_warning``), never silently dropped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vitdeploy.core.errors import InputError, UsageError
+from vitdeploy.data.checks import check_shape
+from vitdeploy.data.decode import ImageDecodeError, decode_image
+from vitdeploy.data.preprocess import Preprocess, preprocess_image
+from vitdeploy.data.sources import Dataset
+
+
+def _load_one(ds: Dataset, pre: Preprocess, i: int) -> np.ndarray:
+    """Sample ``i`` preprocessed: a row of the array, or the image decoded (``decode_image``) and preprocessed."""
+    if ds.kind == "array":
+        return ds.array[i]  # type: ignore[index]
+    return preprocess_image(decode_image(ds.files[i]), pre)
+
+
+def decode_workers(threads: int | None = None) -> int:
+    """Decoder threads by default: the cores the runtime's ``threads`` leave free (half of them when
+    unknown), 1 to 4."""
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores - threads if threads else cores // 2))
+
+
+def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int,
+            ahead: int) -> Iterator[tuple[int, Callable]]:
+    """(index, result()) for each of ``indices`` in order, where result() returns the sample or raises
+    ImageDecodeError. Images are decoded by ``workers`` threads (0: in the caller's thread; Pillow
+    releases the GIL) at most ``ahead`` samples ahead of the consumer; closing the iterator (an error,
+    Ctrl-C) cancels what is queued and leaves the threads to finish one image each."""
+    if ds.kind == "array" or workers < 1:
+        for i in indices:
+            yield int(i), lambda i=int(i): _load_one(ds, pre, i)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="vitdeploy-decode")
+    pending: deque = deque()
+    todo = iter(indices)
+    try:
+        while True:
+            while len(pending) < ahead and (i := next(todo, None)) is not None:
+                pending.append((int(i), pool.submit(_load_one, ds, pre, int(i))))
+            if not pending:
+                return
+            i, future = pending.popleft()
+            yield i, future.result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: int, on_error: str = "skip",
+                 progress: Callable[[int], None] | None = None,
+                 workers: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (batch, dataset indices) of preprocessed samples, in the order of ``indices``, decoded by
+    ``workers`` threads (0: in the caller's thread) up to a batch and a few samples ahead of the consumer
+    (``_loaded``): while the consumer runs one batch, the next one is decoded. A file that does not decode
+    (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail"."""
+    check_shape(ds, pre)
+    if on_error not in ("skip", "fail"):
+        raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
+    buf, idx = [], []
+    loaded = _loaded(ds, pre, indices, workers, batch_size + 4 * workers)
+    try:
+        for i, result in loaded:
+            try:
+                buf.append(result())
+            except ImageDecodeError as exc:
+                if on_error == "fail":
+                    raise
+                ds.skipped.append((exc.path, exc.reason))
+            else:
+                idx.append(i)
+            if progress:
+                progress(1)
+            if len(buf) == batch_size:
+                yield np.stack(buf), np.asarray(idx)
+                buf, idx = [], []
+        if buf:
+            yield np.stack(buf), np.asarray(idx)
+    finally:
+        loaded.close()
+
+
+def no_decodable_image(ds: Dataset) -> InputError:
+    detail = f"; e.g. {ds.skipped[0][0]}: {ds.skipped[0][1]}" if ds.skipped else ""
+    return InputError(f"no decodable image in {ds.source} ({len(ds.skipped)} failed{detail})")
+
+
+def load_samples(ds: Dataset, pre: Preprocess, indices: np.ndarray, on_error: str = "skip",
+                 progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """All selected samples as one array (and their dataset indices), filled in place (no second
+    copy while loading). Raises when none decode. For data at scale, iterate ``iter_batches``."""
+    x: np.ndarray | None = None
+    idx = np.empty(len(indices), dtype=np.int64)
+    n = 0
+    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress, workers):
+        if x is None:
+            x = np.empty((len(indices), *batch.shape[1:]), dtype=batch.dtype)
+        x[n:n + len(batch)], idx[n:n + len(batch)] = batch, i
+        n += len(batch)
+    if x is None:
+        raise no_decodable_image(ds)
+    return x[:n], idx[:n]  # the unused tail of skipped images was never written: not resident
+
+
+def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:
+    """One warning line counting and naming the files that did not decode (``ds.skipped``); None if none."""
+    if not ds.skipped:
+        return None
+    root = Path(ds.source)
+
+    def name(f: str) -> str:
+        return str(Path(f).relative_to(root)) if root.is_dir() and Path(f).is_relative_to(root) else f
+
+    named = "; ".join(f"{name(f)} ({reason})" for f, reason in ds.skipped[:shown])
+    more = f"; and {len(ds.skipped) - shown} more" if len(ds.skipped) > shown else ""
+    return f"{len(ds.skipped)} undecodable image(s) skipped: {named}{more}"
+
