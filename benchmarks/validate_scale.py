@@ -29,14 +29,18 @@ VALIDATE = """
 import json, resource, sys, time
 from pathlib import Path
 import vitdeploy.validate as V
-from vitdeploy.data import datasets as D
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.batches import iter_batches
+from vitdeploy.data.preprocess import resolve_preprocess
+from vitdeploy.data.sampling import sample_indices
+from vitdeploy.data.sources import open_dataset
 from vitdeploy.runners.ort import OnnxRuntimeRunner
 model, data, n, batch, threads, cache, seconds = sys.argv[1:8]
 n, batch, threads, seconds = int(n), int(batch), int(threads), float(seconds)
-ds = D.open_dataset(data)
-pre = D.resolve_preprocess(json.loads(Path(model).with_suffix(".json").read_text()), ds)
-first = D.sample_indices(len(ds), n, 0)[:2 * batch]  # the validated images' first two batches (validate's seed 0)
-batches = [x for x, _ in D.iter_batches(ds, pre, first, batch)]
+ds = open_dataset(data)
+pre = resolve_preprocess(Preprocessing.from_manifest(json.loads(Path(model).with_suffix(".json").read_text())), ds)
+first = sample_indices(len(ds), n, 0)[:2 * batch]  # the validated images' first two batches (validate's seed 0)
+batches = [x for x, _ in iter_batches(ds, pre, first, batch)]
 ort = {"images": 0, "seconds": 0.0}
 times = {}
 

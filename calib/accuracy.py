@@ -18,7 +18,7 @@ from vitdeploy.data.labels import chance_level, chance_warning
 
 if TYPE_CHECKING:
     from vitdeploy.calib.quantize import QuantizeConfig
-    from vitdeploy.data.preprocess import Preprocess
+    from vitdeploy.core.preprocessing import Preprocessing
     from vitdeploy.data.sources import Dataset
 
 
@@ -50,7 +50,7 @@ def evaluate(ref_model: bytes, cand_model: bytes, batches: Iterable[tuple[np.nda
 
 
 def measure_accuracy(ref_model: bytes, cand_model: bytes, held_out: Iterable[tuple[np.ndarray, np.ndarray | None]] | None,
-                     ds: Dataset | None, pre: Preprocess, static_batch: int | None, config: QuantizeConfig,
+                     ds: Dataset | None, pre: Preprocessing, static_batch: int | None, config: QuantizeConfig,
                      synthetic: bool, warnings: list[str]) -> dict[str, Any]:
     """Both models on the held-out (inputs, labels or None) batches, or on seeded random inputs when
     there are none: the ``accuracy`` block of the manifest (not yet judged). Raises when no held-out

@@ -96,28 +96,30 @@ def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
     op_types = {n.op_type for n in model.graph.node}
     keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
     keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
-    info = _fp32_islands(ctx, keep_ops, config, steps, progress)
+    types = F16.elem_types(model)  # shape inference once for the islands and the conversion
+    info = _fp32_islands(ctx, keep_ops, config, steps, progress, types)
     info["fp32_nodes"] = list(keep_nodes)
     with steps.step("convert FP16"):
-        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(info["fp32_overflow_nodes"]))
+        result_model = F16.convert(model, keep_ops, keep_nodes + tuple(info["fp32_overflow_nodes"]), types)
         onnx_utils.check_model(result_model)
     info["io"] = "float32"
     return result_model, info
 
 
-def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress) -> dict:
+def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress,
+                  types: dict[str, int] | None = None) -> dict:
     """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
     ranges do not suit FP16 (every float tensor measured on up to 64 calibration samples; see
     ``fp16.range_fp32_nodes``). The manifest lists those under ``fp32_overflow_nodes`` (its first
-    reason; the counts per reason are in ``fp32_range_reasons``)."""
+    reason; the counts per reason are in ``fp32_range_reasons``). ``types``: ``fp16.elem_types(ctx.model)``
+    when the caller has it."""
     model = ctx.model
+    types = F16.elem_types(model) if types is None else types
     overflow: list[str] = []
     why: dict[str, int] = {}
     stats_info = None
     if ctx.samples is not None:
-        from vitdeploy.calib.graph import float_tensor_names
-
-        tensors = float_tensor_names(model)
+        tensors = F16.float_outputs(model, types)
         subset = ctx.samples[: min(len(ctx.samples), 64)]
         collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress, label="FP16 range statistics")
@@ -126,7 +128,7 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
         overflow = list(reasons)
         why = {r: sum(v == r for v in reasons.values()) for r in sorted(set(reasons.values()))}
         stats_info = {"path": str(stats_path), "cached": cached, "tensors": len(tensors)}
-    return {"fp32_ops": F16.kept_fp32_op_types(model, keep_ops),  # only those this graph has on float data
+    return {"fp32_ops": F16.kept_fp32_op_types(model, keep_ops, types),  # only those this graph has on float data
             "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why, "statistics": stats_info}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,16 @@ from vitdeploy.calib.passes import _Context, _fp16_pass, _int8_pass
 from vitdeploy.core import onnx_utils
 from vitdeploy.core.errors import UsageError
 from vitdeploy.core.precision import QuantHints, QuantPolicy
-from vitdeploy.core.io import check_artifact_output, check_output, new_manifest, read_manifest, sha256_file, write_bytes_atomic, write_manifest
-from vitdeploy.data import datasets as D
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.io import check_artifact_output, check_output, new_manifest, sha256_file, write_bytes_atomic, write_manifest
+from vitdeploy.core.manifest import Manifest
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.batches import decode_workers, iter_batches, load_samples
+from vitdeploy.data.checks import check_array_values, check_shape
+from vitdeploy.data.labels import labels_for
+from vitdeploy.data.preprocess import resolve_preprocess
+from vitdeploy.data.sampling import holdout_split
+from vitdeploy.data.sources import Dataset, data_hash, open_dataset, source_fingerprint
 from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.core.steps import Steps
 
@@ -58,7 +66,7 @@ class QuantizeConfig:
     seed: int = 0
     batch_size: int = 16
     on_error: str = "skip"
-    preprocessing: dict[str, Any] = field(default_factory=dict)  # overrides: input_size, mean, std, interpolation, crop_pct
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)  # overrides of the manifest's (known entries)
     trt_calibration_cache: bool = False
     threads: int | None = None
     family_hints: bool = True  # apply the quantization hints the export manifest carries
@@ -109,21 +117,23 @@ def default_output(model: Path, precision: str, target: str) -> Path:
     return model.with_name(f"{stem}.{suffix}.onnx")
 
 
-def _preprocessing(parent: dict | None, ds: D.Dataset | None, input_shape: list, config: QuantizeConfig) -> D.Preprocess:
+def _preprocessing(parent: Manifest | None, ds: Dataset | None, input_shape: list, config: QuantizeConfig) -> Preprocessing:
     """How samples are made: the export manifest, then the options; the input size may also come
     from the ONNX. A preprocessed array needs nothing else (its mean/std may stay unknown)."""
-    overrides = dict(config.preprocessing)
-    dims = input_shape[1:]
-    if "input_size" not in ((parent or {}).get("preprocessing") or {}) and all(isinstance(d, int) for d in dims):
-        overrides.setdefault("input_size", tuple(dims))
+    known = Preprocessing.from_manifest(parent)
+    dims = tuple(input_shape[1:])
+    size_from_onnx = known.input_size is None and all(isinstance(d, int) for d in dims)
+    if size_from_onnx:
+        known = replace(known, input_size=dims)
+    known = known.updated(config.preprocessing)
     if ds is not None:
-        return D.resolve_preprocess(parent, ds, **overrides)
+        return resolve_preprocess(known, ds)
     try:
-        return D.Preprocess.from_manifest(parent, **overrides)
+        return known.for_images()
     except UsageError:
-        if "input_size" not in overrides:
+        if not (size_from_onnx or config.preprocessing.input_size is not None):
             raise
-        return D.Preprocess.for_array(overrides["input_size"])  # seeded inputs need only the size
+        return Preprocessing.for_array(known.input_size)  # seeded inputs need only the size
 
 
 def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) -> QuantizeResult:
@@ -133,16 +143,16 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         model = onnx_utils.load(config.model)
         constants_to_initializers(model)
         name_unnamed_nodes(model)
-        parent = read_manifest(config.model)
+        parent = manifests.read(config.model)
         io = onnx_utils.io_summary(model)
         model_input = io["inputs"][0]
         out_dims = io["outputs"][0]["shape"] if io["outputs"] else []
         num_classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) else None
         static_batch = model_input["shape"][0] if isinstance(model_input["shape"][0], int) else None
-        ds = D.open_dataset(config.calib) if config.calib is not None else None
+        ds = open_dataset(config.calib) if config.calib is not None else None
         pre = _preprocessing(parent, ds, model_input["shape"], config)
-        if parent and parent.get("precision", "fp32") != "fp32":
-            raise UsageError(f"{config.model} is already {parent['precision']}: quantize the FP32 export")
+        if parent and (parent.precision or "fp32") != "fp32":
+            raise UsageError(f"{config.model} is already {parent.precision}: quantize the FP32 export")
     out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
     check_artifact_output(out, config.force)
     cache_out = out.with_suffix(".calib") if config.trt_calibration_cache else None
@@ -150,7 +160,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         check_output(cache_out, config.force)
 
     # validate user selections before any heavy work
-    hints = QuantHints.from_json((parent or {}).get("quantization_hints")) if config.family_hints else QuantHints()
+    hints = ((parent.quantization_hints if parent else None) or QuantHints()) if config.family_hints else QuantHints()
     if config.precision == "int8":
         qplan = qdq.plan(model, QuantPolicy(config.exclude, config.quantize_attention, config.quantize_depthwise, hints))
     else:
@@ -172,27 +182,27 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         from vitdeploy.calib.builtin import cached_sample
 
         data_source, synthetic = cached_sample(), True
-        ds = D.open_dataset(data_source)
+        ds = open_dataset(data_source)
         warnings.append("no --calib: FP16 ranges and accuracy from vitdeploy's built-in synthetic sample; "
                         "give --calib with real images for ranges that match your data")
     if data_source is not None:
         with steps.step("read calibration data"):
-            D.check_shape(ds, pre)
-            D.check_array_values(ds, pre, allow=not config.data_check)
+            check_shape(ds, pre)
+            check_array_values(ds, pre, allow=not config.data_check)
             if ds.kind == "array" and not config.data_check:
                 warnings.append("value check of the array skipped (--no-data-check): make sure it is preprocessed")
-            calib_idx, hold_idx = D.holdout_split(len(ds), config.samples, config.holdout, config.seed)
+            calib_idx, hold_idx = holdout_split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
-            workers = D.decode_workers(config.threads)
-            samples, calib_idx = D.load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
+            workers = decode_workers(config.threads)
+            samples, calib_idx = load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
             if static_batch and len(samples) >= static_batch and len(samples) % static_batch:
                 keep = len(samples) - len(samples) % static_batch  # a static-batch model takes whole batches
                 samples, calib_idx = samples[:keep], calib_idx[:keep]
             if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch in the accuracy step
-                lmap = D.labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see calib.data
+                lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see calib.data
                 warnings.extend(lmap.warnings)
                 hold_labels = lmap.labels if lmap.meaningful else None
-            ctx.samples, ctx.data_hash = samples, D.data_hash(ds, calib_idx, pre)
+            ctx.samples, ctx.data_hash = samples, data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
                 few = (f"only {len(samples)} calibration images ({len(ds)} available, {len(hold_idx)} held out): "
                        f"below {MIN_INT8_SAMPLES}")
@@ -201,7 +211,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
                                 f"({len(ds)} available, {len(hold_idx)} held out, "
                                 f"{len(ds.skipped)} undecodable)")
-            data_info = {"source": ds.source, "fingerprint": D.source_fingerprint(data_source), "kind": ds.kind,
+            data_info = {"source": ds.source, "fingerprint": source_fingerprint(data_source), "kind": ds.kind,
                          "synthetic": synthetic,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),
@@ -220,7 +230,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         held_out = None
         if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch
             held_out = ((x, None if hold_labels is None else hold_labels[i]) for x, i in
-                        D.iter_batches(ds, pre, hold_idx, static_batch or 32, config.on_error, advance, workers))
+                        iter_batches(ds, pre, hold_idx, static_batch or 32, config.on_error, advance, workers))
         accuracy = measure_accuracy(model_bytes, result_bytes, held_out, ds, pre, static_batch, config, synthetic, warnings)
         if len(hold_idx):
             data_info.update(holdout_samples=accuracy["samples"], skipped=len(ds.skipped),  # type: ignore[union-attr]
@@ -230,7 +240,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
-        "onnx", out, **{k: parent[k] for k in keep if parent and k in parent},
+        "onnx", out, **(parent.inherited(keep) if parent else {}),
         precision=config.precision,
         parent={"artifact": str(config.model), "sha256": sha256_file(config.model), "precision": "fp32"},
         quantization=precision_info if config.precision == "int8" else None,

@@ -8,22 +8,11 @@ from pathlib import Path
 from vitdeploy.core.batch import DEFAULT_BATCH, BatchRange  # noqa: F401  (part of vitdeploy.export's API)
 from vitdeploy.core.compare import Thresholds
 from vitdeploy.core.errors import UsageError
+from vitdeploy.core.preprocessing import Preprocessing  # noqa: F401  (part of vitdeploy.export's API)
 
 EXPORTERS = ("auto", "legacy", "dynamo")
 SIMPLIFIERS = ("onnxsim", "onnxslim", "none")
 MIN_OPSET = 17
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Input description for models outside the zoo (the zoo's specs carry their own)."""
-
-    input_size: tuple[int, int, int] | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    interpolation: str | None = None
-    crop_pct: float | None = None
-    num_classes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +32,10 @@ class ExportConfig:
     strict_checkpoint: bool = True
     force: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # What is known of the input besides the zoo spec's (options: --input-size, --mean, --std): on top
+    # of a zoo model's own, the whole of it for models outside the zoo (ImageNet's defaults for the rest).
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    num_classes: int | None = None  # classifier size (a fine-tuned checkpoint); None: the spec's / the model's
     seed: int = 0
     validation_samples: int | None = None  # None: the batch range's min and max
 

@@ -177,7 +177,7 @@ def export(config: ExportConfig, steps: Steps | None = None) -> ExportResult:
                    "dtype": "float32", "dynamic_axes": {"0": "batch"} if config.batch.dynamic else {}},
             output={"name": OUTPUT_NAME},
             batch={"min": config.batch.min, "opt": config.batch.opt, "max": config.batch.max},
-            preprocessing=source.preprocessing,
+            preprocessing=source.preprocessing.to_manifest(),
             checkpoint=source.checkpoint,
             export={"exporter": run.exporter, "exporter_requested": config.exporter, "exporter_why": fam.why,
                     "opset_requested": config.opset, "opset": run.opset_written, "seconds": round(run.seconds, 3),

@@ -20,18 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.errors import InputError, UsageError
+from vitdeploy.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from vitdeploy.export.config import (
     DEFAULT_BATCH,
     BatchRange,
     ExportConfig,
-    Preprocessing,
 )
 from vitdeploy.export.family import family_config
 from vitdeploy.core.io import sha256_file
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -40,7 +38,7 @@ class ModelSource:
     name: str
     module: Any  # the plain (reference) module, untouched by export
     family: str | None
-    preprocessing: dict[str, Any]
+    preprocessing: Preprocessing  # all of it known; the manifest gets its to_manifest()
     num_classes: int | None
     checkpoint: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -51,7 +49,7 @@ class ModelSource:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.preprocessing["input_size"])  # type: ignore[return-value]
+        return tuple(self.preprocessing.input_size)  # type: ignore[arg-type, return-value]
 
 
 def _checkpoint_info(path: Path | None, report: Any = None) -> dict[str, Any] | None:
@@ -63,30 +61,15 @@ def _checkpoint_info(path: Path | None, report: Any = None) -> dict[str, Any] | 
     return info
 
 
-def _user_preprocessing(pre: Preprocessing, notes: list[str], default_size: tuple[int, int, int] | None) -> dict[str, Any]:
+def _user_preprocessing(pre: Preprocessing, notes: list[str], default_size: tuple[int, int, int] | None) -> Preprocessing:
+    """A model outside the zoo: the options, the size its program fixes, ImageNet's defaults for the rest."""
     size = pre.input_size or default_size
     if size is None:
         raise UsageError("a model outside the zoo needs --input-size C,H,W (e.g. 3,224,224)")
     if pre.mean is None or pre.std is None:
         notes.append("mean/std not given: ImageNet defaults assumed; pass --mean/--std if the model was trained otherwise")
-    return {
-        "input_size": list(size),
-        "interpolation": pre.interpolation or "bicubic",
-        "crop_pct": pre.crop_pct if pre.crop_pct is not None else 0.875,
-        "mean": list(pre.mean or IMAGENET_MEAN),
-        "std": list(pre.std or IMAGENET_STD),
-        "layout": "NCHW",
-        "channel_order": "RGB",
-    }
-
-
-def _override(spec_pre: dict[str, Any], pre: Preprocessing) -> dict[str, Any]:
-    out = dict(spec_pre)
-    for key in ("input_size", "mean", "std", "interpolation", "crop_pct"):
-        value = getattr(pre, key)
-        if value is not None:
-            out[key] = list(value) if isinstance(value, tuple) else value
-    return out
+    defaults = Preprocessing(tuple(size), IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875)  # type: ignore[arg-type]
+    return defaults.updated(pre)
 
 
 def resolve(config: ExportConfig) -> ModelSource:
@@ -113,8 +96,8 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
 
     spec = get_spec(name)  # raises UnknownModelError
     kwargs = {}
-    if config.preprocessing.num_classes is not None:
-        kwargs["num_classes"] = config.preprocessing.num_classes
+    if config.num_classes is not None:
+        kwargs["num_classes"] = config.num_classes
     size = config.preprocessing.input_size
     resized = size is not None and tuple(size) != tuple(spec.input_size)
     if resized:
@@ -137,7 +120,7 @@ def _from_zoo(name: str, config: ExportConfig) -> ModelSource:
         notes.append(f"non-strict checkpoint load: {report.summary()}")
     if config.checkpoint is None:
         notes.append("no checkpoint given: random initial weights (parity is still checked; accuracy is meaningless)")
-    pre = _override(spec.preprocessing(), config.preprocessing)
+    pre = spec.preprocessing().updated(config.preprocessing)
     if resized:
         notes.append(f"built for input {list(size)} (trained at {list(spec.input_size)}): the token grid is sized "
                      "for it" + (", the checkpoint's position embeddings resampled" if config.checkpoint else "")
@@ -234,7 +217,7 @@ def _from_factory(target: str, config: ExportConfig) -> ModelSource:
         report = load_checkpoint(model, config.checkpoint, strict=config.strict_checkpoint, name=target)
     pre = _user_preprocessing(config.preprocessing, notes, None)
     model.eval()
-    return ModelSource("factory", func_name, model, None, pre, config.preprocessing.num_classes,
+    return ModelSource("factory", func_name, model, None, pre, config.num_classes,
                        _checkpoint_info(config.checkpoint, report), notes)
 
 
@@ -262,7 +245,7 @@ def _from_exported_program(path: Path, config: ExportConfig) -> ModelSource:
                      "batch, not the default 1..8 (export the program with a dynamic batch Dim for a range)")
     pre = _user_preprocessing(config.preprocessing, notes, default_size)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    src = ModelSource("exported_program", path.stem, ep.module(), None, pre, config.preprocessing.num_classes,
+    src = ModelSource("exported_program", path.stem, ep.module(), None, pre, config.num_classes,
                       None, notes, exported_program=ep, batch=batch)
     src.checkpoint = {"path": str(path), "sha256": digest}
     return src

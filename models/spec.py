@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
+from vitdeploy.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocessing
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD", "LISTED", "Listed", "ModelSpec",
+           "TINY_TEST_SPEC"]
 
 
 # Spec fields every family's `*_tiny_test` variant shares (32 px, 10 classes, for tests).
@@ -47,17 +47,9 @@ class ModelSpec:
             d[k] = list(d[k])
         return d
 
-    def preprocessing(self) -> dict[str, Any]:
-        """The preprocessing block written into manifests."""
-        return {
-            "input_size": list(self.input_size),
-            "interpolation": self.interpolation,
-            "crop_pct": self.crop_pct,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "layout": "NCHW",
-            "channel_order": "RGB",
-        }
+    def preprocessing(self) -> Preprocessing:
+        """How the variant was trained to see images (all of it known); manifests get its ``to_manifest()``."""
+        return Preprocessing(self.input_size, self.mean, self.std, self.interpolation, self.crop_pct)
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,25 @@ def digit_data(tmp_path_factory):
     import digits
 
     return digits.split_digit_data(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def digits_vit_tiny(tmp_path_factory):
+    """vit_tiny_test trained once per session on scikit-learn's digits (1000 steps, ~20 s), shared by
+    the validate and deploy tests: {images, labels, train_idx, test_idx, checkpoint (a state dict .pth)}.
+    Seeded before anything is built, so the weights are the same whatever ran before."""
+    import numpy as np
+    import torch
+
+    import digits
+    from vitdeploy.models import create_model, get_spec
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    images, labels = digits.digit_images(32)
+    train_idx, test_idx = digits.split(len(images))
+    x = digits.preprocessed(images, get_spec("vit_tiny_test").preprocessing())
+    model = digits.train(create_model("vit_tiny_test"), x[train_idx], labels[train_idx], steps=1000)
+    root = tmp_path_factory.mktemp("digits-vit")
+    torch.save(model.state_dict(), root / "vit.pth")
+    return {"images": images, "labels": labels, "train_idx": train_idx, "test_idx": test_idx, "checkpoint": root / "vit.pth"}

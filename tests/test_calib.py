@@ -7,14 +7,18 @@ import onnx
 import pytest
 from PIL import Image
 
-from vitdeploy.data import datasets as D
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.batches import load_samples
+from vitdeploy.data.checks import check_shape
+from vitdeploy.data.sampling import sample_indices
+from vitdeploy.data.sources import open_dataset
 from vitdeploy.calib import qdq
 from vitdeploy.core.precision import QuantHints, QuantPolicy
 from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.calib.methods import METHODS, TensorStats, asymmetric_range, symmetric_amax
 from vitdeploy.core.errors import InputError, UsageError
 
-PRE = D.Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
+PRE = Preprocessing((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +68,9 @@ def _digit_folder(root, n=12, bad=0):
 
 
 def test_image_folder_labels_and_preprocessing(tmp_path):
-    ds = D.open_dataset(_digit_folder(tmp_path / "imgs"))
+    ds = open_dataset(_digit_folder(tmp_path / "imgs"))
     assert ds.classes == ["class0", "class1", "class2"] and len(ds) == 12
-    x, idx = D.load_samples(ds, PRE, np.arange(len(ds)))
+    x, idx = load_samples(ds, PRE, np.arange(len(ds)))
     assert x.shape == (12, 3, 32, 32) and x.dtype == np.float32
     assert -1.0 - 1e-6 <= x.min() and x.max() <= 1.0 + 1e-6
     assert list(ds.labels[idx][:3]) == [0, 0, 0]
@@ -74,31 +78,31 @@ def test_image_folder_labels_and_preprocessing(tmp_path):
 
 def test_undecodable_images_are_counted_or_fatal(tmp_path):
     root = _digit_folder(tmp_path / "imgs", n=6, bad=2)
-    ds = D.open_dataset(root)
-    x, _ = D.load_samples(ds, PRE, np.arange(len(ds)))
+    ds = open_dataset(root)
+    x, _ = load_samples(ds, PRE, np.arange(len(ds)))
     assert len(x) == 6 and len(ds.skipped) == 2 and "broken" in ds.skipped[0][0]
     with pytest.raises(InputError, match="cannot decode .*broken0.jpg"):
-        D.load_samples(D.open_dataset(root), PRE, np.arange(len(ds)), on_error="fail")
+        load_samples(open_dataset(root), PRE, np.arange(len(ds)), on_error="fail")
 
 
 def test_npz_and_text_list(tmp_path):
     arr = np.zeros((5, 3, 32, 32), np.float32)
     np.savez(tmp_path / "c.npz", images=arr, labels=np.arange(5))
-    ds = D.open_dataset(tmp_path / "c.npz")
+    ds = open_dataset(tmp_path / "c.npz")
     assert ds.kind == "array" and list(ds.labels) == [0, 1, 2, 3, 4]
     root = _digit_folder(tmp_path / "imgs", n=3)
     lst = tmp_path / "list.txt"
     lst.write_text("\n".join(str(p) for p in sorted(root.rglob("*.png"))))
-    assert len(D.open_dataset(lst)) == 3
+    assert len(open_dataset(lst)) == 3
     np.save(tmp_path / "bad.npy", np.zeros((4, 3, 16, 16), np.float32))
     with pytest.raises(InputError, match=r"samples are \(3, 16, 16\) but the model takes \(3, 32, 32\)"):
-        D.check_shape(D.open_dataset(tmp_path / "bad.npy"), PRE)
+        check_shape(open_dataset(tmp_path / "bad.npy"), PRE)
 
 
 def test_sampling_is_deterministic():
-    a = D.sample_indices(100, 10, seed=3)
-    assert np.array_equal(a, D.sample_indices(100, 10, seed=3))
-    assert not np.array_equal(a, D.sample_indices(100, 10, seed=4))
+    a = sample_indices(100, 10, seed=3)
+    assert np.array_equal(a, sample_indices(100, 10, seed=3))
+    assert not np.array_equal(a, sample_indices(100, 10, seed=4))
 
 
 def test_trt_calibration_cache_round_trip():

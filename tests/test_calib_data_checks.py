@@ -15,12 +15,13 @@ from PIL import Image
 from vitdeploy.data.batches import load_samples
 from vitdeploy.data.checks import check_array_values, check_shape, value_sample
 from vitdeploy.data.decode import to_rgb8
-from vitdeploy.data.preprocess import Preprocess, preprocess_image, resolve_preprocess
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.preprocess import preprocess_image, resolve_preprocess
 from vitdeploy.data.sources import Dataset, open_dataset
 from vitdeploy.core.errors import InputError, UsageError
 
-IMAGENET = Preprocess((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", 1.0)
-HALF = Preprocess((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
+IMAGENET = Preprocessing((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", 1.0)
+HALF = Preprocessing((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1.0)
 
 
 def _pixels(n: int = 48, seed: int = 0) -> np.ndarray:
@@ -31,7 +32,7 @@ def _pixels(n: int = 48, seed: int = 0) -> np.ndarray:
     return np.clip(base + rng.normal(0, 20, (n, 3, 32, 32)), 0, 255).astype(np.uint8)
 
 
-def _normalise(raw: np.ndarray, pre: Preprocess) -> np.ndarray:
+def _normalise(raw: np.ndarray, pre: Preprocessing) -> np.ndarray:
     mean, std = np.asarray(pre.mean)[:, None, None], np.asarray(pre.std)[:, None, None]
     return ((raw / 255.0 - mean) / std).astype(np.float32)
 
@@ -49,7 +50,7 @@ def _array_ds(tmp_path, arr: np.ndarray, name: str = "d.npz") -> Dataset:
 def test_raw_uint8_pixels_refused_with_fix_and_override(tmp_path):
     ds = _array_ds(tmp_path, _pixels())
     assert ds.source_dtype == "uint8" and ds.array.dtype == np.float32
-    for pre in (None, IMAGENET, Preprocess.for_array((3, 32, 32))):
+    for pre in (None, IMAGENET, Preprocessing.for_array((3, 32, 32))):
         with pytest.raises(InputError) as exc:
             check_array_values(ds, pre)
         msg = str(exc.value)
@@ -81,7 +82,7 @@ def test_0_1_floats_refused_when_the_model_normalises(tmp_path, pre, low):
     msg = str(exc.value)
     assert "scaled to [0, 1] but not normalised" in msg and f"range {low}.." in msg and "--no-data-check" in msg
     # a model that takes [0, 1] inputs (mean 0, std 1) accepts them; so does the generic check
-    check_array_values(ds, Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
+    check_array_values(ds, Preprocessing((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
     check_array_values(ds, None)
 
 
@@ -89,7 +90,7 @@ def test_data_normalised_for_another_range_refused(tmp_path):
     """ImageNet-normalised data (about -2.1..2.6) for a model that takes [0, 1] inputs."""
     ds = _array_ds(tmp_path, _normalise(_pixels(), IMAGENET))
     with pytest.raises(InputError, match=r"channel 0 values .* do not fit normalised inputs \(0.00..1.00"):
-        check_array_values(ds, Preprocess((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
+        check_array_values(ds, Preprocessing((3, 32, 32), (0.0,) * 3, (1.0,) * 3))
 
 
 def test_shifted_channel_mean_refused(tmp_path):
@@ -102,7 +103,7 @@ def test_shifted_channel_mean_refused(tmp_path):
 @pytest.mark.parametrize("made_for", [IMAGENET, HALF])
 def test_properly_normalised_and_random_normal_data_accepted(tmp_path, made_for):
     ds = _array_ds(tmp_path, _normalise(_pixels(), made_for))
-    for pre in (IMAGENET, HALF, None, Preprocess.for_array((3, 32, 32))):
+    for pre in (IMAGENET, HALF, None, Preprocessing.for_array((3, 32, 32))):
         check_array_values(ds, pre)
     normal = _array_ds(tmp_path, np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32), "n.npy")
     zeros = _array_ds(tmp_path, np.zeros((4, 3, 32, 32), np.float32), "z.npy")
@@ -140,33 +141,33 @@ def test_value_sample_is_bounded_and_covers_every_channel():
     assert small.shape == (4, 3) and sorted(small[:, 0]) == [0, 1, 16, 17]
 
 
-# -- Preprocess for arrays ----------------------------------------------------------------------
+# -- Preprocessing for arrays ----------------------------------------------------------------------
 
 def test_preprocess_for_array_and_resolve(tmp_path):
     ds = _array_ds(tmp_path, _normalise(_pixels(4), HALF))
-    pre = resolve_preprocess(None, ds)
+    pre = resolve_preprocess(Preprocessing(), ds)
     assert pre.input_size == (3, 32, 32) and pre.mean is None and pre.std is None and not pre.normalisation_known
     check_shape(ds, pre)
     x, _ = load_samples(ds, pre, np.arange(4))
     assert np.array_equal(x, ds.array)
     assert json.loads(pre.key())[1] is None
     # what is known is used: manifest mean/std without input_size, or overrides
-    half = resolve_preprocess({"preprocessing": {"mean": [0.5] * 3, "std": [0.5] * 3}}, ds)
+    half = resolve_preprocess(Preprocessing.from_manifest({"preprocessing": {"mean": [0.5] * 3, "std": [0.5] * 3}}), ds)
     assert half.mean == (0.5,) * 3 and half.input_size == (3, 32, 32)
-    full = resolve_preprocess({"preprocessing": {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3,
-                                                   "crop_pct": 0.9}}, ds)
-    assert full == Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.9)
-    assert resolve_preprocess(None, ds, input_size=(3, 16, 16)).input_size == (3, 16, 16)
+    full = resolve_preprocess(Preprocessing.from_manifest({"preprocessing": {
+        "input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.9}}), ds)
+    assert full == Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.9)
+    assert resolve_preprocess(Preprocessing().updated(Preprocessing(input_size=(3, 16, 16))), ds).input_size == (3, 16, 16)
     # a manifest written for array data (mean/std null) reads back as unknown, not as a crash
     nulls = {"preprocessing": {"input_size": [3, 32, 32], "mean": None, "std": None}}
-    assert resolve_preprocess(nulls, ds) == Preprocess.for_array((3, 32, 32))
+    assert resolve_preprocess(Preprocessing.from_manifest(nulls), ds) == Preprocessing.for_array((3, 32, 32))
     with pytest.raises(UsageError, match="both --mean and --std"):
-        Preprocess.for_array((3, 32, 32), mean=(0.5,) * 3)
+        Preprocessing.for_array((3, 32, 32), mean=(0.5,) * 3)
     # images still need the full preprocessing
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "imgs" / "a.png")
     with pytest.raises(UsageError, match="missing input_size, mean, std"):
-        resolve_preprocess(None, open_dataset(tmp_path / "imgs"))
+        resolve_preprocess(Preprocessing(), open_dataset(tmp_path / "imgs"))
     with pytest.raises(UsageError, match="images need the model's mean/std"):
         preprocess_image(Image.new("RGB", (8, 8)), pre)
 
@@ -176,12 +177,12 @@ def test_preprocess_for_array_and_resolve(tmp_path):
 RAMP16 = np.tile(np.linspace(0, 65535, 64), (64, 1)).astype(np.uint16)  # full 16-bit range, left to right (64x64)
 
 
-def _preprocess_file(path, pre: Preprocess = HALF) -> np.ndarray:
+def _preprocess_file(path, pre: Preprocessing = HALF) -> np.ndarray:
     with Image.open(path) as img:
         return preprocess_image(img, pre)
 
 
-def _assert_ramp(a: np.ndarray, pre: Preprocess) -> None:
+def _assert_ramp(a: np.ndarray, pre: Preprocessing) -> None:
     lo = (0 - np.asarray(pre.mean)) / np.asarray(pre.std)
     hi = (1 - np.asarray(pre.mean)) / np.asarray(pre.std)
     assert a.shape == (3, 32, 32) and a.std() > 0.3
@@ -200,7 +201,7 @@ def test_16bit_png_ramp_matches_the_8bit_scene(tmp_path, pre):
     Image.fromarray((RAMP16 >> 8).astype(np.uint8)).save(tmp_path / "g8.png")
     with Image.open(tmp_path / "g16.png") as img:
         assert img.mode == "I;16"
-    pre = Preprocess((3, 32, 32), pre.mean, pre.std, "bicubic", 1.0)
+    pre = Preprocessing((3, 32, 32), pre.mean, pre.std, "bicubic", 1.0)
     a16, a8 = _preprocess_file(tmp_path / "g16.png", pre), _preprocess_file(tmp_path / "g8.png", pre)
     _assert_ramp(a16, pre)
     assert np.abs(a16 - a8).max() <= 1.0 / 255 / min(pre.std) + 1e-6
@@ -217,7 +218,7 @@ def test_16bit_big_endian_and_int32_images(tmp_path):
 
 
 def _preprocess_file_img(img: Image.Image) -> np.ndarray:
-    return preprocess_image(img, Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0))
+    return preprocess_image(img, Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0))
 
 
 def test_float_tiff_ramp_matches_the_8bit_scene(tmp_path):
@@ -226,7 +227,7 @@ def test_float_tiff_ramp_matches_the_8bit_scene(tmp_path):
     Image.fromarray(np.round(f01 * 255).astype(np.uint8)).save(tmp_path / "g8.png")
     with Image.open(tmp_path / "f.tiff") as img:
         assert img.mode == "F"
-    pre = Preprocess((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
+    pre = Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
     a, a8 = _preprocess_file(tmp_path / "f.tiff", pre), _preprocess_file(tmp_path / "g8.png", pre)
     _assert_ramp(a, pre)
     assert np.abs(a - a8).max() <= 1.0 / 255 / 0.5 + 1e-6

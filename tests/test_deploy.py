@@ -10,29 +10,19 @@ import digits
 
 
 @pytest.fixture(scope="module")
-def digit_folders(tmp_path_factory):
-    import numpy as np
+def digit_folders(tmp_path_factory, digits_vit_tiny):
+    """Calibration and validation image folders of digits, and the session's trained vit_tiny_test
+    as a timm-style {"model": state_dict} checkpoint (the wrapper deploy must unwrap)."""
     import torch
 
-    # seeded before anything is built: the initial weights and any draw from the global RNGs are the
-    # same whatever ran before, so the INT8 top-1 drop checked below is the same figure on every run
-    torch.manual_seed(0)
-    np.random.seed(0)
-    images, labels = digits.digit_images(32)
-    train_idx, test_idx = digits.split(len(images))
+    d = digits_vit_tiny
     root = tmp_path_factory.mktemp("deploydata")
-    from vitdeploy.data.preprocess import Preprocess
-    from vitdeploy.models import create_model, get_spec
-
-    spec = get_spec("vit_tiny_test")
-    x = digits.preprocessed(images, Preprocess(spec.input_size, spec.mean, spec.std, spec.interpolation, spec.crop_pct))
-    model = digits.train(create_model("vit_tiny_test"), x[train_idx], labels[train_idx], steps=1000)
-    torch.save({"model": model.state_dict()}, root / "vit.pth")
-    return (digits.write_image_folder(root / "calib", images, labels, train_idx[:200]),
-            digits.write_image_folder(root / "val", images, labels, test_idx[:120]), root / "vit.pth")
+    torch.save({"model": torch.load(d["checkpoint"])}, root / "vit.pth")
+    return (digits.write_image_folder(root / "calib", d["images"], d["labels"], d["train_idx"][:200]),
+            digits.write_image_folder(root / "val", d["images"], d["labels"], d["test_idx"][:120]), root / "vit.pth")
 
 
-@pytest.mark.slow  # trains a model (~20 s)
+@pytest.mark.slow  # trains a model once per session (~20 s), then deploys it twice
 def test_deploy_registered_model_report_and_resume(cli, tmp_path, digit_folders, monkeypatch):
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     calib, val, ckpt = digit_folders

@@ -35,8 +35,6 @@ def _ort_logits(path, x):
 @pytest.mark.parametrize("family", list(FAMILY_TINY))
 def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkeypatch, capsys):
     import torch
-
-    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec
@@ -45,7 +43,7 @@ def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, tmp_path, monkey
     images, labels, train_idx, test_idx, calib = digit_data
     name = FAMILY_TINY[family]
     spec = get_spec(name)
-    pre = Preprocess(spec.input_size, spec.mean, spec.std, spec.interpolation, spec.crop_pct)
+    pre = spec.preprocessing()
     x = digits.preprocessed(images, pre)
     torch.manual_seed(0)  # the initial weights too: the same model whatever ran before in this process
     model = digits.train(create_model(name), x[train_idx], labels[train_idx], steps=TRAIN_STEPS)

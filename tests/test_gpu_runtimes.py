@@ -122,7 +122,6 @@ def _logits(path, x: np.ndarray, providers: tuple[str, ...], fp16_rounding: bool
 def test_ort_cuda_runs_the_precision_files_as_measured_on_the_cpu(family, digit_data, tmp_path, monkeypatch, capsys):
     torch = _torch_cuda()
     _ort_cuda()
-    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
     from vitdeploy.models import create_model, get_spec
@@ -131,7 +130,7 @@ def test_ort_cuda_runs_the_precision_files_as_measured_on_the_cpu(family, digit_
     images, labels, train_idx, test_idx, calib = digit_data
     name = digits.TINY_VARIANTS[family]
     spec = get_spec(name)
-    x = digits.preprocessed(images, Preprocess(spec.input_size, spec.mean, spec.std, spec.interpolation, spec.crop_pct))
+    x = digits.preprocessed(images, spec.preprocessing())
     torch.manual_seed(0)
     model = digits.train(create_model(name).cuda(), x[train_idx], labels[train_idx], steps=TRAIN_STEPS).cpu()
     ckpt = tmp_path / f"{name}.pth"

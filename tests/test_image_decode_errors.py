@@ -18,11 +18,11 @@ from vitdeploy.data import decode
 from vitdeploy.data.batches import load_samples, skipped_warning
 from vitdeploy.data.checks import check_shape
 from vitdeploy.data.decode import ImageDecodeError
-from vitdeploy.data.preprocess import Preprocess
+from vitdeploy.core.preprocessing import Preprocessing
 from vitdeploy.data.sources import Dataset, open_dataset
 from vitdeploy.core.errors import InputError
 
-PRE = Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
+PRE = Preprocessing((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 0.875)
 
 
 def _scene(w: int = 40, h: int = 30) -> np.ndarray:
@@ -244,7 +244,7 @@ def test_nhwc_model_with_nchw_data_is_named_before_onnxruntime_runs(cli, tmp_pat
 
 
 def test_layout_checks_in_check_shape(tmp_path):
-    pre = Preprocess((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
+    pre = Preprocessing((3, 8, 8), (0.5,) * 3, (0.5,) * 3, "bicubic", 1.0)
     np.save(tmp_path / "nchw.npy", np.zeros((2, 3, 8, 8), np.float32))
     np.save(tmp_path / "nhwc.npy", np.zeros((2, 8, 8, 3), np.float32))
     nchw, nhwc = open_dataset(tmp_path / "nchw.npy"), open_dataset(tmp_path / "nhwc.npy")

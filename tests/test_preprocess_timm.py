@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vitdeploy.data import datasets as D
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.decode import decode_image
+from vitdeploy.data.preprocess import preprocess_image, resize_size
 from vitdeploy.models.registry import get_spec, list_models
 from vitdeploy.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
@@ -53,9 +55,9 @@ OFFICIAL_RESIZE = {
 }
 
 
-def _pre(name: str) -> D.Preprocess:
+def _pre(name: str) -> Preprocessing:
     s = get_spec(name)
-    return D.Preprocess(s.input_size, s.mean, s.std, s.interpolation, s.crop_pct)
+    return s.preprocessing()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def images(tmp_path_factory) -> list[Image.Image]:
         arr = np.stack([255 * xx / w, 255 * yy / h, 127 + 120 * np.sin(xx / 7.0) * np.cos(yy / 11.0)], -1)
         arr = arr + np.random.default_rng(w * h).normal(0, 12, arr.shape)
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(folder / f"{w}x{h}.png")
-        out.append(D.decode_image(folder / f"{w}x{h}.png"))
+        out.append(decode_image(folder / f"{w}x{h}.png"))
     return out
 
 
@@ -77,7 +79,7 @@ def test_resize_size_is_timms(name):
     s = get_spec(name)
     assert s.input_size[1] == s.input_size[2]
     want = TIMM_RESIZE[(s.input_size[1], s.crop_pct)]
-    assert [D.resize_size(w, h, _pre(name)) for w, h in SIZES] == want
+    assert [resize_size(w, h, _pre(name)) for w, h in SIZES] == want
 
 
 @pytest.mark.parametrize("name", [n for n in VARIANTS if not get_spec(n).tiny])
@@ -85,19 +87,19 @@ def test_spec_is_the_official_evaluation(name):
     s = get_spec(name)
     assert (s.interpolation, s.mean, s.std) == ("bicubic", IMAGENET_MEAN, IMAGENET_STD)
     side = s.input_size[1]
-    assert D.resize_size(side * 2, side, _pre(name))[1] == OFFICIAL_RESIZE[s.family](side)
+    assert resize_size(side * 2, side, _pre(name))[1] == OFFICIAL_RESIZE[s.family](side)
 
 
 def test_center_crop_and_output(images):
     """The crop is torchvision's CenterCrop: offsets round((side - crop) / 2), zero padding when shorter."""
-    pre = D.Preprocess((3, 224, 224), (0.0,) * 3, (1.0,) * 3, "nearest", 0.9)
+    pre = Preprocessing((3, 224, 224), (0.0,) * 3, (1.0,) * 3, "nearest", 0.9)
     img = Image.fromarray(np.arange(500 * 375 * 3, dtype=np.uint32).reshape(375, 500, 3).astype(np.uint8))
-    w, h = D.resize_size(*img.size, pre)
+    w, h = resize_size(*img.size, pre)
     expect = np.asarray(img.resize((w, h), Image.Resampling.NEAREST).crop((53, 12, 277, 236)), np.float32) / 255
     assert (w, h) == (330, 248)
-    np.testing.assert_array_equal(D.preprocess_image(img, pre), expect.transpose(2, 0, 1))
-    padded = D.preprocess_image(img, D.Preprocess((3, 224, 224), (0.0,) * 3, (1.0,) * 3, "bicubic", 1.2))
-    assert D.resize_size(*img.size, D.Preprocess((3, 224, 224), None, None, "bicubic", 1.2)) == (248, 186)
+    np.testing.assert_array_equal(preprocess_image(img, pre), expect.transpose(2, 0, 1))
+    padded = preprocess_image(img, Preprocessing((3, 224, 224), (0.0,) * 3, (1.0,) * 3, "bicubic", 1.2))
+    assert resize_size(*img.size, Preprocessing((3, 224, 224), None, None, "bicubic", 1.2)) == (248, 186)
     assert (padded[:, :19] == 0).all() and (padded[:, 205:] == 0).all()  # 19 + 186 rows of picture + 19
     assert (padded[:, 19:205].max(axis=(0, 2)) > 0).all()
 
@@ -113,7 +115,7 @@ def _timm_transform():
     return create_transform, resolve_data_config
 
 
-def _timm_eval(pre: D.Preprocess):
+def _timm_eval(pre: Preprocessing):
     create_transform, resolve_data_config = _timm_transform()
     cfg = resolve_data_config({"input_size": pre.input_size, "crop_pct": pre.crop_pct, "crop_mode": "center",
                                "interpolation": pre.interpolation, "mean": pre.mean, "std": pre.std})
@@ -126,21 +128,21 @@ def test_matches_timm_eval_transform(name, images):
     timm_tf = _timm_eval(pre)
     side, crop = pre.input_size[1], pre.crop_pct
     bigger = math.floor(side / crop) + 1
-    one_px_more = D.Preprocess(pre.input_size, pre.mean, pre.std, pre.interpolation, side / bigger)
+    one_px_more = Preprocessing(pre.input_size, pre.mean, pre.std, pre.interpolation, side / bigger)
     for img in images:
-        assert timm_tf.transforms[0](img).size == D.resize_size(*img.size, pre)
+        assert timm_tf.transforms[0](img).size == resize_size(*img.size, pre)
         ref = timm_tf(img).numpy()
-        assert np.abs(D.preprocess_image(img, pre) - ref).max() <= TOL
-        assert D.resize_size(*img.size, one_px_more)[1 if img.width >= img.height else 0] == bigger
-        assert np.abs(D.preprocess_image(img, one_px_more) - ref).max() > 100 * TOL  # TOL would catch a 1 px change
+        assert np.abs(preprocess_image(img, pre) - ref).max() <= TOL
+        assert resize_size(*img.size, one_px_more)[1 if img.width >= img.height else 0] == bigger
+        assert np.abs(preprocess_image(img, one_px_more) - ref).max() > 100 * TOL  # TOL would catch a 1 px change
 
 
 @pytest.mark.parametrize("size, crop, interp", [((3, 224, 320), 0.9, "bicubic"), ((3, 320, 224), 0.875, "bilinear"),
                                                 ((3, 224, 224), 1.15, "bicubic"), ((3, 100, 100), 0.95, "lanczos")])
 def test_non_square_and_padded_match_timm(size, crop, interp, images):
     """Non-square inputs (timm's ResizeKeepRatio) and crop_pct > 1 (CenterCrop pads)."""
-    pre = D.Preprocess(size, IMAGENET_MEAN, IMAGENET_STD, interp, crop)
+    pre = Preprocessing(size, IMAGENET_MEAN, IMAGENET_STD, interp, crop)
     timm_tf = _timm_eval(pre)
     for img in images:
-        assert timm_tf.transforms[0](img).size == D.resize_size(*img.size, pre)
-        assert np.abs(D.preprocess_image(img, pre) - timm_tf(img).numpy()).max() <= TOL
+        assert timm_tf.transforms[0](img).size == resize_size(*img.size, pre)
+        assert np.abs(preprocess_image(img, pre) - timm_tf(img).numpy()).max() <= TOL

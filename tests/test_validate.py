@@ -12,34 +12,26 @@ import digits
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """vit_tiny_test trained briefly on digits, exported, quantized INT8 (entropy) and FP16."""
+def trained(tmp_path_factory, digits_vit_tiny):
+    """vit_tiny_test trained briefly on digits (conftest), exported, quantized INT8 (entropy) and FP16."""
     import os
 
-    import torch
-
-    from vitdeploy.data.preprocess import Preprocess
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import ExportConfig, export
-    from vitdeploy.models import create_model, get_spec
 
     root = tmp_path_factory.mktemp("validate")
     os.environ["VITDEPLOY_CACHE"] = str(root / "cache")
-    images, labels = digits.digit_images(32)
-    train_idx, test_idx = digits.split(len(images))
-    spec = get_spec("vit_tiny_test")
-    pre = Preprocess(spec.input_size, spec.mean, spec.std, spec.interpolation, spec.crop_pct)
-    x = digits.preprocessed(images, pre)
-    model = digits.train(create_model("vit_tiny_test"), x[train_idx], labels[train_idx], steps=1000)
-    torch.save(model.state_dict(), root / "vit.pth")
-    fp32 = export(ExportConfig("vit_tiny_test", checkpoint=root / "vit.pth", output=root / "vit.onnx")).onnx_path
-    calib = digits.write_image_folder(root / "train", images, labels, train_idx)
-    val = digits.write_image_folder(root / "val", images, labels, test_idx)
+    d = digits_vit_tiny
+    images, labels, ckpt = d["images"], d["labels"], d["checkpoint"]
+    fp32 = export(ExportConfig("vit_tiny_test", checkpoint=ckpt, output=root / "vit.onnx")).onnx_path
+    calib = digits.write_image_folder(root / "train", images, labels, d["train_idx"])
+    val = digits.write_image_folder(root / "val", images, labels, d["test_idx"])
     int8 = quantize(QuantizeConfig(model=fp32, precision="int8", calib=calib, samples=256)).onnx_path
     fp16 = quantize(QuantizeConfig(model=fp32, precision="fp16")).onnx_path
-    return {"root": root, "fp32": fp32, "int8": int8, "fp16": fp16, "val": val, "ckpt": root / "vit.pth"}
+    return {"root": root, "fp32": fp32, "int8": int8, "fp16": fp16, "val": val, "ckpt": ckpt}
 
 
+@pytest.mark.slow  # uses the session's digits-trained model (conftest: ~20 s of training)
 def test_good_candidates_pass_with_figures(cli, trained, tmp_path):
     rc, out, err = cli("validate", trained["fp32"], trained["int8"], trained["fp16"], "--data", trained["val"],
                        "--samples", "300", "--report", tmp_path / "rep", "--json")
@@ -55,6 +47,7 @@ def test_good_candidates_pass_with_figures(cli, trained, tmp_path):
     assert "| vit.int8.onnx | int8 |" in md and "pass" in md
 
 
+@pytest.mark.slow  # uses the session's digits-trained model (conftest: ~20 s of training)
 def test_torch_reference_with_checkpoint(cli, trained):
     rc, out, err = cli("validate", "vit_tiny_test", "--checkpoint", trained["ckpt"], trained["fp32"],
                        "--data", trained["val"], "--samples", "40", "--json")
@@ -63,6 +56,7 @@ def test_torch_reference_with_checkpoint(cli, trained):
     assert c["comparison"]["max_abs"] < 1e-4 and json.loads(out)["reference"]["backend"] == "torch"
 
 
+@pytest.mark.slow  # uses the session's digits-trained model (conftest: ~20 s of training)
 def test_planted_regression_is_caught(cli, trained, tmp_path):
     """The patch embedding's input scale of the INT8 model shrunk 20x (the image saturates): validate must exit 6."""
     model = onnx.load(str(trained["int8"]))
@@ -82,6 +76,7 @@ def test_planted_regression_is_caught(cli, trained, tmp_path):
     assert "failed" in err and "vit.int8.onnx" in err
 
 
+@pytest.mark.slow  # uses the session's digits-trained model (conftest: ~20 s of training)
 def test_thresholds_file(cli, trained, tmp_path):
     f = tmp_path / "t.json"
     f.write_text(json.dumps({"fp16": {"max_abs": 0}}))  # no FP16 file is bit-exact: must fail
@@ -95,6 +90,7 @@ def test_thresholds_file(cli, trained, tmp_path):
     assert rc == 2
 
 
+@pytest.mark.slow  # uses the session's digits-trained model (conftest: ~20 s of training)
 def test_bad_input(cli, trained, tmp_path):
     from vitdeploy.export import ExportConfig, Preprocessing, export
 

@@ -15,6 +15,7 @@ import pytest
 from vitdeploy.data import batches
 from vitdeploy.data.batches import iter_batches, load_samples
 from vitdeploy.data.decode import ImageDecodeError
+from vitdeploy.core.preprocessing import Preprocessing
 from vitdeploy.data.preprocess import resolve_preprocess
 from vitdeploy.data.sampling import sample_indices
 from vitdeploy.data.sources import open_dataset
@@ -57,7 +58,7 @@ def _in_memory(ref_path, cand_paths, data, samples, batch):
     from helpers import run_batched
 
     ds = open_dataset(data)
-    pre = resolve_preprocess(resolve_artifact(str(ref_path)).manifest, ds)
+    pre = resolve_preprocess(Preprocessing.from_manifest(resolve_artifact(str(ref_path)).manifest), ds)
     x, kept = load_samples(ds, pre, sample_indices(len(ds), samples, 0))
     outs = []
     for path in (ref_path, *cand_paths):
@@ -117,7 +118,7 @@ def test_chunked_reduction_equals_one_shot():
 
 def test_threaded_decoding_keeps_order_and_skip_semantics(models):
     ds = open_dataset(models["images"])
-    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    pre = resolve_preprocess(Preprocessing.from_manifest(json.loads(models["fp32"].with_suffix(".json").read_text())), ds)
     idx = np.arange(len(ds))
     serial = list(iter_batches(ds, pre, idx, 8, "skip", None, 0))  # in this thread
     skipped_serial = list(ds.skipped)
@@ -134,7 +135,7 @@ def test_one_worker_decodes_the_next_batch_during_inference(models, monkeypatch)
     """One decoder thread (validate's default on 2 cores with --threads 1) is a thread beside the consumer,
     not decoding in its thread: while the consumer holds a batch, the whole next batch gets decoded."""
     ds = open_dataset(models["images"])
-    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    pre = resolve_preprocess(Preprocessing.from_manifest(json.loads(models["fp32"].with_suffix(".json").read_text())), ds)
     real, where = batches._load_one, []
     monkeypatch.setattr(batches, "_load_one", lambda *a: (where.append(threading.current_thread().name), real(*a))[1])
     it = iter_batches(ds, pre, np.arange(40), 8, "skip", None, 1)
@@ -149,7 +150,7 @@ def test_one_worker_decodes_the_next_batch_during_inference(models, monkeypatch)
 def test_stopping_early_leaves_no_decoder_threads(models):
     """An error or Ctrl-C in the consumer closes the iterator: queued decodes are cancelled, the threads end."""
     ds = open_dataset(models["images"])
-    pre = resolve_preprocess(json.loads(models["fp32"].with_suffix(".json").read_text()), ds)
+    pre = resolve_preprocess(Preprocessing.from_manifest(json.loads(models["fp32"].with_suffix(".json").read_text())), ds)
     it = iter_batches(ds, pre, np.arange(len(ds)), 4, "skip", None, 4)
     next(it)
     with pytest.raises(KeyboardInterrupt):

@@ -35,13 +35,13 @@ class Entry:
 
     def describe(self, backend: str) -> dict[str, Any]:
         art = self.artifact
-        man = art.manifest or {}
+        man = art.manifest
         m0 = self.metas[0]
         return {
             "label": self.label, "spec": art.spec, "kind": art.kind, "path": str(art.path) if art.path else None,
             "backend": backend, "runner": getattr(self.runner, "name", type(self.runner).__name__),
-            "precision": art.precision, "model": (man.get("model") or {}).get("name"),
-            "sha256": man.get("sha256"),
+            "precision": art.precision, "model": man.model.name if man and man.model else None,
+            "sha256": man.sha256 if man else None,
             "input": {"name": m0.name, "shape": list(m0.shape), "dtype": str(np.dtype(m0.dtype))},
             "batch_range": ({"min": self.batch_range[0], "max": self.batch_range[1]} if self.batch_range else
                             ({"min": self.static_batch, "max": self.static_batch} if self.static_batch else None)),

@@ -2,7 +2,8 @@
 
 The Markdown report, the fleet report, the plot labels and the CLI's rich table all format a
 latency with ``ms`` (3 decimals below 10 ms, 1 below 1000, then thousands), so the same figure
-reads the same everywhere.
+reads the same everywhere. Table cells of a ``core.document.Table`` need no ``cell``: its
+Markdown renderer escapes them; ``cell`` is for Markdown written by hand (the fleet table, text).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
     paths.plot is None when matplotlib is missing: JSON and Markdown are still written and the
     Markdown says the plot was skipped (paths.plot_skipped says why).
 
-The Markdown (a table per batch, accuracy, conditions, artifacts) is rendered here; the plot is
+The Markdown (a table per batch, accuracy, conditions, artifacts) is a ``core.document.Document``
+built here (``document``; the console's tables: ``summary_tables``); the plot is
 drawn by vitdeploy.bench.plots and the fleet report lives in vitdeploy.bench.fleet_report.
 """
 
@@ -19,8 +20,9 @@ from vitdeploy.bench.conditions import environment_label
 from vitdeploy.bench.document import validate_result
 from vitdeploy.bench.formatting import by_batch, cell, ms, num
 from vitdeploy.bench.plots import write_plot
-from vitdeploy.core.errors import MissingDependencyError, OutputError, OutputExistsError
-from vitdeploy.core.io import write_bytes_atomic, write_json_atomic
+from vitdeploy.core.document import Cell, Column, Document, Image, Section, Span, Table, Value, to_markdown
+from vitdeploy.core.errors import MissingDependencyError, OutputError
+from vitdeploy.core.io import check_output, write_bytes_atomic, write_json_atomic
 
 REPORT_FILES = {"json": "bench.json", "markdown": "bench.md", "plot": "bench.png"}
 
@@ -43,17 +45,8 @@ def report_paths(directory: str | os.PathLike) -> dict[str, Path]:
 
 def check_report_dir(directory: str | os.PathLike, force: bool = False) -> None:
     """Fail before benchmarking when the report cannot be written; creates nothing."""
-    d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise OutputError(f"report folder {d} exists and is not a folder")
-    for p in report_paths(d).values():
-        if p.exists() and not force:
-            raise OutputExistsError(f"{p} exists; pass --force to overwrite the report")
-    probe = d
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the report into {d}: {probe} is not writable")
+    for p in report_paths(directory).values():
+        check_output(p, force, create=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,32 +61,34 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------
-def markdown(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: str | None = None) -> str:
+def document(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: str | None = None) -> Document:
+    """bench.md as a ``Document``: how it was measured, warnings, a table per batch, accuracy (when
+    the document has it), conditions, artifacts and the plot (or why it was skipped)."""
     cfg, cond = doc["config"], doc["conditions"]
     labels = [a["label"] for a in doc["artifacts"]]
     first = labels[0]
-    lines = [f"# Benchmark: {', '.join(labels)}", ""]
     count = (f"{cfg['iterations']} timed iterations" if cfg.get("iterations") else f"about {cfg['duration']} s")
-    lines.append(f"Measured {cond.get('finished', doc.get('created'))} on {environment_label(doc)}. "
-                 f"{cfg['warmup']} warm-up + {count} per artifact and batch, "
-                 + ("artifacts interleaved round-robin" if cfg.get("interleave") else "artifacts one after another")
-                 + f". Latency is host wall clock per call (end to end, host-device copies included on a GPU); "
-                 f"throughput = batch / mean latency; speedup = p50 of {cell(first)} / p50 at the same batch.")
-    lines.append("")
+    intro = Section(paragraphs=[
+        f"Measured {cond.get('finished', doc.get('created'))} on {environment_label(doc)}. "
+        f"{cfg['warmup']} warm-up + {count} per artifact and batch, "
+        + ("artifacts interleaved round-robin" if cfg.get("interleave") else "artifacts one after another")
+        + f". Latency is host wall clock per call (end to end, host-device copies included on a GPU); "
+        f"throughput = batch / mean latency; speedup = p50 of {cell(first)} / p50 at the same batch."])
+    sections = [intro]
     if doc["warnings"]:
-        lines += ["**Warnings:**", ""] + [f"- {cell(w)}" for w in doc["warnings"]] + [""]
+        sections.append(Section(paragraphs=["**Warnings:**"], items=[cell(w) for w in doc["warnings"]]))
     any_device = any(r.get("device") for r in doc["results"])
     any_devmem = any((r.get("memory") or {}).get("device_mib") is not None for r in doc["results"])
     for batch, rows in by_batch(doc).items():
-        lines += [f"## Batch {batch}", ""]
-        head = ["artifact", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "images/s", "speedup"]
+        columns = [Column("artifact"), Column("backend"), Column("precision")] + [
+            Column(n, "right") for n in ("p50 ms", "p90 ms", "p99 ms", "mean ± std ms", "images/s", "speedup")]
         if any_device:
-            head += ["GPU with copies p50 ms", "GPU device-only p50 ms"]
-        head += ["peak RSS growth MiB"] + (["device MiB"] if any_devmem else [])
-        lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(head))) + "|"]
+            columns += [Column("GPU with copies p50 ms", "right"), Column("GPU device-only p50 ms", "right")]
+        columns += [Column("peak RSS growth MiB", "right")] + ([Column("device MiB", "right")] if any_devmem else [])
+        table = Table(columns)
         for r in rows:
             lat = r["latency_ms"]
-            row = [cell(r["artifact"]), r["backend"], r["precision"], ms(lat["p50"]), ms(lat["p90"]), ms(lat["p99"]),
+            row = [r["artifact"], r["backend"], r["precision"], ms(lat["p50"]), ms(lat["p90"]), ms(lat["p99"]),
                    f"{ms(lat['mean'])} ± {ms(lat['std'])}", num(r.get("throughput_ips"), ",.1f"),
                    num(r.get("speedup"), ".2f") + ("×" if r.get("speedup") is not None else "")]
             if any_device:
@@ -104,33 +99,74 @@ def markdown(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: st
             row.append(num(mem.get("host_peak_rss_delta_mib"), ".1f"))
             if any_devmem:
                 row.append(num(mem.get("device_mib"), ".1f"))
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
+            table.add_row(*row)
+        sections.append(Section(f"Batch {batch}", table=table))
     acc = doc.get("accuracy")
     if acc:
-        lines += ["## Accuracy (from vitdeploy validate)", "",
-                  "| artifact | precision | cosine | top-1 agreement | top-1 | top-1 drop (points) |",
-                  "|---|---|---:|---:|---:|---:|"]
+        table = Table([Column("artifact"), Column("precision"), Column("cosine", "right"), Column("top-1 agreement", "right"),
+                       Column("top-1", "right"), Column("top-1 drop (points)", "right")])
         for label, a in acc.items():
-            lines.append(f"| {cell(label)} | {a.get('precision')} | {num(a.get('cosine'), '.5f')} | "
-                         f"{num(a.get('top1_agreement'), '.2%')} | {num(a.get('top1'), '.2%')} | "
-                         f"{num(a.get('top1_drop_points'), '+.2f')} |")
-        lines.append("")
-    lines += ["## Conditions", ""] + [f"- {line}" for line in _condition_lines(doc)] + [""]
-    lines += ["## Artifacts", ""]
+            table.add_row(label, str(a.get("precision")), num(a.get("cosine"), ".5f"), num(a.get("top1_agreement"), ".2%"),
+                          num(a.get("top1"), ".2%"), num(a.get("top1_drop_points"), "+.2f"))
+        sections.append(Section("Accuracy (from vitdeploy validate)", table=table))
+    sections.append(Section("Conditions", items=_condition_lines(doc)))
+    items = []
     for a in doc["artifacts"]:
         shape = "×".join("N" if d is None else str(d) for d in a["input"]["shape"])
         rng = a.get("batch_range")
-        lines.append(f"- {cell(a['label'])}: {a['kind']} ({a.get('path') or a['spec']}), {a['precision']}, "
+        items.append(f"{cell(a['label'])}: {a['kind']} ({a.get('path') or a['spec']}), {a['precision']}, "
                      f"runner {a.get('runner', a['backend'])}, input {a['input']['name']} {shape} {a['input']['dtype']}"
                      + (f", batches {rng['min']}-{rng['max']}" if rng else "")
                      + (f", sha256 {a['sha256'][:12]}" if a.get("sha256") else ""))
-    lines.append("")
+    sections.append(Section("Artifacts", items=items))
     if plot_file:
-        lines += [f"![p50 latency vs batch]({plot_file})", ""]
+        sections.append(Section(image=Image("p50 latency vs batch", plot_file)))
     elif plot_skipped:
-        lines += [f"_Plot skipped: {plot_skipped}_", ""]
-    return "\n".join(lines)
+        sections.append(Section(paragraphs=[f"_Plot skipped: {plot_skipped}_"]))
+    return Document(f"Benchmark: {', '.join(labels)}", sections=sections)
+
+
+def markdown(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: str | None = None) -> str:
+    """bench.md."""
+    return to_markdown(document(doc, plot_file, plot_skipped))
+
+
+def summary_tables(doc: dict[str, Any], wide: bool = False) -> list[Table]:
+    """The console's tables (80 columns), one per batch: each artifact's name over its backend and
+    precision, p50 and p99 (``wide``: p90, mean, std and RSS growth too), images/s and the speedup
+    (green from 1.05x, red to 0.95x), GPU p50s when measured; the speedup's legend below the last."""
+    first = doc["artifacts"][0]["label"]
+    any_device = any(r.get("device") for r in doc["results"])
+    stats = ("p50", "p90", "p99", "mean", "std") if wide else ("p50", "p99")
+    out = []
+    for b, rows in by_batch(doc).items():
+        columns = [Column("artifact", wrap=True, cut=True)] + [Column(n, "right") for n in (*stats, "img/s", "speedup")]
+        if any_device:
+            columns += [Column("GPU p50\n+copies", "right"), Column("GPU p50\ndevice", "right")]
+        if wide:
+            columns.append(Column("RSS growth\nMiB", "right"))
+        table = Table(columns, title=f"batch {b} (latency in ms)")
+        for r in rows:
+            lat = r["latency_ms"]
+            sp = r.get("speedup")
+            speedup = Span("-" if sp is None else f"{sp:.2f}×")
+            if sp is not None and r["artifact"] != first:
+                speedup = Span(speedup.text, "good" if sp >= 1.05 else "bad" if sp <= 0.95 else "")
+            ips = r.get("throughput_ips")
+            cells: list[Value] = [Cell.of(r["artifact"], "\n", Span(f"{r['backend']} · {r['precision']}", "muted")),
+                                  *(ms(lat[k]) for k in stats),
+                                  "-" if ips is None else f"{ips:,.0f}" if ips >= 100 else f"{ips:.1f}", Cell.of(speedup)]
+            if any_device:
+                dev = r.get("device") or {}
+                cells += [ms((dev.get("end_to_end_ms") or {}).get("p50")), ms((dev.get("device_only_ms") or {}).get("p50"))]
+            if wide:
+                rss = (r.get("memory") or {}).get("host_peak_rss_delta_mib")
+                cells.append("-" if rss is None else f"{rss:.1f}")
+            table.add_row(*cells)
+        out.append(table)
+    if out:
+        out[-1].footnotes.append(f"speedup = p50 of {first} / p50 at the same batch")
+    return out
 
 
 def _condition_lines(doc: dict[str, Any]) -> list[str]:

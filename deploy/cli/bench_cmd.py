@@ -7,12 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress
 from vitdeploy.cli.options import Force, Iterations, Json, Remote, RemotePython, Threads, Warmup
-from vitdeploy.bench.formatting import ms as _ms  # one latency format for the table and the Markdown
 from vitdeploy.core.errors import UsageError
 
 HELP = """Time ONNX files, TensorRT engines or zoo models side by side at several batch sizes:
@@ -122,45 +120,11 @@ def bench(
 def show(doc: dict) -> None:
     """The rich view: one table per batch, then conditions and warnings."""
     from vitdeploy.bench.conditions import environment_label
-    from vitdeploy.bench.formatting import by_batch as _by_batch
+    from vitdeploy.bench.report import summary_tables
 
     cfg = doc["config"]
-    first = doc["artifacts"][0]["label"]
-    any_device = any(r.get("device") for r in doc["results"])
-    wide = console.width >= 110  # p90, mean, std and RSS growth: in the JSON and Markdown below that
-    stats = ("p50", "p90", "p99", "mean", "std") if wide else ("p50", "p99")
-    for b, rows in _by_batch(doc).items():
-        def build(name_width: int) -> Table:  # called at once, in this iteration
-            table = tables.table(f"batch {b} (latency in ms)")
-            table.add_column("artifact", overflow="fold")
-            for name in (*stats, "img/s", "speedup"):
-                table.add_column(name, justify="right", no_wrap=True)
-            if any_device:
-                table.add_column("GPU p50\n+copies", justify="right", no_wrap=True)
-                table.add_column("GPU p50\ndevice", justify="right", no_wrap=True)
-            if wide:
-                table.add_column("RSS growth\nMiB", justify="right", no_wrap=True)
-            for r in rows:
-                lat = r["latency_ms"]
-                sp = r.get("speedup")
-                sp_text = "-" if sp is None else f"{sp:.2f}×"
-                if sp is not None and r["artifact"] != first:
-                    sp_text = f"[green]{sp_text}[/]" if sp >= 1.05 else f"[red]{sp_text}[/]" if sp <= 0.95 else sp_text
-                ips = r.get("throughput_ips")
-                cells = [f"{escape(tables.left_cut(r['artifact'], name_width))}\n[dim]{r['backend']} · {r['precision']}[/]",
-                         *(_ms(lat[k]) for k in stats), "-" if ips is None else f"{ips:,.0f}" if ips >= 100 else f"{ips:.1f}",
-                         sp_text]
-                if any_device:
-                    dev = r.get("device") or {}
-                    cells += [_ms((dev.get("end_to_end_ms") or {}).get("p50")), _ms((dev.get("device_only_ms") or {}).get("p50"))]
-                if wide:
-                    rss = (r.get("memory") or {}).get("host_peak_rss_delta_mib")
-                    cells.append("-" if rss is None else f"{rss:.1f}")
-                table.add_row(*cells)
-            return table
-
-        console.print(tables.fitted(build))
-    console.print(f"[dim]speedup = p50 of {escape(first)} / p50 at the same batch[/]", highlight=False)
+    for table in summary_tables(doc, wide=console.width >= 110):  # narrower: p90, mean, std, RSS in the Markdown
+        tables.print_table(table)
     count = f"{cfg['iterations']} iterations" if cfg.get("iterations") else f"~{cfg['duration']} s"
     c = doc["conditions"]
     load = c["cpu"].get("load_1min_start")

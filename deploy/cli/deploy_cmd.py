@@ -12,11 +12,12 @@ from rich.markup import escape
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
-                                   NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout)
+                                   NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout,
+                                   preprocessing_options)
 from vitdeploy.core.errors import ParityError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from vitdeploy.core.document import Table as DocTable
 
 HELP = """The whole job in one command: export the model, write FP16 and INT8 ONNX, build TensorRT
 engines when TensorRT is installed (ONNX Runtime on the CPU otherwise), validate every precision
@@ -82,21 +83,19 @@ def deploy(
 ) -> None:
     from vitdeploy.bench.config import parse_batches
     from vitdeploy.cli.console import renamed
-    from vitdeploy.cli.export_cmd import _floats
     from vitdeploy.core.batch import BatchRange
     from vitdeploy.pipeline.fleet import check_fleet, load_devices
     from vitdeploy.pipeline.run import DeployConfig, run_deploy
     from vitdeploy.core.steps import Steps
 
-    size = _floats(input_size, 3, "--input-size")
     config = DeployConfig(model=model, out=out, checkpoint=checkpoint, calib=calib, data=data,
                           precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                           batches=parse_batches(batch), dynamic_batch=BatchRange.parse(dynamic_batch) if dynamic_batch else None,
                           int8_target=renamed("--qdq-form", qdq_form, "--int8-target", int8_target),
                           method=method, samples=samples, holdout=holdout, thresholds=thresholds,
                           on_error=on_error, iterations=iterations, threads=threads, engines=engines,
-                          input_size=tuple(int(v) for v in size) if size else None, mean=_floats(mean, 3, "--mean"),
-                          std=_floats(std, 3, "--std"), num_classes=num_classes, strict_checkpoint=not non_strict,
+                          preprocessing=preprocessing_options(input_size, mean, std),
+                          num_classes=num_classes, strict_checkpoint=not non_strict,
                           force=force, devices=load_devices(devices) if devices else ())
     check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
@@ -117,90 +116,35 @@ def deploy(
 
 
 def _table(r: dict, out: Path) -> None:
-    """Built for 80 columns with three batch sizes: short headers, speedups under the latencies, one
-    short reason per verdict (the full one is in report.md / report.json)."""
-    backends = sorted({row["backend"] for row in r["precisions"]})
-    table = tables.table(f"{r['model']} on {', '.join(backends)}")
-    table.show_lines = True  # a blank line between the two-line rows
-    cols = ["prec", "top-1", "cosine"] + [f"ms @{b}" for b in r["batches"]] + ["verdict"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("prec", "verdict") else "right", no_wrap=True)
-    for row in r["precisions"]:
-        ref = row["validation"] == "reference"
-        top1 = "-" if row["top1"] is None else f"{row['top1']:.1%}"
-        if row["top1_drop_points"] is not None and not ref:
-            top1 += f"\n[dim]{-row['top1_drop_points']:+.2f} pt[/]"
-        cells = [row["precision"], top1, f"{row['cosine']:.4f}"]
-        for b in r["batches"]:
-            lat = row["latency"].get(str(b), {})
-            speedup = "" if ref or not lat.get("speedup") else f"\n[dim]{lat['speedup']:.2f}x[/]"
-            cells.append(f"{lat.get('p50_ms', float('nan')):.1f}{speedup}")
-        cells.append(_verdict(row["validation"]))
-        table.add_row(*cells)
-    _summary(r, out, [table], "ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32")
+    from vitdeploy.pipeline.report import summary_table
 
-
-FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the labels fit 80 columns
+    _summary(r, out, [summary_table(r)])
 
 
 def _fleet_table(r: dict, out: Path) -> None:
     """A column per device (three per table), a row per condition and per precision's figures;
     each failed device's message below."""
-    from vitdeploy.bench.fleet_report import fleet_rows
+    from vitdeploy.pipeline.report import fleet_tables
 
-    names, groups = fleet_rows(r)
-    shown_tables: list[Table] = []
-    for start in range(0, len(names), FLEET_COLUMNS):
-        cols = range(start, min(start + FLEET_COLUMNS, len(names)))
-        table = tables.table(f"{r['model']} on {len(names)} devices" if start == 0 else None)
-        table.add_column("", no_wrap=True)
-        for i in cols:
-            table.add_column(escape(tables.left_cut(names[i], 18)), justify="right", no_wrap=True, max_width=18)
-        for group in groups:
-            for label, cells in group:
-                shown = [_verdict(cells[i]) if label.endswith("verdict") else escape(tables.left_cut(cells[i], 18)) for i in cols]
-                table.add_row(escape(label), *shown)
-            table.add_section()
-        shown_tables.append(table)
     failed = [f"[red]{escape(d['name'])} failed[/] (exit {d['error']['exit_code']}): {escape(d['error']['message'])}"
               for d in r["devices"] if d["status"] == "failed"]
-    _summary(r, out, shown_tables, "ms: p50 per call; cosine, top-1 agree: vs the FP32 ONNX on each device", failed)
+    _summary(r, out, fleet_tables(r), failed)
 
 
-def _summary(r: dict, out: Path, shown: Sequence[Table], legend: str, failed: Sequence[str] = ()) -> None:
+def _summary(r: dict, out: Path, shown: Sequence[DocTable], failed: Sequence[str] = ()) -> None:
     """What both summaries print around their tables: the notes and warnings above; the legend
-    (dimmed), each failed device's line, the images the verdicts were judged on and the report's
-    files below."""
+    (the last table's footnote, dimmed), each failed device's line, the images the verdicts were
+    judged on and the report's files below."""
     for n in r["notes"]:
         console.print(f"[bold yellow]note:[/] {escape(n)}")
     for w in r["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     for table in shown:
-        console.print(table)
-    console.print(f"[dim]{legend}[/]")
+        tables.print_table(table)
     for line in failed:
         console.print(line, soft_wrap=True, highlight=False)
     console.print(f"verdicts judged on {escape(r['validation_data']['judged_on'])}")
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'report.png'}", soft_wrap=True)
-
-
-# What a failed check is called in the table (its full figures are in report.md / report.json).
-SHORT_FAILURES = {"max_abs": "max abs", "cosine": "cosine", "top-1 agreement": "top-1 agree",
-                  "top-5 agreement": "top-5 agree", "top-1 drop": "top-1 drop"}
-
-
-def _verdict(validation: str) -> str:
-    """'FAIL: cosine 0.97 < 0.98; top-1 agreement ...' -> 'FAIL cosine +1' (the first check failed, and
-    how many more); 'reference' dimmed; anything else as it is."""
-    if validation == "reference":
-        return "[dim]reference[/]"
-    if not validation.startswith("FAIL"):
-        return escape(validation)
-    failures = validation.removeprefix("FAIL").lstrip(": ").split("; ")
-    first = next((short for name, short in SHORT_FAILURES.items() if failures[0].startswith(name)),
-                 failures[0].split(" ")[0])
-    more = f" +{len(failures) - 1}" if len(failures) > 1 else ""
-    return f"[red]FAIL[/] {escape(first)}{more}"
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import print_step, console, err_console, print_json, renamed
-from vitdeploy.cli.options import DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std
+from vitdeploy.cli.options import (DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std,
+                                   preprocessing_options)
 from vitdeploy.core.errors import CompatibilityError, UsageError
 
 EXPORT_HELP = """Export a model to ONNX (dynamic batch, opset 17), validate it against PyTorch, simplify it
@@ -47,18 +48,6 @@ TrtVersion = Annotated[Optional[list[str]], typer.Option(
     help="TensorRT ONNX parser to check against: trt8.5 | trt10 | trt10.16 | trt11, or ort (ONNX Runtime only, "
     "no TensorRT check); repeatable (default: trt8.5, trt10, trt11).")]
 TargetAlias = Annotated[Optional[list[str]], typer.Option("--target", hidden=True, help="Deprecated: --trt-version.")]
-
-
-def _floats(text: Optional[str], n: int, what: str) -> Optional[tuple]:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise UsageError(f"invalid {what} {text!r}: expected {n} comma-separated numbers") from None
-    if len(values) != n:
-        raise UsageError(f"invalid {what} {text!r}: expected {n} comma-separated numbers")
-    return values
 
 
 def _findings_table(findings: dict) -> Table:
@@ -100,7 +89,7 @@ def export(
     as_json: Json = False,
 ) -> None:
     from vitdeploy.core.compare import Thresholds
-    from vitdeploy.export.config import BatchRange, ExportConfig, Preprocessing
+    from vitdeploy.export.config import BatchRange, ExportConfig
     from vitdeploy.core.io import refuse_overwriting_inputs
 
     versions = renamed("--trt-version", trt_version, "--target", target) or DEFAULT_TRT_VERSIONS
@@ -111,15 +100,12 @@ def export(
     refuse_overwriting_inputs(output, **{"--checkpoint": checkpoint, "MODEL": model if Path(model).is_file() else None})
     batch_range = (BatchRange(batch, batch, batch) if batch is not None
                    else BatchRange.parse(dynamic_batch) if dynamic_batch is not None else None)
-    size = _floats(input_size, 3, "--input-size")
     config = ExportConfig(
         model=model, checkpoint=checkpoint, output=output, batch=batch_range, opset=opset, exporter=exporter,
         simplify=simplify, targets=tuple(versions), strict_check=strict,
         decompose_layernorm=decompose_layernorm,
         strict_checkpoint=not non_strict, force=force, thresholds=Thresholds(max_abs=atol),
-        preprocessing=Preprocessing(
-            input_size=tuple(int(v) for v in size) if size else None,
-            mean=_floats(mean, 3, "--mean"), std=_floats(std, 3, "--std"), num_classes=num_classes),
+        preprocessing=preprocessing_options(input_size, mean, std), num_classes=num_classes,
     )
     from vitdeploy.export.pipeline import export as run_export
     from vitdeploy.core.steps import Steps

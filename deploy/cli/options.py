@@ -9,6 +9,7 @@ import click
 import typer
 
 from vitdeploy.core.errors import UsageError
+from vitdeploy.core.preprocessing import Preprocessing
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
@@ -53,6 +54,29 @@ Mean = Annotated[str | None, typer.Option(
 Std = Annotated[str | None, typer.Option(
     "--std", help="Normalisation std R,G,B (default: the zoo model's, the export manifest's, else ImageNet's).")]
 NumClasses = Annotated[int | None, typer.Option("--num-classes", help="Classifier size (e.g. a fine-tuned checkpoint).")]
+
+
+def _numbers(text: str | None, n: int, option: str) -> tuple[float, ...] | None:
+    """``n`` comma-separated numbers (x also separates: 3x224x224), or None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"invalid {option} {text!r}: expected {n} comma-separated numbers") from None
+    if len(values) != n:
+        raise UsageError(f"invalid {option} {text!r}: expected {n} comma-separated numbers")
+    return values
+
+
+def preprocessing_options(input_size: str | None = None, mean: str | None = None,
+                          std: str | None = None) -> Preprocessing:
+    """--input-size C,H,W, --mean R,G,B and --std R,G,B as one Preprocessing: what was given, the rest
+    None (to go on top of a spec's or a manifest's with ``Preprocessing.updated``). UsageError (exit 2)
+    for what does not parse."""
+    size = _numbers(input_size, 3, "--input-size")
+    return Preprocessing(input_size=tuple(int(v) for v in size) if size else None,  # type: ignore[arg-type]
+                         mean=_numbers(mean, 3, "--mean"), std=_numbers(std, 3, "--std"))
 NonStrict = Annotated[bool, typer.Option(
     "--non-strict", help="Load a checkpoint with missing/unexpected keys (shape mismatches still fail).")]
 DynamicBatch = Annotated[str | None, typer.Option(

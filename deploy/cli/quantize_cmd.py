@@ -11,7 +11,7 @@ from rich.markup import escape
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, print_json, print_step, progress, renamed, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
-                                   Samples, Std, Threads, check_holdout)
+                                   Samples, Std, Threads, check_holdout, preprocessing_options)
 from vitdeploy.core.errors import UsageError
 
 HELP = """Write an INT8 (explicit Q/DQ) or FP16 ONNX from an FP32 export, and measure its accuracy
@@ -77,7 +77,6 @@ def quantize(
 ) -> None:
     from vitdeploy.calib.quantize import QuantizeConfig
     from vitdeploy.calib.quantize import quantize as run_quantize
-    from vitdeploy.cli.export_cmd import _floats
     from vitdeploy.core.io import refuse_overwriting_inputs
     from vitdeploy.core.steps import Steps
 
@@ -85,14 +84,11 @@ def quantize(
     if int8 == fp16:
         raise UsageError("choose exactly one of --int8 and --fp16")
     refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib})
-    size = _floats(input_size, 3, "--input-size")
-    pre = {"input_size": tuple(int(v) for v in size) if size else None, "mean": _floats(mean, 3, "--mean"),
-           "std": _floats(std, 3, "--std")}
     config = QuantizeConfig(
         model=model, precision="int8" if int8 else "fp16", calib=calib, method=method, percentile=percentile,
         samples=samples, holdout=holdout, target=form, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
         quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
-        preprocessing={k: v for k, v in pre.items() if v is not None}, trt_calibration_cache=trt_calibration_cache,
+        preprocessing=preprocessing_options(input_size, mean, std), trt_calibration_cache=trt_calibration_cache,
         threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
         high_precision=high_precision, gate=not no_gate, data_check=data_check,
     )

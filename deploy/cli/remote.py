@@ -93,7 +93,7 @@ def build_remote(host: str, python: str | None, config: Any) -> Any:
     check_artifact_output(out, config.force)
     argv = command_argv({"model": local_file, "calib": local_file}) + ["-o", out.name]
     _run(host, python, argv, need_tensorrt=True, outputs=[(out.name, out), (manifest_path(out).name, manifest_path(out))])
-    return BuildResult(engine_path=out, manifest_path=manifest_path(out), manifest=check_fetched(out, host))
+    return BuildResult(engine_path=out, manifest_path=manifest_path(out), manifest=check_fetched(out, host).to_json())
 
 
 def bench_remote(host: str, python: str | None) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Rules: short headers with the unit in them, numbers in no-wrap columns, artifact names cut from the
 left so their distinguishing end stays (``…tiny_patch16_224.int8.onnx``), details in the JSON and
 Markdown reports.
+
+Every result table is a ``vitdeploy.core.document.Table`` (the model the Markdown reports are
+rendered from too) drawn by ``render_rich``; ``print_table`` fits it to the terminal and prints its
+footnotes. ``table`` and ``kv_table`` remain for the commands' own small tables.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from vitdeploy.cli.console import console
+from vitdeploy.core import document as D
 
 NAME_WIDTH = 30  # an artifact name's share of an 80-column table
 
@@ -43,6 +49,39 @@ def kv_table(title: str | None = None) -> Table:
     t.add_column("what", style="bold", no_wrap=True)
     t.add_column("value", overflow="fold")
     return t
+
+
+RICH_STYLES = {"": "", "muted": "dim", "good": "green", "bad": "red", "strong": "bold", "warn": "yellow"}
+
+
+def rich_cell(value: D.Value, cut: int | None = None) -> Text:
+    """A model cell as rich text, each span in its style (no markup: brackets in names stay text);
+    ``cut``: each span shortened from the left to that many characters."""
+    spans = (D.Span(value),) if isinstance(value, str) else value.spans
+    return Text.assemble(*((left_cut(s.text, cut) if cut else s.text, RICH_STYLES[s.style]) for s in spans))
+
+
+def render_rich(model: D.Table, name_width: int = NAME_WIDTH) -> Table:
+    """The one rich rendering of a ``vitdeploy.core.document.Table``, in this module's style: a
+    ``wrap`` column folds, any other never wraps; a ``cut`` column's cells are shortened from the left
+    to its ``max_width``, else to ``name_width``. Footnotes are not part of it: ``print_table``."""
+    t = table(escape(model.title) if model.title else None)  # text, never markup
+    t.show_lines = model.ruled
+    cuts = [(c.max_width or name_width) if c.cut else None for c in model.columns]
+    for c, cut in zip(model.columns, cuts):
+        t.add_column(Text(left_cut(c.name, cut) if cut else c.name), justify=c.align, no_wrap=not c.wrap,
+                     overflow="fold" if c.wrap else "ellipsis", max_width=c.max_width)
+    for i, row in enumerate(model.rows):
+        t.add_row(*(rich_cell(v, cut) for v, cut in zip(row, cuts)), end_section=i in model.section_ends)
+    return t
+
+
+def print_table(model: D.Table) -> None:
+    """The table fitted to the terminal (``fitted``: its cut columns as wide as the spare columns
+    allow), then its footnotes dimmed."""
+    console.print(fitted(lambda width: render_rich(model, width)))
+    for line in model.footnotes:
+        console.print(Text(line, style="dim"))
 
 
 def print_paths(*items: tuple[str, str | Path]) -> None:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from vitdeploy.cli import tables
 from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
@@ -82,30 +81,9 @@ def validate(
 
 
 def _table(doc: dict) -> None:
-    ref = doc["reference"]
-    labels = doc["data"]["labels"]
-    title = f"vs {ref['artifact']} ({ref['backend']}) on {doc['data']['samples']} samples"
-    if labels:
-        title += f"; reference top-1 {ref['top1']:.2%}"
+    from vitdeploy.validate.document import summary_table
 
-    def build(name_width: int) -> Table:
-        table = tables.table(title)
-        table.add_column("candidate", overflow="fold")
-        for c in ["cos min", "agree", "max abs"] + (["top-1", "drop\npt"] if labels else []) + ["result"]:
-            table.add_column(c, justify="left" if c == "result" else "right", no_wrap=True)
-        for c in doc["candidates"]:
-            cmp_ = c["comparison"]
-            row = [f"{escape(tables.left_cut(c['artifact'], name_width))}\n[dim]{c['precision']}, {c['backend']}[/]",
-                   f"{cmp_['cosine_min']:.5f}", f"{cmp_['top1_agreement']:.1%}", f"{cmp_['max_abs']:.2g}"]
-            if labels:
-                row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
-            row.append("[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
-            table.add_row(*row)
-        return table
-
-    console.print(tables.fitted(build))
-    console.print("[dim]cos min: minimum cosine over samples; agree: top-1 agreement with the reference"
-                  + ("; drop: top-1 points lost" if labels else "") + "[/]")
+    tables.print_table(summary_table(doc))
     for c in doc["candidates"]:
         if not c["passed"]:
             console.print(f"[red]FAIL[/] {escape(c['artifact'])}: {escape('; '.join(c['failures']))}", highlight=False)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def check_output(path: str | os.PathLike, force: bool = False, create: bool = True) -> Path:
     """Refuse to overwrite without ``force`` and fail early when the folder cannot be written.
-    The folder is created unless ``create`` is False (then atomic_path creates it when writing)."""
+    The folder is created unless ``create`` is False (then atomic_path creates it when writing, and
+    a failed check leaves nothing behind: the check before minutes of work, e.g. a report folder)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"output {path} is a directory; give a file path")
@@ -42,6 +43,8 @@ def check_output(path: str | os.PathLike, force: bool = False, create: bool = Tr
     parent = path.parent if str(path.parent) else Path(".")
     if not create:
         existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if existing == parent and not parent.is_dir():
+            raise OutputError(f"output folder {parent} exists and is not a folder")
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise OutputError(f"cannot create output folder {parent}: {existing} is not a writable folder")
         return path
@@ -157,6 +160,8 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
+    if isinstance(obj, Mapping):  # a read-only mapping (types.MappingProxyType, a typed Manifest)
+        return dict(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
@@ -224,8 +229,10 @@ def _check_manifest(path: Path, data: Any) -> None:
             raise bad(f"batch {batch} is not 1 <= min <= opt <= max")
 
 
-def has_random_weights(manifest: dict[str, Any] | None) -> bool:
+def has_random_weights(manifest: Mapping[str, Any] | None) -> bool:
     """Whether a manifest describes a zoo model exported without a checkpoint: a random network,
     on which which class wins is noise (closeness of outputs still means something)."""
-    m = manifest or {}
-    return (m.get("model") or {}).get("source") == "zoo" and not m.get("checkpoint")
+    from vitdeploy.core.manifest import Manifest
+
+    m = Manifest.coerce(manifest)
+    return m is not None and m.random_weights

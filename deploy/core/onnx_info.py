@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from vitdeploy.core.errors import InputError
+from vitdeploy.core.manifest import Manifest
 from vitdeploy.core.precision import PRECISIONS, QDQ_OPS
 
 ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
@@ -22,14 +21,17 @@ class OnnxInfo:
     path: Path
     has_qdq: bool
     has_fp16: bool
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None  # a JSON dict given here is read into a Manifest
     node_names: tuple[str, ...]  # graph order (TensorRT 8 parser errors give only a node index)
     node_ops: tuple[str, ...]
     inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]  # (name, dims; str/None = dynamic)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "manifest", Manifest.coerce(self.manifest))
+
     @property
     def precision(self) -> str:
-        declared = (self.manifest or {}).get("precision")
+        declared = self.manifest.precision if self.manifest else None
         if self.has_qdq:
             return "int8"
         if declared in PRECISIONS:
@@ -38,22 +40,21 @@ class OnnxInfo:
 
     @property
     def qdq_target(self) -> str | None:
-        q = (self.manifest or {}).get("quantization") or {}
-        return q.get("target")
+        q = self.manifest.quantization if self.manifest else None
+        return q.target if q else None
 
     def fp32_keep_names(self, ops: tuple[str, ...]) -> frozenset[str]:
         """Names of nodes the FP16 flag path keeps FP32: those whose op type is in ``ops``, and those
         the precision pass kept FP32 for their calibrated range (listed in the manifest)."""
-        m = self.manifest or {}
-        islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16") or {}
-        listed = set(islands.get("fp32_nodes") or ()) | set(islands.get("fp32_overflow_nodes") or ())
+        islands = self.manifest.fp16_islands if self.manifest else None
+        listed = islands.kept_nodes if islands else frozenset()
         return frozenset(n for n, op in zip(self.node_names, self.node_ops) if n and (op in ops or n in listed))
 
 
 def inspect_onnx(path: Path) -> OnnxInfo:
     """Read the graph (no weights) and the manifest beside it."""
     from vitdeploy.core import onnx_utils
-    from vitdeploy.core.io import read_manifest
+    from vitdeploy.core import manifest as manifests
 
     path = Path(path)
     if not path.exists():
@@ -74,7 +75,7 @@ def inspect_onnx(path: Path) -> OnnxInfo:
         path=path,
         has_qdq=any(n.op_type in QDQ_OPS for n in nodes),
         has_fp16=has_fp16,
-        manifest=read_manifest(path),
+        manifest=manifests.read(path),
         node_names=tuple(n.name for n in model.graph.node),
         node_ops=tuple(n.op_type for n in model.graph.node),
         inputs=tuple(inputs),

@@ -1,6 +1,8 @@
 """Threaded batch iteration: samples decoded and preprocessed by worker threads a batch ahead of the
 consumer (``iter_batches``), all of them at once (``load_samples``), and the undecodable files
-counted and named (``ds.skipped``, ``skipped_warning``), never silently dropped."""
+counted and named (``ds.skipped``, ``skipped_warning``), never silently dropped. Inside a run scope
+(``data.cache.run_scope``) each image is decoded once: what was decoded is kept for the run's
+later passes (``data.cache``)."""
 
 from __future__ import annotations
 
@@ -11,17 +13,38 @@ from pathlib import Path
 import numpy as np
 
 from vitdeploy.core.errors import InputError, UsageError
+from vitdeploy.data import cache as run_cache
+from vitdeploy.data import decode
 from vitdeploy.data.checks import check_shape
-from vitdeploy.data.decode import ImageDecodeError, decode_image
-from vitdeploy.data.preprocess import Preprocess, preprocess_image
+from vitdeploy.data.decode import ImageDecodeError
+from vitdeploy.core.preprocessing import Preprocessing
+from vitdeploy.data.preprocess import preprocess_image
 from vitdeploy.data.sources import Dataset
 
 
-def _load_one(ds: Dataset, pre: Preprocess, i: int) -> np.ndarray:
-    """Sample ``i`` preprocessed: a row of the array, or the image decoded (``decode_image``) and preprocessed."""
+def _load_one(ds: Dataset, pre: Preprocessing, i: int, store: bool = True) -> np.ndarray:
+    """Sample ``i`` preprocessed: a row of the array, or the image decoded (``decode_image``) and
+    preprocessed; inside a run scope, what an earlier pass of the run decoded (and, with ``store``,
+    kept for the later ones: ``data.cache``)."""
     if ds.kind == "array":
         return ds.array[i]  # type: ignore[index]
-    return preprocess_image(decode_image(ds.files[i]), pre)
+    run = run_cache.active()
+    if run is None:
+        return preprocess_image(decode.decode_image(ds.files[i]), pre)
+    key = run_cache.sample_key(ds.files[i], pre.key())
+    kept = run_cache.get_sample(run, key)
+    if isinstance(kept, str):
+        raise ImageDecodeError(ds.files[i], kept)
+    if kept is not None:
+        return kept
+    try:
+        x = preprocess_image(decode.decode_image(ds.files[i]), pre)
+    except ImageDecodeError as exc:
+        run_cache.put_sample(run, key, exc.reason)
+        raise
+    if store:
+        run_cache.put_sample(run, key, x)
+    return x
 
 
 def decode_workers(threads: int | None = None) -> int:
@@ -31,15 +54,15 @@ def decode_workers(threads: int | None = None) -> int:
     return max(1, min(4, cores - threads if threads else cores // 2))
 
 
-def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int,
-            ahead: int) -> Iterator[tuple[int, Callable]]:
+def _loaded(ds: Dataset, pre: Preprocessing, indices: np.ndarray, workers: int,
+            ahead: int, store: bool = True) -> Iterator[tuple[int, Callable]]:
     """(index, result()) for each of ``indices`` in order, where result() returns the sample or raises
     ImageDecodeError. Images are decoded by ``workers`` threads (0: in the caller's thread; Pillow
     releases the GIL) at most ``ahead`` samples ahead of the consumer; closing the iterator (an error,
     Ctrl-C) cancels what is queued and leaves the threads to finish one image each."""
     if ds.kind == "array" or workers < 1:
         for i in indices:
-            yield int(i), lambda i=int(i): _load_one(ds, pre, i)
+            yield int(i), lambda i=int(i): _load_one(ds, pre, i, store)
         return
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +73,7 @@ def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int,
     try:
         while True:
             while len(pending) < ahead and (i := next(todo, None)) is not None:
-                pending.append((int(i), pool.submit(_load_one, ds, pre, int(i))))
+                pending.append((int(i), pool.submit(_load_one, ds, pre, int(i), store)))
             if not pending:
                 return
             i, future = pending.popleft()
@@ -59,9 +82,9 @@ def _loaded(ds: Dataset, pre: Preprocess, indices: np.ndarray, workers: int,
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: int, on_error: str = "skip",
+def iter_batches(ds: Dataset, pre: Preprocessing, indices: np.ndarray, batch_size: int, on_error: str = "skip",
                  progress: Callable[[int], None] | None = None,
-                 workers: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 workers: int = 1, _store: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (batch, dataset indices) of preprocessed samples, in the order of ``indices``, decoded by
     ``workers`` threads (0: in the caller's thread) up to a batch and a few samples ahead of the consumer
     (``_loaded``): while the consumer runs one batch, the next one is decoded. A file that does not decode
@@ -70,7 +93,7 @@ def iter_batches(ds: Dataset, pre: Preprocess, indices: np.ndarray, batch_size: 
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
     buf, idx = [], []
-    loaded = _loaded(ds, pre, indices, workers, batch_size + 4 * workers)
+    loaded = _loaded(ds, pre, indices, workers, batch_size + 4 * workers, _store)
     try:
         for i, result in loaded:
             try:
@@ -97,14 +120,37 @@ def no_decodable_image(ds: Dataset) -> InputError:
     return InputError(f"no decodable image in {ds.source} ({len(ds.skipped)} failed{detail})")
 
 
-def load_samples(ds: Dataset, pre: Preprocess, indices: np.ndarray, on_error: str = "skip",
+def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error: str = "skip",
                  progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """All selected samples as one array (and their dataset indices), filled in place (no second
-    copy while loading). Raises when none decode. For data at scale, iterate ``iter_batches``."""
+    copy while loading). Raises when none decode. For data at scale, iterate ``iter_batches``.
+
+    Inside a run scope (``data.cache``) of images, the set is kept read-only and handed as it is to
+    the next caller asking for the same images and preprocessing; its rows answer later passes."""
+    run = run_cache.active() if ds.kind != "array" else None
+    key = run_cache.set_key(ds.files, indices, pre.key(), on_error) if run is not None else ""
+    kept = run_cache.get_set(run, key) if run is not None else None
+    if kept is not None:
+        x, idx, skipped = kept
+        ds.skipped.extend(skipped)
+        if progress:
+            progress(len(indices))
+        return x, idx
+    skipped_before = len(ds.skipped)
+    x, idx = _load_all(ds, pre, indices, on_error, progress, workers)
+    if run is not None:
+        rows = [run_cache.sample_key(ds.files[int(i)], pre.key()) for i in idx]
+        run_cache.put_set(run, key, x, idx, ds.skipped[skipped_before:], rows)
+    return x, idx
+
+
+def _load_all(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error: str,
+              progress: Callable[[int], None] | None, workers: int) -> tuple[np.ndarray, np.ndarray]:
     x: np.ndarray | None = None
     idx = np.empty(len(indices), dtype=np.int64)
     n = 0
-    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress, workers):
+    # samples are not kept one by one (``_store``): the set itself is, below, without a second copy
+    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress, workers, _store=False):
         if x is None:
             x = np.empty((len(indices), *batch.shape[1:]), dtype=batch.dtype)
         x[n:n + len(batch)], idx[n:n + len(batch)] = batch, i

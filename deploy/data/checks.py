@@ -12,7 +12,7 @@ import numpy as np
 from vitdeploy.core.errors import InputError
 
 if TYPE_CHECKING:
-    from vitdeploy.data.preprocess import Preprocess
+    from vitdeploy.core.preprocessing import Preprocessing
     from vitdeploy.data.sources import Dataset
 
 
@@ -26,7 +26,7 @@ def _channels_last(model: tuple[int, ...]) -> bool:
     return len(model) == 3 and model[2] in (1, 3) and model[0] not in (1, 3)
 
 
-def check_shape(ds: Dataset, pre: Preprocess, model_shape: tuple[int, ...] | None = None) -> None:
+def check_shape(ds: Dataset, pre: Preprocessing, model_shape: tuple[int, ...] | None = None) -> None:
     """The samples must fit the model's input: ``model_shape`` (its dimensions after the batch, -1
     dynamic) where the caller has read it from the model, else ``pre.input_size``. Raises InputError
     (exit 3) before any model runs, naming the layout when only the channel position differs: channels-
@@ -83,7 +83,7 @@ def value_sample(arr: np.ndarray, per_channel: int = VALUE_SAMPLE, seed: int = 0
     return flat[rng.integers(0, n, per_channel), :, rng.integers(0, flat.shape[2], per_channel)]
 
 
-def check_array_values(ds: Dataset, pre: Preprocess | None, allow: bool = False) -> None:
+def check_array_values(ds: Dataset, pre: Preprocessing | None, allow: bool = False) -> None:
     """Refuse a preprocessed array whose dtype or values contradict normalised model inputs.
 
     No-op for image datasets and when ``allow`` (``--no-data-check``). Raises InputError (one
@@ -118,7 +118,7 @@ def check_array_values(ds: Dataset, pre: Preprocess | None, allow: bool = False)
     _check_against_normalisation(name, x, lo, hi, pre, raw_pixels)
 
 
-def _check_against_normalisation(name: str, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, pre: Preprocess,
+def _check_against_normalisation(name: str, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, pre: Preprocessing,
                                  raw_pixels: str) -> None:
     """The mean/std-known part of ``check_array_values``; x: (n, C) sample, lo/hi: (C,) quantiles."""
     c = x.shape[1]

@@ -2,7 +2,7 @@
 (``open_dataset``), and the one fingerprint of a source (``fingerprint``) and of a selection of its
 samples (``data_hash``).
 
-A folder is walked recursively; ImageFolder class subfolders give labels (``labels.folder_classes``).
+A folder is walked recursively (once per run scope: ``data.cache.files_under``); ImageFolder class subfolders give labels (``labels.folder_classes``).
 Arrays are loaded as float32 with their file dtype kept (``Dataset.source_dtype``) for the value check.
 """
 
@@ -19,10 +19,11 @@ import numpy as np
 
 from vitdeploy.core.errors import InputError
 from vitdeploy.core.io import sha256_file
+from vitdeploy.data.cache import files_under
 from vitdeploy.data.labels import folder_classes
 
 if TYPE_CHECKING:
-    from vitdeploy.data.preprocess import Preprocess
+    from vitdeploy.core.preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 ARRAY_KEYS = ("images", "x", "data", "inputs", "input")
@@ -56,7 +57,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
     if not p.exists():
         raise InputError(f"data {p} not found")
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = [f for f in files_under(p) if f.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {p}")
         rel_parents = {f.relative_to(p).parts[0] for f in files if len(f.relative_to(p).parts) > 1}
@@ -121,7 +122,7 @@ def fingerprint(path: str | os.PathLike, content: bool = False) -> str:
     if not p.is_dir():
         return file_sha256(p) if content or p.is_file() else hashlib.sha256().hexdigest()
     h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+    for f in files_under(p):
         rel = f.relative_to(p)
         if content:
             h.update(f"{rel.as_posix()}\0{file_sha256(f)}\n".encode())
@@ -154,7 +155,7 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # keyed by what cha
     return sha256_file(path)
 
 
-def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocess) -> str:
+def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocessing) -> str:
     """Content hash of the selected samples and the preprocessing (cache key, manifests)."""
     h = hashlib.sha256(pre.key().encode())
     if ds.kind == "array":

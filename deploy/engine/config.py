@@ -165,9 +165,9 @@ def _batch_profile(config: EngineConfig, info: OnnxInfo) -> BatchRange | None:
         return None
     if config.batch is not None:
         return config.batch
-    batch = (info.manifest or {}).get("batch")
-    if isinstance(batch, dict) and all(isinstance(batch.get(k), int) for k in ("min", "opt", "max")):
-        return BatchRange(batch["min"], batch["opt"], batch["max"])
+    batch = info.manifest.batch if info.manifest else None
+    if batch is not None and all(isinstance(v, int) for v in (batch.min, batch.opt, batch.max)):
+        return BatchRange(batch.min, batch.opt, batch.max)
     raise UsageError(f"{info.path} has a dynamic batch but no manifest batch range; give --dynamic-batch MIN:OPT:MAX")
 
 

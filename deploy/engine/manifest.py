@@ -2,15 +2,18 @@
 
 build_engine gathers an EngineRecord while it builds; engine_manifest turns it into the manifest
 dict (vitdeploy.core.io.new_manifest); the build stage adds the timings and steps and writes it.
+The parent ONNX's manifest is read typed (vitdeploy.core.manifest.Manifest).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.io import new_manifest, sha256_file
+from vitdeploy.core.manifest import EngineCalibration, Manifest
 from vitdeploy.core.onnx_info import OnnxInfo
 from vitdeploy.engine.config import BuildPlan, Request
 from vitdeploy.trt import layers as L
@@ -41,16 +44,16 @@ class EngineRecord:
 
 
 # fields of the parent ONNX's manifest the engine's manifest carries over
-INHERITED = ("model", "input", "output", "preprocessing", "checkpoint", "deploy_form")
+INHERITED = Manifest.INHERITED
 
 
 def engine_manifest(record: EngineRecord) -> dict[str, Any]:
     """The manifest dict of ``record`` (write_manifest adds the engine's sha256)."""
     r = record
-    parent = r.built_onnx.manifest or r.onnx.manifest or {}
+    parent = r.built_onnx.manifest or r.onnx.manifest
     options = {k: v for k, v in r.options.items() if k != "profile"}
     m = new_manifest(
-        "engine", r.out, **{k: parent[k] for k in INHERITED if k in parent},
+        "engine", r.out, **(parent.inherited() if parent else {}),
         precision=r.bplan.precision,
         tensorrt={"version": str(r.version), "strongly_typed": r.bplan.strongly_typed,
                   "network_flags": list(r.bplan.network_flags)},
@@ -78,12 +81,14 @@ def _calibration(r: EngineRecord) -> dict[str, Any] | None:
     """INT8 engines: the calibration data (Q/DQ pass) or the legacy calibration cache."""
     if r.bplan.precision != "int8":
         return None
-    built = r.built_onnx.manifest or {}
-    data = built.get("calibration_data") or {}
-    calibration = {"path": r.request.source, "hash": data.get("hash"),
-                   "method": (built.get("quantization") or {}).get("method"),
-                   "samples": data.get("calibration_samples")}
+    built = r.built_onnx.manifest
+    data = built.calibration_data if built else None
+    q = built.quantization if built else None
+    calibration = EngineCalibration.from_json({"path": r.request.source, "hash": data.hash if data else None,
+                                               "method": q.method if q else None,
+                                               "samples": data.calibration_samples if data else None})
     if r.calib_cache is not None:
-        calibration.update(path="legacy-calibrator", cache=str(r.calib_cache), hash=sha256_file(r.calib_cache),
-                           method="TensorRT implicit INT8 (cache from vitdeploy quantize)")
-    return calibration
+        calibration = dataclasses.replace(calibration, path="legacy-calibrator", cache=str(r.calib_cache),
+                                          hash=sha256_file(r.calib_cache),
+                                          method="TensorRT implicit INT8 (cache from vitdeploy quantize)")
+    return calibration.to_json()

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.errors import EngineBuildError
-from vitdeploy.core.io import read_manifest, sha256_file
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.io import sha256_file
+from vitdeploy.core.manifest import CalibrationData, Quantization, thaw
 from vitdeploy.core.onnx_info import OnnxInfo, inspect_onnx
 from vitdeploy.core.steps import Steps
 from vitdeploy.engine.build import BuildResult, build_engine
@@ -60,8 +62,8 @@ def precision_pass(config: EngineConfig, request: Request, bplan: BuildPlan, inf
         with steps.step(f"{precision} pass"):
             result = quantize(qc, steps, progress)
         out = result.onnx_path
-    qm = read_manifest(out) or {}
-    record["accuracy_vs_fp32"] = (qm.get("accuracy") or {}).get("vs_fp32")
+    qm = manifests.read(out)
+    record["accuracy_vs_fp32"] = thaw(qm.accuracy.vs_fp32) if qm and qm.accuracy else None
     if bplan.precision_pass == "int8-cache":
         cache = out.with_suffix(".calib")
         record["calibration_cache"] = str(cache)
@@ -71,19 +73,19 @@ def precision_pass(config: EngineConfig, request: Request, bplan: BuildPlan, inf
 
 def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
     """An earlier pass output made from this very model (and data/method for INT8)."""
-    m = read_manifest(path) if path.exists() else None
-    if not m or (m.get("parent") or {}).get("sha256") != sha256_file(config.model):
+    m = manifests.read(path) if path.exists() else None
+    if m is None or m.parent is None or m.parent.sha256 != sha256_file(config.model):
         return False
     if bplan.precision_pass == "fp16":
-        return m.get("precision") == "fp16" and config.calib is None
-    data = m.get("calibration_data") or {}
-    q = m.get("quantization") or {}
+        return m.precision == "fp16" and config.calib is None
+    data = m.calibration_data or CalibrationData()
+    q = m.quantization or Quantization()
     from vitdeploy.data.sources import source_fingerprint
 
-    same = (m.get("precision") == "int8" and q.get("method") == config.method and q.get("target") == "trt"
-            and q.get("high_precision", "fp32") == config.high_precision
-            and data.get("requested_samples") == config.samples and data.get("seed", 0) == 0
-            and config.calib is not None and data.get("fingerprint") == source_fingerprint(config.calib))
+    same = (m.precision == "int8" and q.method == config.method and q.target == "trt"
+            and ("fp32" if "high_precision" not in q.raw else q.high_precision) == config.high_precision
+            and data.requested_samples == config.samples and ("seed" not in data.raw or data.seed == 0)
+            and config.calib is not None and data.fingerprint == source_fingerprint(config.calib))
     if bplan.precision_pass == "int8-cache":
         same = same and path.with_suffix(".calib").exists()
     return same

@@ -34,9 +34,9 @@ from vitdeploy.core.errors import (
     UsageError,
     VitdeployError,
 )
+from vitdeploy.core import manifest as manifests
 from vitdeploy.core.io import (
     manifest_path,
-    read_manifest,
     sha256_file,
     write_bytes_atomic,
     write_json_atomic,
@@ -74,6 +74,12 @@ class DevicesFailed(VitdeployError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _sha256(artifact: Path) -> str:
+    """The artifact's sha256: its manifest's record, else hashed now."""
+    m = manifests.read(artifact)
+    return (m.sha256 if m else None) or sha256_file(artifact)
 
 
 def load_devices(path: Path) -> tuple[DeviceSpec, ...]:
@@ -167,7 +173,7 @@ def run_fleet(config: DeployConfig, inputs: FleetInputs, notes: list[str], skipp
         "calibration": str(config.calib) if config.calib else "built-in synthetic sample",
         "validation_data": {**data, "judged_on": f"{data.get('samples', '?')} {inputs.which}"},
         "precisions": list(inputs.artifacts), "batches": list(config.batches),
-        "artifacts": {p: {"artifact": a.name, "sha256": (read_manifest(a) or {}).get("sha256") or sha256_file(a)}
+        "artifacts": {p: {"artifact": a.name, "sha256": _sha256(a)}
                       for p, a in inputs.artifacts.items()},
         "devices": entries, "notes": notes,
         "warnings": warnings + [w for e in entries for w in e.get("warnings", [])],
@@ -287,6 +293,6 @@ def _run_device(spec: DeviceSpec, config: DeployConfig, inputs: FleetInputs, fol
         "conditions": f"{conditions(spec.host, env)}; {steps_done}", "validation_data": vdoc["data"],
         "passed": vdoc.get("passed", True), "precisions": rows,
         "warnings": ([warning] if warning else []) + [f"{spec.name}: {w}" for w in bdoc.get("warnings", [])],
-        "engines": {p: {"path": e.relative_to(config.out).as_posix(), "sha256": manifests[p]["sha256"]}
+        "engines": {p: {"path": e.relative_to(config.out).as_posix(), "sha256": manifests[p].sha256}
                     for p, e in engines.items()},
     }

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitdeploy.core.io import read_manifest, write_json_atomic
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.io import write_json_atomic
 from vitdeploy.core.precision import QuantHints
 from vitdeploy.pipeline.state import digest
 
@@ -42,7 +43,8 @@ def quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step: R
         from vitdeploy.calib import cpu_form
 
         model = onnx_utils.load(fp32)
-        hints = QuantHints.from_json((read_manifest(fp32) or {}).get("quantization_hints"))
+        m = manifests.read(fp32)
+        hints = (m.quantization_hints if m else None) or QuantHints()
         choice = cpu_form.choose(cpu_form.placeholder_forms(model, hints), fp32=model.SerializeToString(),
                                  threads=config.threads)
         path = quant_output(fp32, "int8", choice.choice)

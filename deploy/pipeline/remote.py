@@ -44,7 +44,9 @@ from vitdeploy.core.errors import (
     UsageError,
     VitdeployError,
 )
-from vitdeploy.core.io import atomic_path, manifest_path, read_manifest, sha256_file
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.io import atomic_path, manifest_path, sha256_file
+from vitdeploy.core.manifest import Manifest
 from vitdeploy.data.sources import content_key  # also what the device imports from here
 
 BLOB = "data"  # CACHE/<content key>/data: a file or folder, linked under its names in each job folder
@@ -385,11 +387,12 @@ def run_remote(config: RemoteConfig, argv: list[str | Upload], *, need_tensorrt:
     return RemoteRun(doc=job.relabel(doc), env=job.env, sent=job.sent, reused=job.reused, fetched=[p for _, p in outputs])
 
 
-def check_fetched(artifact: Path, host: str) -> dict[str, Any]:
+def check_fetched(artifact: Path, host: str) -> Manifest:
     """The manifest of an artifact brought back from ``host``, its sha256 checked against the file;
     on a mismatch both are removed and RemoteError says to rerun."""
-    manifest = read_manifest(artifact, required=True) or {}
-    if manifest.get("sha256") != sha256_file(artifact):
+    manifest = manifests.read(artifact, required=True)
+    assert manifest is not None  # required=True: InputError when absent
+    if manifest.sha256 != sha256_file(artifact):
         for p in (artifact, manifest_path(artifact)):
             p.unlink(missing_ok=True)
         raise RemoteError(f"{artifact} from {host} does not match its manifest's sha256; rerun")

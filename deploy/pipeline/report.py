@@ -7,7 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitdeploy.core.io import read_manifest, sha256_file
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.document import Cell, Column, Document, Image, Note, Section, Span, Table, Value, to_markdown
+from vitdeploy.core.io import sha256_file
+from vitdeploy.core.manifest import Manifest
 
 if TYPE_CHECKING:
     from vitdeploy.pipeline.run import DeployConfig
@@ -27,13 +30,13 @@ def manifest_chain(path: Path) -> list[dict[str, Any]]:
     chain = []
     current: Path | None = path
     while current is not None and current.exists():
-        m = read_manifest(current) or {}
-        chain.append({"artifact": current.name, "kind": m.get("kind"), "precision": m.get("precision"),
-                      "sha256": m.get("sha256") or sha256_file(current)})
-        parent = (m.get("parent") or {}).get("artifact")
-        if parent is None and m.get("checkpoint"):
-            chain.append({"artifact": Path(m["checkpoint"]["path"]).name, "kind": "checkpoint",
-                          "sha256": m["checkpoint"]["sha256"]})
+        m = manifests.read(current) or Manifest()
+        chain.append({"artifact": current.name, "kind": m.kind, "precision": m.precision,
+                      "sha256": m.sha256 or sha256_file(current)})
+        parent = m.parent.artifact if m.parent else None
+        if parent is None and m.raw.get("checkpoint"):
+            chain.append({"artifact": Path(m.checkpoint.path).name, "kind": "checkpoint",
+                          "sha256": m.checkpoint.sha256})
         current = Path(parent) if parent else None
         if current is not None and not current.is_absolute() and not current.exists():
             current = path.parent / current.name
@@ -78,48 +81,115 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
     }
 
 
-def report_markdown(r: dict[str, Any]) -> str:
-    """report.md: the notes, one table of every precision's figures, the conditions, the manifest chains."""
-    lines = [f"# vitdeploy report: {r['model']}", ""]
-    for n in r["notes"]:
-        lines += [f"> **Note:** {n}", ""]
-    d = r["validation_data"]
+def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else format(v, spec) + suffix
+
+
+def document(r: dict[str, Any]) -> Document:
+    """report.md as a ``Document``: the notes, one table of every precision's figures, the conditions,
+    the manifest chains."""
     from vitdeploy.bench.fleet_report import checkpoint_text
 
-    lines += [f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
-              f"verdicts judged on {d['judged_on']}" + (" (labelled)" if d["labels"] else " (no labels)"), ""]
-    head = "| precision | artifact | backend | top-1 | drop (pt) | cosine | top-1 agree |"
-    sep = "|---|---|---|---|---|---|---|"
+    d = r["validation_data"]
+    columns = [Column("precision"), Column("artifact"), Column("backend"), Column("top-1", "right"),
+               Column("drop (pt)", "right"), Column("cosine", "right"), Column("top-1 agree", "right")]
     for b in r["batches"]:
-        head += f" p50 ms @{b} | img/s @{b} | speedup @{b} |"
-        sep += "---|---|---|"
-    lines += [head + " validation |", sep + "---|"]
-
-    def fmt(v, spec):
-        return "-" if v is None else format(v, spec)
-
+        columns += [Column(f"p50 ms @{b}", "right"), Column(f"img/s @{b}", "right"), Column(f"speedup @{b}", "right")]
+    table = Table(columns + [Column("validation")])
     for row in r["precisions"]:
-        line = (f"| {row['precision']} | {row['artifact']} | {row['backend']} | {fmt(row['top1'], '.2%')} | "
-                f"{fmt(row['top1_drop_points'], '+.2f')} | {row['cosine']:.5f} | {row['top1_agreement']:.2%} |")
+        cells = [row["precision"], row["artifact"], row["backend"], _fmt(row["top1"], ".2%"),
+                 _fmt(row["top1_drop_points"], "+.2f"), f"{row['cosine']:.5f}", f"{row['top1_agreement']:.2%}"]
         for b in r["batches"]:
             lat = row["latency"].get(str(b), {})
-            line += f" {fmt(lat.get('p50_ms'), '.2f')} | {fmt(lat.get('throughput_ips'), ',.0f')} | {fmt(lat.get('speedup'), '.2f')}x |"
-        lines.append(line + f" {row['validation']} |")
+            cells += [_fmt(lat.get("p50_ms"), ".2f"), _fmt(lat.get("throughput_ips"), ",.0f"), _fmt(lat.get("speedup"), ".2f", "x")]
+        table.add_row(*cells, row["validation"])
+    head = Section(notes=[Note(n) for n in r["notes"]], table=table,
+                   paragraphs=[f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
+                               f"verdicts judged on {d['judged_on']}" + (" (labelled)" if d["labels"] else " (no labels)")])
     c = r.get("conditions") or {}
     cpu = c.get("cpu") or {}
-    lines += ["", "## Conditions", "", f"- CPU: {cpu.get('model')} ({cpu.get('cores')} cores), threads: {c.get('threads')}"]
-    for g in c.get("gpus") or []:
-        lines.append(f"- GPU: {g.get('name')} (sm {g.get('compute_capability')})")
+    conditions = [f"CPU: {cpu.get('model')} ({cpu.get('cores')} cores), threads: {c.get('threads')}"]
+    conditions += [f"GPU: {g.get('name')} (sm {g.get('compute_capability')})" for g in c.get("gpus") or []]
     if c.get("jetson"):
         j = c["jetson"]
-        lines.append(f"- Jetson: L4T {j.get('l4t')} (JetPack {j.get('jetpack')}), power mode {j.get('power_mode')}, clocks locked: {j.get('clocks_locked')}")
-    for w in r["warnings"]:
-        lines.append(f"- warning: {w}")
-    lines += ["", "## Manifest chains", ""]
-    for row in r["precisions"]:
-        chain = " <- ".join(f"{x['artifact']} ({(x.get('sha256') or '')[:12]})" for x in row["manifest_chain"])
-        lines.append(f"- {row['precision']}: {chain}")
+        conditions.append(f"Jetson: L4T {j.get('l4t')} (JetPack {j.get('jetpack')}), power mode {j.get('power_mode')}, "
+                          f"clocks locked: {j.get('clocks_locked')}")
+    conditions += [f"warning: {w}" for w in r["warnings"]]
+    chains = [f"{row['precision']}: " + " <- ".join(f"{x['artifact']} ({(x.get('sha256') or '')[:12]})" for x in row["manifest_chain"])
+              for row in r["precisions"]]
+    sections = [head, Section("Conditions", items=conditions), Section("Manifest chains", items=chains)]
     if r["steps_skipped"]:
-        lines += ["", f"Resumed: {', '.join(r['steps_skipped'])} unchanged and not redone."]
-    lines += ["", "![latency and accuracy](report.png)", ""]
-    return "\n".join(lines)
+        sections.append(Section(paragraphs=[f"Resumed: {', '.join(r['steps_skipped'])} unchanged and not redone."]))
+    sections.append(Section(image=Image("latency and accuracy", "report.png")))
+    return Document(f"vitdeploy report: {r['model']}", sections=sections)
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    """report.md."""
+    return to_markdown(document(r))
+
+
+# What a failed check is called in the console's tables (its full figures are in report.md / report.json).
+SHORT_FAILURES = {"max_abs": "max abs", "cosine": "cosine", "top-1 agreement": "top-1 agree",
+                  "top-5 agreement": "top-5 agree", "top-1 drop": "top-1 drop"}
+
+
+def verdict_cell(validation: str) -> Cell:
+    """'FAIL: cosine 0.97 < 0.98; top-1 agreement ...' -> 'FAIL cosine +1' (the first check failed, and
+    how many more); 'reference' muted; anything else as it is."""
+    if validation == "reference":
+        return Cell.of(Span("reference", "muted"))
+    if not validation.startswith("FAIL"):
+        return Cell.of(validation)
+    failures = validation.removeprefix("FAIL").lstrip(": ").split("; ")
+    first = next((short for name, short in SHORT_FAILURES.items() if failures[0].startswith(name)),
+                 failures[0].split(" ")[0])
+    more = f" +{len(failures) - 1}" if len(failures) > 1 else ""
+    return Cell.of(Span("FAIL", "bad"), f" {first}{more}")
+
+
+def summary_table(r: dict[str, Any]) -> Table:
+    """The console's table, for 80 columns with three batch sizes: short headers, each speedup under
+    its latency, top-1's drop under it, one short reason per verdict (the full one is in report.md)."""
+    backends = sorted({row["backend"] for row in r["precisions"]})
+    table = Table([Column("prec"), Column("top-1", "right"), Column("cosine", "right"),
+                   *(Column(f"ms @{b}", "right") for b in r["batches"]), Column("verdict")],
+                  title=f"{r['model']} on {', '.join(backends)}", ruled=True,  # a rule between the two-line rows
+                  footnotes=["ms: p50 latency, speedup vs fp32 below it; below top-1: points vs fp32"])
+    for row in r["precisions"]:
+        ref = row["validation"] == "reference"
+        top1 = Cell.of("-" if row["top1"] is None else f"{row['top1']:.1%}")
+        if row["top1_drop_points"] is not None and not ref:
+            top1 = Cell.of(*top1.spans, "\n", Span(f"{-row['top1_drop_points']:+.2f} pt", "muted"))
+        cells: list[Value] = [row["precision"], top1, f"{row['cosine']:.4f}"]
+        for b in r["batches"]:
+            lat = row["latency"].get(str(b), {})
+            p50 = f"{lat.get('p50_ms', float('nan')):.1f}"
+            cells.append(p50 if ref or not lat.get("speedup") else Cell.of(p50, "\n", Span(f"{lat['speedup']:.2f}x", "muted")))
+        cells.append(verdict_cell(row["validation"]))
+        table.add_row(*cells)
+    return table
+
+
+FLEET_COLUMNS = 3  # devices per table: three 18-character columns beside the labels fit 80 columns
+
+
+def fleet_tables(r: dict[str, Any]) -> list[Table]:
+    """The console's fleet tables: a column per device (three per table, names and cells cut to 18
+    characters), a row per condition and per precision's figures, a rule after each group."""
+    from vitdeploy.bench.fleet_report import fleet_rows
+
+    names, groups = fleet_rows(r)
+    out = []
+    for start in range(0, len(names), FLEET_COLUMNS):
+        cols = range(start, min(start + FLEET_COLUMNS, len(names)))
+        table = Table([Column("")] + [Column(names[i], "right", cut=True, max_width=18) for i in cols],
+                      title=f"{r['model']} on {len(names)} devices" if start == 0 else None)
+        for group in groups:
+            for label, cells in group:
+                table.add_row(label, *(verdict_cell(cells[i]) if label.endswith("verdict") else cells[i] for i in cols))
+            table.end_section()
+        out.append(table)
+    if out:
+        out[-1].footnotes.append("ms: p50 per call; cosine, top-1 agree: vs the FP32 ONNX on each device")
+    return out

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitdeploy.core.batch import BatchRange
 from vitdeploy.core.errors import UsageError
 from vitdeploy.core.precision import PRECISIONS
-from vitdeploy.core.io import read_manifest, write_bytes_atomic, write_json_atomic
+from vitdeploy.core.preprocessing import KNOWN_LATER, Preprocessing
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.io import write_bytes_atomic, write_json_atomic
 from vitdeploy.core.steps import Steps
 from vitdeploy.pipeline.int8_cpu import ORT_CPU_NOTE, cpu_form_note, quantize_int8_cpu
 from vitdeploy.pipeline.report import build_report, gated, report_markdown
@@ -56,9 +58,8 @@ class DeployConfig:
     warmup: int = 5
     threads: int | None = 1
     engines: str = "auto"  # auto | always | never
-    input_size: tuple[int, int, int] | None = None  # for package.module:function models
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    # --input-size, --mean, --std: on top of a zoo model's own; all of it for package.module:function models
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     num_classes: int | None = None
     strict_checkpoint: bool = True  # False: --non-strict
     force: bool = False  # redo every step
@@ -98,7 +99,18 @@ def tensorrt_available() -> bool:
 
 def run_deploy(config: DeployConfig, steps: Steps | None = None,
                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict[str, Any]:
-    """Run (or resume) the job; returns the report document (also written to OUT/report.*)."""
+    """Run (or resume) the job; returns the report document (also written to OUT/report.*).
+
+    One data scope for the whole run (``data.cache.run_scope``): each data folder is walked once and
+    each image decoded once, however many steps read them (quantize FP16 and INT8, validate)."""
+    from vitdeploy.data.cache import run_scope
+
+    with run_scope():
+        return _run_deploy(config, steps, progress)
+
+
+def _run_deploy(config: DeployConfig, steps: Steps | None,
+                progress: Callable[[str, int], Callable[[int], None]] | None) -> dict[str, Any]:
     from vitdeploy.validate import load_thresholds
 
     steps = steps or Steps()
@@ -148,16 +160,18 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
         state.record(name, inputs, outputs)
 
     # 1. export
-    from vitdeploy.export import ExportConfig, Preprocessing, export
+    from vitdeploy.export import ExportConfig, export
     from vitdeploy.export.source import definition_files
 
     fp32 = out / f"{base}.onnx"
     fp32_manifest = fp32.with_suffix(".json")  # the preprocessing quantize and validate read: in their digests
-    pre = Preprocessing(input_size=config.input_size, mean=config.mean, std=config.std, num_classes=config.num_classes)
+    pre = config.preprocessing
     export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=config.export_batch,
-                              force=True, preprocessing=pre, strict_checkpoint=config.strict_checkpoint)
+                              force=True, preprocessing=pre, num_classes=config.num_classes,
+                              strict_checkpoint=config.strict_checkpoint)
+    asked = {k: pre.to_dict()[k] for k in KNOWN_LATER} | {"num_classes": config.num_classes}  # the digest as before
     run_step("export", digest(config.model, config.checkpoint and Path(config.checkpoint), str(config.export_batch),
-                               asdict(pre), config.strict_checkpoint, *definition_files(config.model), "export/2"),
+                               asked, config.strict_checkpoint, *definition_files(config.model), "export/2"),
              [fp32, fp32_manifest], lambda: export(export_cfg))
     artifacts: dict[str, Path] = {"fp32": fp32}
 
@@ -183,7 +197,7 @@ def run_deploy(config: DeployConfig, steps: Steps | None = None,
                  [path, path.with_suffix(".json")], lambda q=qcfg: quantize(q, progress=progress))
         artifacts[precision] = path
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
-                for w in (read_manifest(artifacts[p]) or {}).get("warnings") or ()]
+                for w in getattr(manifests.read(artifacts[p]), "warnings", ())]
     if fleet:  # 3.-6. on every device of --devices
         from vitdeploy.pipeline.fleet import FleetInputs, run_fleet
 

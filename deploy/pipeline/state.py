@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.io import sha256_file, write_json_atomic
+from vitdeploy.data.cache import files_under
 
 STATE_FILE = "deploy-state.json"
 
@@ -53,11 +54,10 @@ def digest(*parts: Any) -> str:
         if isinstance(p, Path) and p.is_file():
             h.update(sha256_file(p).encode())
         elif isinstance(p, Path) and p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file():
-                    h.update(str(f.relative_to(p)).encode())
-                    h.update(str(f.stat().st_size).encode())
-                    h.update(str(int(f.stat().st_mtime)).encode())
+            for f in files_under(p):  # the run's one walk of the folder (vitdeploy.data.cache)
+                h.update(str(f.relative_to(p)).encode())
+                h.update(str(f.stat().st_size).encode())
+                h.update(str(int(f.stat().st_mtime)).encode())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()

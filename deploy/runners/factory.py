@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.errors import InputError, UsageError
-from vitdeploy.core.io import read_manifest
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.manifest import Manifest
 from vitdeploy.runners.base import BaseRunner
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
@@ -33,9 +34,12 @@ class Artifact:
     spec: str
     kind: str  # "onnx" | "engine" | "torch"
     path: Path | None
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None  # a JSON dict given here is read into a Manifest
     checkpoint: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.manifest = Manifest.coerce(self.manifest)
 
     @property
     def label(self) -> str:
@@ -45,8 +49,8 @@ class Artifact:
     def precision(self) -> str:
         """The manifest's precision; for an ONNX file without one (copied or renamed away from it),
         read from its graph; else fp32."""
-        if self.manifest and self.manifest.get("precision"):
-            return str(self.manifest["precision"])
+        if self.manifest and self.manifest.precision:
+            return str(self.manifest.precision)
         if self.kind == "onnx" and self.path is not None:
             return graph_precision(str(self.path), self.path.stat().st_mtime_ns)
         return "fp32"
@@ -54,9 +58,9 @@ class Artifact:
     @property
     def batch_range(self) -> tuple[int, int] | None:
         """(min, max) batch from the manifest: a dynamic export's range, an engine's profile; else None."""
-        batch = (self.manifest or {}).get("batch")
-        if isinstance(batch, dict) and batch.get("max"):
-            return int(batch.get("min", 1)), int(batch["max"])
+        batch = self.manifest.batch if self.manifest else None
+        if batch and batch.max:
+            return int(1 if batch.min is None else batch.min), int(batch.max)
         return None
 
     @property
@@ -81,7 +85,7 @@ def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | No
         if not path.is_file():
             raise InputError(f"{path} not found")
         kind = "onnx" if suffix in ONNX_SUFFIXES else "engine"
-        return Artifact(text, kind, path, read_manifest(path))
+        return Artifact(text, kind, path, manifests.read(path))
     if path.exists() or suffix:
         raise InputError(f"unknown artifact type {text!r}: give an .onnx file, an .engine/.plan file, or a zoo model name")
     from vitdeploy.core.deps import require
@@ -90,7 +94,7 @@ def resolve_artifact(spec: str | os.PathLike, checkpoint: str | os.PathLike | No
     from vitdeploy.models import get_spec
 
     spec_ = get_spec(text)  # UnknownModelError for a typo
-    pre = spec_.preprocessing()
+    pre = spec_.preprocessing().to_manifest()
     ckpt = Path(checkpoint) if checkpoint else None
     return Artifact(text, "torch", None, {"precision": "fp32", "preprocessing": pre,
                                           "model": {"name": text, "family": spec_.family}}, ckpt)
@@ -128,7 +132,7 @@ def open_runner(artifact: Artifact | str | os.PathLike, backend: str | None = No
 
         model = create_model(art.spec, checkpoint=art.checkpoint)
         runner_type = TorchRunner if device == "cpu" else CudaTorchRunner
-        runner = runner_type(model, tuple(art.manifest["preprocessing"]["input_size"]), threads=threads, device=device)
+        runner = runner_type(model, tuple(art.manifest.preprocessing.input_size), threads=threads, device=device)
     runner.artifact = art  # type: ignore[attr-defined]
     runner.backend = backend  # type: ignore[attr-defined]
     return runner

@@ -24,7 +24,8 @@ import numpy as np
 
 from vitdeploy.core.deps import require
 from vitdeploy.core.errors import CompatibilityError, InputError, UsageError
-from vitdeploy.core.io import read_manifest
+from vitdeploy.core import manifest as manifests
+from vitdeploy.core.manifest import Manifest
 from vitdeploy.runners.base import BaseRunner, TensorMeta
 from vitdeploy.trt.compat import check_engine
 from vitdeploy.trt.version import version_of
@@ -50,7 +51,7 @@ class TensorRTRunner(BaseRunner):
         self._trt = trt
         self._cuda = cuda
         self.notes: list[str] = []
-        self.manifest: dict | None = None
+        self.manifest: Manifest | None = None
         self.runtime = self.engine = self.context = self.stream = None
         self.tensors: list[_Tensor] = []
         self.version = None
@@ -60,7 +61,7 @@ class TensorRTRunner(BaseRunner):
     def activate(self) -> None:
         if not self.engine_path.is_file():
             raise InputError(f"engine {self.engine_path} not found")
-        self.manifest = read_manifest(self.engine_path)  # before TensorRT is touched
+        self.manifest = manifests.read(self.engine_path)  # before TensorRT is touched
         trt = self._trt if self._trt is not None else require("tensorrt", "running TensorRT engines")
         version = version_of(trt)
         if self._cuda is None:
@@ -75,7 +76,7 @@ class TensorRTRunner(BaseRunner):
 
         logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(logger)
-        if ((self.manifest or {}).get("build_options") or {}).get("version_compatible"):
+        if self.manifest and self.manifest.build_options and self.manifest.build_options.version_compatible:
             runtime.engine_host_code_allowed = True  # the plan carries its own lean runtime
         engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:

@@ -56,7 +56,7 @@ class Restriction:
         return ((self.since is None or version_key(self.since) <= v)
                 and (self.until is None or v < version_key(self.until)))
 
-    def message(self, node: NodeView, what: str, support: "ParserSupport") -> str:
+    def message(self, node: NodeView, what: str, support: ParserSupport) -> str:
         later = f" ({self.until}+ takes it)" if self.until else ""
         return f"{node.op_type} {node.name}: {what} is not supported by the {support.name} ONNX parser{later}"
 
@@ -280,21 +280,31 @@ RESTRICTIONS: tuple[Restriction, ...] = (
 )
 
 
+_BY_VERSION: dict[str, dict[str, tuple[Restriction, ...]]] = {}  # parser version -> op -> restrictions
+
+
+def _restrictions_by_version(version: str) -> dict[str, tuple[Restriction, ...]]:
+    """op -> the restrictions that apply to one parser version, derived once per version (callers
+    must not change the dict: restrictions_for hands out copies)."""
+    if version not in _BY_VERSION:
+        out: dict[str, list[Restriction]] = {}
+        for r in RESTRICTIONS:
+            if r.applies_to(version):
+                out.setdefault(r.op, []).append(r)
+        _BY_VERSION[version] = {op: tuple(rs) for op, rs in out.items()}
+    return _BY_VERSION[version]
+
+
 def restrictions_for(target: str) -> dict[str, tuple[Restriction, ...]]:
     """op -> the restrictions that apply to this target's parser version."""
-    version = parser_support(target).version
-    out: dict[str, list[Restriction]] = {}
-    for r in RESTRICTIONS:
-        if r.applies_to(version):
-            out.setdefault(r.op, []).append(r)
-    return {op: tuple(rs) for op, rs in out.items()}
+    return dict(_restrictions_by_version(parser_support(target).version))
 
 
 def node_violations(target: str, node: NodeView) -> list[str]:
     """Finding messages for one node on one target (empty when the parser takes it as it is)."""
     support = parser_support(target)
     msgs = []
-    for r in restrictions_for(target).get(node.op_type, ()):
+    for r in _restrictions_by_version(support.version).get(node.op_type, ()):
         what = r.check(node)
         if what:
             msgs.append(r.message(node, what, support))

@@ -43,6 +43,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     each artifact's outputs are reduced as they come, so memory does not grow with the samples. The
     reference runs first, its outputs kept on disk (``_RunCache``), then each candidate in turn; a
     finished artifact's figures are kept so that an interrupted run, started again, resumes."""
+    from vitdeploy.core.preprocessing import Preprocessing
     from vitdeploy.data.checks import check_array_values, check_shape, fits
     from vitdeploy.data.preprocess import resolve_preprocess
     from vitdeploy.data.sampling import sample_indices
@@ -55,8 +56,9 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     ds = open_dataset(config.data)
     # A preprocessed .npy/.npz needs no preprocessing options: without a manifest its sample shape
     # stands for the input size (checked against the reference's input below) and mean/std are unknown.
-    pre = resolve_preprocess(ref_art.manifest, ds)
-    shape_from_data = "input_size" not in ((ref_art.manifest or {}).get("preprocessing") or {})
+    pre = resolve_preprocess(Preprocessing.from_manifest(ref_art.manifest), ds)
+    written = (ref_art.manifest.raw.get("preprocessing") or {}) if ref_art.manifest else {}
+    shape_from_data = "input_size" not in written  # no manifest, or one without an input size
     check_shape(ds, pre)
     check_array_values(ds, pre, allow=not config.data_check)
     indices = sample_indices(len(ds), config.samples, config.seed)

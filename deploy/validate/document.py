@@ -1,5 +1,6 @@
 """The result document of `vitdeploy validate`: its header, the labels it may use, each candidate's
-entry (its figures judged by ``core.compare.judge``), the bench accuracy block and the markdown table."""
+entry (its figures judged by ``core.compare.judge``), the bench accuracy block, and how it is shown:
+``document`` (validate.md, a ``core.document.Document``) and ``summary_table`` (the console's)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vitdeploy.core.compare import Comparison, judge
+from vitdeploy.core.document import Cell, Column, Document, Note, Section, Span, Table, Value, to_markdown
 from vitdeploy.core.io import has_random_weights
 from vitdeploy.runners.factory import Artifact
 from vitdeploy.validate.config import VALIDATE_SCHEMA, ValidateConfig
@@ -103,38 +105,64 @@ def accuracy_section(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    ref = doc["reference"]
-    lines = [f"# Validation against {ref['artifact']} ({ref['precision']}, {ref['backend']})", "",
-             f"Data: {doc['data']['source']}, {doc['data']['samples']} samples"
-             + (" with labels" if doc["data"]["labels"] else
-                " (labels that cannot be the model's classes: agreement only)" if doc["data"].get("labels_present")
-                else " (no labels: agreement only)")
-             + (f", {doc['data']['skipped']} undecodable skipped" if doc["data"]["skipped"] else ""), ""]
-    for w in doc.get("warnings", []):
-        lines += [f"> **Warning:** {w}", ""]
-    unusable = doc["data"].get("unusable_labels")
+def document(doc: dict[str, Any]) -> Document:
+    """validate.md as a ``Document``: the reference, the data, warnings, one row per candidate, the worst samples."""
+    ref, data = doc["reference"], doc["data"]
+    labels = data["labels"]
+    about = (" with labels" if labels else " (labels that cannot be the model's classes: agreement only)"
+             if data.get("labels_present") else " (no labels: agreement only)")
+    skipped = f", {data['skipped']} undecodable skipped" if data["skipped"] else ""
+    head = Section(notes=[Note(w, "Warning") for w in doc.get("warnings", [])])
+    unusable = data.get("unusable_labels")
     if unusable:
-        lines += [f"> Top-1 not reported and not gated: the reference scores {unusable['reference_top1']:.2%} on "
-                  "these labels, a figure about the labels, not the model.", ""]
-    head = "| artifact | precision | backend | cosine (min) | top-1 agree | max abs |"
-    sep = "|---|---|---|---|---|---|"
-    if doc["data"]["labels"]:
-        head += " top-1 | drop (pt) |"
-        sep += "---|---|"
-        lines += [f"Reference top-1: {ref['top1']:.2%}, top-5: {ref['top5']:.2%}", ""]
-    lines += [head + " result |", sep + "---|"]
+        head.notes.append(Note(f"Top-1 not reported and not gated: the reference scores {unusable['reference_top1']:.2%} on "
+                               "these labels, a figure about the labels, not the model.", label=None))
+    if labels:
+        head.paragraphs.append(f"Reference top-1: {ref['top1']:.2%}, top-5: {ref['top5']:.2%}")
+    columns = [Column("artifact"), Column("precision"), Column("backend"), Column("cosine (min)", "right"),
+               Column("top-1 agree", "right"), Column("max abs", "right")]
+    if labels:
+        columns += [Column("top-1", "right"), Column("drop (pt)", "right")]
+    head.table = Table(columns + [Column("result")])
     for c in doc["candidates"]:
         cmp_ = c["comparison"]
-        row = (f"| {c['artifact']} | {c['precision']} | {c['backend']} | {cmp_['cosine_mean']:.5f} ({cmp_['cosine_min']:.5f}) | "
-               f"{cmp_['top1_agreement']:.2%} | {cmp_['max_abs']:.3g} |")
-        if doc["data"]["labels"]:
-            row += f" {c['top1']:.2%} | {c['top1_drop_points']:+.2f} |"
-        row += " pass |" if c["passed"] else f" **FAIL**: {'; '.join(c['failures'])} |"
-        lines.append(row)
+        row: list[Value] = [c["artifact"], c["precision"], c["backend"], f"{cmp_['cosine_mean']:.5f} ({cmp_['cosine_min']:.5f})",
+                            f"{cmp_['top1_agreement']:.2%}", f"{cmp_['max_abs']:.3g}"]
+        if labels:
+            row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
+        row.append("pass" if c["passed"] else Cell.of(Span("FAIL", "bad"), f": {'; '.join(c['failures'])}"))
+        head.table.add_row(*row)
+    sections = [head]
     worst = [c for c in doc["candidates"] if c["worst_samples"]]
     if worst:
-        lines += ["", "Worst samples (lowest cosine first):", ""]
-        lines += [f"- {c['artifact']}: {', '.join(Path(s).name for s in c['worst_samples'][:5])}" for c in worst]
-    return "\n".join(lines) + "\n"
+        sections.append(Section(paragraphs=["Worst samples (lowest cosine first):"],
+                                items=[f"{c['artifact']}: {', '.join(Path(s).name for s in c['worst_samples'][:5])}" for c in worst]))
+    return Document(f"Validation against {ref['artifact']} ({ref['precision']}, {ref['backend']})",
+                    facts=[("Data", f"{data['source']}, {data['samples']} samples{about}{skipped}")], sections=sections)
 
+
+def markdown(doc: dict[str, Any]) -> str:
+    """validate.md."""
+    return to_markdown(document(doc))
+
+
+def summary_table(doc: dict[str, Any]) -> Table:
+    """The console's table (80 columns): a row per candidate, its name over its precision and backend,
+    minimum cosine, agreement, max abs (top-1 and its drop with labels), pass or FAIL; the legend below."""
+    ref, labels = doc["reference"], doc["data"]["labels"]
+    title = f"vs {ref['artifact']} ({ref['backend']}) on {doc['data']['samples']} samples"
+    if labels:
+        title += f"; reference top-1 {ref['top1']:.2%}"
+    names = ["cos min", "agree", "max abs"] + (["top-1", "drop\npt"] if labels else [])
+    table = Table([Column("candidate", wrap=True, cut=True), *(Column(n, "right") for n in names), Column("result")],
+                  title=title, footnotes=["cos min: minimum cosine over samples; agree: top-1 agreement with the reference"
+                                          + ("; drop: top-1 points lost" if labels else "")])
+    for c in doc["candidates"]:
+        cmp_ = c["comparison"]
+        row: list[Value] = [Cell.of(c["artifact"], "\n", Span(f"{c['precision']}, {c['backend']}", "muted")),
+                            f"{cmp_['cosine_min']:.5f}", f"{cmp_['top1_agreement']:.1%}", f"{cmp_['max_abs']:.2g}"]
+        if labels:
+            row += [f"{c['top1']:.2%}", f"{c['top1_drop_points']:+.2f}"]
+        row.append(Cell.of(Span("pass", "good")) if c["passed"] else Cell.of(Span("FAIL", "bad")))
+        table.add_row(*row)
+    return table

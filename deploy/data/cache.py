@@ -1,0 +1,156 @@
+"""What one run has read already: folder listings and decoded samples, kept for the length of a run.
+
+`vitdeploy deploy` opens its calibration folder in several steps (quantize FP16 and INT8, the
+held-out split, validate, the resume digests) and decodes the same images in each: the held-out
+images in both quantize passes and in validate's reference and candidate passes. Inside
+``run_scope()`` (``run_deploy`` opens one) each folder is walked once (``files_under``) and each
+image decoded once per preprocessing (``iter_batches``, ``load_samples`` in ``batches``):
+
+- folder listings, keyed by (path, mtime of the folder);
+- decoded and preprocessed samples, keyed by (file, size, mtime, preprocessing), or the reason the
+  file did not decode; copies of what the batch iterators produced, at most ``cache_bytes()`` in all
+  (``VITDEPLOY_DECODE_CACHE_MB``, default 1024 MB: about 1,700 images at 224 px): beyond that a
+  sample is decoded again when asked for, as outside a run;
+- whole calibration sets (``load_samples``), keyed by (files, preprocessing, on_error): the array
+  the first caller got, made read-only and handed to the next caller as it is (no second copy; its
+  rows also answer single-sample look-ups, outside the byte cap: they are in memory anyway).
+
+Outside a run scope nothing is kept: every command on its own reads its data as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_CACHE_MB = 1024
+
+
+def cache_bytes() -> int:
+    """The byte cap on decoded samples kept by a run (``VITDEPLOY_DECODE_CACHE_MB``, default 1024)."""
+    try:
+        return max(0, int(float(os.environ.get("VITDEPLOY_DECODE_CACHE_MB", DEFAULT_CACHE_MB)) * 2**20))
+    except ValueError:
+        return DEFAULT_CACHE_MB * 2**20
+
+
+@dataclass
+class RunCache:
+    limit: int
+    listings: dict[tuple[str, int], list[Path]] = field(default_factory=dict)
+    samples: dict[tuple, np.ndarray | str] = field(default_factory=dict)  # array, or why it did not decode
+    sets: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]] = field(default_factory=dict)
+    used: int = 0  # bytes of the sample copies held (not of the rows of ``sets``)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_run: RunCache | None = None
+_depth = 0
+_scope_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_scope() -> Iterator[RunCache]:
+    """Keep folder listings and decoded samples until the outermost scope ends (nested scopes share it)."""
+    global _run, _depth
+    with _scope_lock:
+        if _run is None:
+            _run = RunCache(cache_bytes())
+        _depth += 1
+        run = _run
+    try:
+        yield run
+    finally:
+        with _scope_lock:
+            _depth -= 1
+            if _depth == 0:
+                _run = None
+
+
+def active() -> RunCache | None:
+    return _run
+
+
+def files_under(p: Path) -> list[Path]:
+    """Every file under the folder ``p``, recursively, sorted: walked once per run scope (while the
+    folder's mtime is unchanged), on every call outside one."""
+    run = _run
+    if run is None:
+        return _walk(p)
+    try:
+        key = (str(p.resolve()), p.stat().st_mtime_ns)
+    except OSError:
+        return _walk(p)
+    with run.lock:
+        files = run.listings.get(key)
+    if files is None:
+        files = _walk(p)
+        with run.lock:
+            run.listings[key] = files
+    return list(files)
+
+
+def _walk(p: Path) -> list[Path]:
+    return sorted(f for f in p.rglob("*") if f.is_file())
+
+
+def sample_key(path: Path, pre_key: str) -> tuple | None:
+    """What a decoded sample is kept under: the file's identity and the preprocessing; None when the
+    file cannot be stat'ed (decoding it will say why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, pre_key)
+
+
+def get_sample(run: RunCache, key: tuple | None) -> np.ndarray | str | None:
+    if key is None:
+        return None
+    with run.lock:
+        return run.samples.get(key)
+
+
+def put_sample(run: RunCache, key: tuple | None, value: np.ndarray | str) -> None:
+    """Keep a copy of a decoded sample (or the reason it did not decode) while under the byte cap."""
+    if key is None:
+        return
+    size = value.nbytes if isinstance(value, np.ndarray) else 0
+    with run.lock:
+        if key in run.samples or run.used + size > run.limit:
+            return
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+            value.flags.writeable = False
+        run.samples[key] = value
+        run.used += size
+
+
+def set_key(files: list[Path], indices: np.ndarray, pre_key: str, on_error: str) -> str:
+    h = hashlib.sha256(f"{pre_key}\0{on_error}\0".encode())
+    for i in indices:
+        h.update(f"{os.path.abspath(files[int(i)])}\n".encode())
+    return h.hexdigest()
+
+
+def get_set(run: RunCache, key: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None:
+    with run.lock:
+        return run.sets.get(key)
+
+
+def put_set(run: RunCache, key: str, x: np.ndarray, idx: np.ndarray, skipped: list[tuple[str, str]],
+            row_keys: list[tuple | None]) -> None:
+    """Keep a loaded set (made read-only) and answer single-sample look-ups with its rows."""
+    x.flags.writeable = False
+    with run.lock:
+        run.sets[key] = (x, idx, list(skipped))
+        for k, row in zip(row_keys, x):
+            if k is not None:
+                run.samples.setdefault(k, row)
