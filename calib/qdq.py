@@ -280,7 +280,7 @@ def write(model, qplan: QuantPlan, act_ranges: dict, target: str, output_ranges:
     place to what was quantized (``ort_cpu_plan``), so a manifest made from it afterwards is right.
     """
     if target not in TARGETS:
-        raise UsageError(f"unknown quantization target {target!r}; choose from {', '.join(TARGETS)}")
+        raise UsageError(f"unknown Q/DQ form {target!r} (--qdq-form); choose from {', '.join(TARGETS)}")
     if target == "ort-cpu":
         return _write_ort_cpu(model, qplan, act_ranges, output_ranges or {})
     onnx = require("onnx")

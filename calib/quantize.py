@@ -199,18 +199,16 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 keep = len(samples) - len(samples) % static_batch  # a static-batch model takes whole batches
                 samples, calib_idx = samples[:keep], calib_idx[:keep]
             if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch in the accuracy step
-                lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see calib.data
+                lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see vitdeploy.data.labels
                 warnings.extend(lmap.warnings)
                 hold_labels = lmap.labels if lmap.meaningful else None
             ctx.samples, ctx.data_hash = samples, data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
-                few = (f"only {len(samples)} calibration images ({len(ds)} available, {len(hold_idx)} held out): "
-                       f"below {MIN_INT8_SAMPLES}")
+                few = f"only {len(samples)} calibration images (the data row says where the rest went): below {MIN_INT8_SAMPLES}"
                 warnings.append(f"{few}, INT8 ranges fit those few images rather than your data; give a few hundred")
             elif len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
-                                f"({len(ds)} available, {len(hold_idx)} held out, "
-                                f"{len(ds.skipped)} undecodable)")
+                                "(the data row says where the rest went)")
             data_info = {"source": ds.source, "fingerprint": source_fingerprint(data_source), "kind": ds.kind,
                          "synthetic": synthetic,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,

@@ -4,4 +4,4 @@ Importing this package is cheap and torch-free; heavy modules (torch, onnxruntim
 are imported by the functions that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: the package layout changed (a device must run the same version)

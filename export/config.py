@@ -44,6 +44,11 @@ class ExportConfig:
             raise UsageError(f"unknown exporter {self.exporter!r}; choose from {', '.join(EXPORTERS)}")
         if self.simplify not in SIMPLIFIERS:
             raise UsageError(f"unknown simplifier {self.simplify!r}; choose from {', '.join(SIMPLIFIERS)}")
+        from vitdeploy.trt.check import known_targets  # stdlib tables: checked before any export work
+
+        unknown = [t for t in self.targets if t not in known_targets()]
+        if unknown:
+            raise UsageError(f"unknown --trt-version {', '.join(map(repr, unknown))}; known: {', '.join(known_targets())}")
         if self.opset < MIN_OPSET:
             raise UsageError(f"opset {self.opset} is below {MIN_OPSET} (LayerNormalization and TensorRT-friendly ops need 17+)")
         import onnx

@@ -111,6 +111,15 @@ def _compile(folder: Path, soname: str, *defines: str) -> Path:
     return lib
 
 
+@pytest.fixture(autouse=True)
+def _no_runtime_in_process(monkeypatch):
+    """The search prefers a libcudart already mapped into the process (one TensorRT loaded); the fake
+    libraries these tests load stay mapped, so each test starts from none."""
+    import vitdeploy.trt.cuda as cuda_mod
+
+    monkeypatch.setattr(cuda_mod, "_mapped_cudart", lambda: [])
+
+
 @pytest.fixture(scope="module")
 def fake_cudart(tmp_path_factory) -> Path:
     return _compile(tmp_path_factory.mktemp("fake_cudart"), "libcudart.so.12")
@@ -284,3 +293,27 @@ def test_search_skips_a_runtime_newer_than_the_driver(monkeypatch, tmp_path, fak
     monkeypatch.setattr(cuda_mod, "candidates", lambda: [str(cuda13)])
     cuda = cuda_mod.Cuda()  # the only one there: taken, its calls will tell
     assert cuda.path == str(cuda13) and cuda.device_info()["cuda_runtime"] == "13.0"
+
+
+def test_search_prefers_the_newest_runtime_the_driver_runs(monkeypatch, tmp_path, fake_cudart):
+    """A leftover CUDA 11 runtime found first (ldconfig's cache) never wins over the CUDA 12 one
+    TensorRT 10 needs: among the runtimes the driver runs, the newest major is taken."""
+    import vitdeploy.trt.cuda as cuda_mod
+
+    cuda11 = _compile(tmp_path / "cuda11", "libcudart.so.11.0", "-DRUNTIME_VERSION=11080")
+    monkeypatch.delenv("VITDEPLOY_CUDART", raising=False)
+    monkeypatch.setattr(cuda_mod, "_loaded", {})
+    monkeypatch.setattr(cuda_mod, "_mapped_cudart", lambda: [])
+    monkeypatch.setattr(cuda_mod, "candidates", lambda: [str(cuda11), str(fake_cudart)])
+    assert cuda_mod.Cuda().path == str(fake_cudart)
+
+
+def test_a_runtime_already_in_the_process_is_the_one_used(monkeypatch, tmp_path, fake_cudart):
+    import vitdeploy.trt.cuda as cuda_mod
+
+    cuda13 = _compile(tmp_path / "cuda13", "libcudart.so.13", "-DRUNTIME_VERSION=13000")
+    monkeypatch.delenv("VITDEPLOY_CUDART", raising=False)
+    monkeypatch.setattr(cuda_mod, "_loaded", {})
+    monkeypatch.setattr(cuda_mod, "_mapped_cudart", lambda: [str(fake_cudart)])
+    monkeypatch.setattr(cuda_mod, "candidates", lambda: [str(cuda13)])
+    assert cuda_mod.Cuda().path == str(fake_cudart)

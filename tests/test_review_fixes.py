@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from vitdeploy.bench.report import REPORT_FILES, check_report_dir
-from vitdeploy.core.errors import OutputError, OutputExistsError
+from vitdeploy.core.errors import InputError, OutputError, OutputExistsError, UsageError
 from vitdeploy.core.io import check_output
 from vitdeploy.trt import restrictions as R
 
@@ -127,3 +127,32 @@ def test_float_outputs_is_float_tensor_names():
 
     model = _fp16_model()
     assert F16.float_outputs(model) == float_tensor_names(model) == ["a", "b", "y"]
+
+
+def test_a_renamed_copy_keeps_its_manifest_and_another_files_manifest_is_not_taken(tmp_path):
+    """A newcomer copied model.onnx + model.json to deit.onnx + deit.json: the manifest's digest
+    matches the file, so it is this artifact's manifest; beside a different file it is refused."""
+    import json
+    import shutil
+
+    from vitdeploy.core.io import read_manifest, sha256_file
+
+    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
+    manifest = {"schema": "vitdeploy.manifest/1", "kind": "onnx", "artifact": "model.onnx",
+                "sha256": sha256_file(tmp_path / "model.onnx")}
+    (tmp_path / "model.json").write_text(json.dumps(manifest))
+    shutil.copy(tmp_path / "model.onnx", tmp_path / "deit.onnx")
+    shutil.copy(tmp_path / "model.json", tmp_path / "deit.json")
+    assert read_manifest(tmp_path / "deit.onnx")["artifact"] == "model.onnx"
+    (tmp_path / "other.onnx").write_bytes(b"other bytes")
+    shutil.copy(tmp_path / "model.json", tmp_path / "other.json")
+    assert read_manifest(tmp_path / "other.onnx") is None
+    with pytest.raises(InputError, match="describes 'model.onnx', not other.onnx"):
+        read_manifest(tmp_path / "other.onnx", required=True)
+
+
+def test_an_unknown_trt_version_is_refused_before_any_export_work():
+    from vitdeploy.export import ExportConfig
+
+    with pytest.raises(UsageError, match="unknown --trt-version 'trt9'; known: trt8.5"):
+        ExportConfig("vit_tiny_test", targets=("trt10", "trt9"))

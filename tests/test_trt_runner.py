@@ -117,3 +117,25 @@ def test_missing_tensorrt_is_exit_7(engine):
     with pytest.raises(MissingDependencyError, match="tensorrt is not installed") as e:
         TensorRTRunner(engine).activate()
     assert e.value.exit_code == 7
+
+
+def test_release_frees_everything_when_one_free_fails_and_raises_once(engine):
+    """A sticky CUDA error fails every release: each buffer, event and the stream is still released,
+    and the first failure is raised once at the end."""
+    r, cuda = runner(engine)
+    r.activate()
+    r.infer_one(np.ones((2, 3, 4, 4), np.float32))
+    real_free, freed, destroyed = cuda.free, [], []
+
+    def failing_free(ptr):
+        freed.append(ptr)
+        real_free(ptr)
+        raise CompatibilityError("CUDA cudaFree failed: cudaErrorIllegalAddress (an illegal memory access)")
+
+    cuda.free = failing_free
+    real_destroy = cuda.destroy_stream
+    cuda.destroy_stream = lambda s: (destroyed.append(s), real_destroy(s))
+    with pytest.raises(CompatibilityError, match="cudaErrorIllegalAddress"):
+        r.deactivate()
+    assert len(freed) == len(r.tensors) >= 2 and destroyed and all(t.ptr == 0 for t in r.tensors)
+    assert r.stream is None and not r.is_active

@@ -135,7 +135,7 @@ def test_validate_refuses_labels_at_chance(tmp_path):
     assert not doc["data"]["labels"] and doc["data"]["labels_present"]
     assert doc["data"]["unusable_labels"]["reference_top1"] == 0.0
     assert "top1" not in doc["reference"] and "top1_drop_points" not in doc["candidates"][0]
-    assert any("chance level" in w for w in doc["warnings"])
+    assert any("not clearly above chance" in w for w in doc["warnings"])
     md = markdown(doc)
     assert "**Warning:**" in md and "Reference top-1" not in md and "cannot be the model's classes" in md
 
@@ -156,7 +156,7 @@ def test_validate_cli_prints_label_warnings_once(cli, tmp_path):
     assert rc == 0, err
     warned = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warned) == len(set(warned)) == 2 and "Warning" not in err  # each once; no Python warning lines
-    assert "sorted order" in warned[0] and "chance level" in warned[1]
+    assert "sorted order" in warned[0] and "not clearly above" in warned[1]
 
 
 @pytest.mark.parametrize("names, scheme_ok", [([c[0] for c in CLASSES], True), (["red", "green", "blue"], False)])

@@ -17,7 +17,6 @@ One JSON Schema per manifest kind lies in ``vitdeploy/core/schemas/`` (``schema_
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from vitdeploy.core import schema
 from vitdeploy.core.precision import QuantHints
 from vitdeploy.core.preprocessing import Preprocessing
 
@@ -327,37 +327,17 @@ class Manifest(_Section, Mapping):
 
 def load_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of manifests of ``kind`` (a packaged file: vitdeploy/core/schemas/manifest-KIND.json)."""
-    import json
-
-    return json.loads(schema_path(kind).read_text())
-
-
-@functools.lru_cache(maxsize=None)
-def _validator(kind: str) -> Callable[[Any], Any]:
-    """The schema of ``kind`` compiled by fastjsonschema, once per process."""
-    import fastjsonschema
-
-    try:
-        return fastjsonschema.compile(load_schema(kind), use_default=False)
-    except fastjsonschema.JsonSchemaDefinitionException as exc:  # a packaging bug
-        raise RuntimeError(f"manifest schema {schema_path(kind)} does not compile: {exc}") from exc
+    return schema.load(schema_path(kind))
 
 
 def validation_errors(data: Manifest | Mapping[str, Any]) -> list[str]:
     """How a manifest departs from the schema of its kind, as ['path: message'] (the first problem
-    fastjsonschema finds); empty when it conforms."""
-    import fastjsonschema
-
+    found; vitdeploy.core.schema); empty when it conforms."""
     doc = data.to_json() if isinstance(data, Manifest) else thaw(data)
     kind = doc.get("kind") if isinstance(doc, dict) else None
     if kind not in KINDS:
         return [f"kind: {kind!r} is not one of {', '.join(KINDS)}"]
-    try:
-        _validator(kind)(doc)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        where = "/".join(str(p) for p in (exc.path or [])[1:]) or "(top)"
-        return [f"{where}: {exc.message}"]
-    return []
+    return schema.errors(doc, schema_path(kind))
 
 
 def read(artifact: str | os.PathLike, required: bool = False) -> Manifest | None:

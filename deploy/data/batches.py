@@ -138,6 +138,7 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
         return x, idx
     skipped_before = len(ds.skipped)
     x, idx = _load_all(ds, pre, indices, on_error, progress, workers)
+    x.flags.writeable = False  # read-only in and outside a run: a caller that writes to it fails in tests too
     if run is not None:
         rows = [run_cache.sample_key(ds.files[int(i)], pre.key()) for i in idx]
         run_cache.put_set(run, key, x, idx, ds.skipped[skipped_before:], rows)

@@ -6,14 +6,14 @@ images in both quantize passes and in validate's reference and candidate passes.
 ``run_scope()`` (``run_deploy`` opens one) each folder is walked once (``files_under``) and each
 image decoded once per preprocessing (``iter_batches``, ``load_samples`` in ``batches``):
 
-- folder listings, keyed by (path, mtime of the folder);
+- folder listings, keyed by (path, mtimes of the folder and of its direct subfolders);
 - decoded and preprocessed samples, keyed by (file, size, mtime, preprocessing), or the reason the
   file did not decode; copies of what the batch iterators produced, at most ``cache_bytes()`` in all
   (``VITDEPLOY_DECODE_CACHE_MB``, default 1024 MB: about 1,700 images at 224 px): beyond that a
   sample is decoded again when asked for, as outside a run;
-- whole calibration sets (``load_samples``), keyed by (files, preprocessing, on_error): the array
-  the first caller got, made read-only and handed to the next caller as it is (no second copy; its
-  rows also answer single-sample look-ups, outside the byte cap: they are in memory anyway).
+- whole calibration sets (``load_samples``), keyed by (files, preprocessing, on_error): the
+  read-only array the first caller got, handed to the next caller as it is (no second copy; its
+  rows also answer single-sample look-ups); a set counts against the same byte cap.
 
 Outside a run scope nothing is kept: every command on its own reads its data as before.
 """
@@ -44,10 +44,10 @@ def cache_bytes() -> int:
 @dataclass
 class RunCache:
     limit: int
-    listings: dict[tuple[str, int], list[Path]] = field(default_factory=dict)
+    listings: dict[tuple[str, tuple[int, ...]], list[Path]] = field(default_factory=dict)
     samples: dict[tuple, np.ndarray | str] = field(default_factory=dict)  # array, or why it did not decode
     sets: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]] = field(default_factory=dict)
-    used: int = 0  # bytes of the sample copies held (not of the rows of ``sets``)
+    used: int = 0  # bytes held: sample copies and whole sets (a set's rows are views, not counted twice)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -80,12 +80,12 @@ def active() -> RunCache | None:
 
 def files_under(p: Path) -> list[Path]:
     """Every file under the folder ``p``, recursively, sorted: walked once per run scope (while the
-    folder's mtime is unchanged), on every call outside one."""
+    folder's and its class folders' mtimes are unchanged), on every call outside one."""
     run = _run
     if run is None:
         return _walk(p)
     try:
-        key = (str(p.resolve()), p.stat().st_mtime_ns)
+        key = (str(p.resolve()), _mtimes(p))
     except OSError:
         return _walk(p)
     with run.lock:
@@ -95,6 +95,14 @@ def files_under(p: Path) -> list[Path]:
         with run.lock:
             run.listings[key] = files
     return list(files)
+
+
+def _mtimes(p: Path) -> tuple[int, ...]:
+    """The folder's mtime and its direct subfolders' (ImageFolder's class folders): a file added to or
+    removed from a class folder changes only that folder's mtime."""
+    with os.scandir(p) as entries:
+        subs = sorted(e.stat().st_mtime_ns for e in entries if e.is_dir(follow_symlinks=True))
+    return (p.stat().st_mtime_ns, *subs)
 
 
 def _walk(p: Path) -> list[Path]:
@@ -147,9 +155,13 @@ def get_set(run: RunCache, key: str) -> tuple[np.ndarray, np.ndarray, list[tuple
 
 def put_set(run: RunCache, key: str, x: np.ndarray, idx: np.ndarray, skipped: list[tuple[str, str]],
             row_keys: list[tuple | None]) -> None:
-    """Keep a loaded set (made read-only) and answer single-sample look-ups with its rows."""
+    """Keep a loaded set (read-only) and answer single-sample look-ups with its rows; the set counts
+    against the byte cap like single samples (a set that does not fit is not kept)."""
     x.flags.writeable = False
     with run.lock:
+        if key in run.sets or run.used + x.nbytes > run.limit:
+            return
+        run.used += x.nbytes
         run.sets[key] = (x, idx, list(skipped))
         for k, row in zip(row_keys, x):
             if k is not None:

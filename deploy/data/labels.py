@@ -122,7 +122,8 @@ def chance_level(top1: float, samples: int, num_classes: int, alpha: float = CHA
 
 def chance_warning(top1: float, samples: int, num_classes: int) -> str:
     """The warning for a reference whose top-1 is at chance level (``chance_level``)."""
-    return (f"the reference's top-1 {top1:.2%} on {samples} labelled samples is at chance level for {num_classes} "
-            f"classes ({1.0 / num_classes:.2%}): the labels do not follow the model's class order (or the model "
-            "is untrained); top-1 figures are not meaningful and not counted")
+    return (f"the reference's top-1 {top1:.2%} on {samples} labelled samples is not clearly above chance for "
+            f"{num_classes} classes ({1.0 / num_classes:.2%}; one-sided binomial test, p > {CHANCE_ALPHA:g}): "
+            "the labels do not follow the model's class order (or the model is untrained); top-1 figures are "
+            "not meaningful and not counted")
 

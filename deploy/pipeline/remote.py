@@ -47,7 +47,7 @@ from vitdeploy.core.errors import (
 from vitdeploy.core import manifest as manifests
 from vitdeploy.core.io import atomic_path, manifest_path, sha256_file
 from vitdeploy.core.manifest import Manifest
-from vitdeploy.data.sources import content_key  # also what the device imports from here
+from vitdeploy.data.sources import content_key
 
 BLOB = "data"  # CACHE/<content key>/data: a file or folder, linked under its names in each job folder
 
@@ -218,7 +218,7 @@ class Device:
         A dropped connection leaves only the temporary name, which the device removes (trap, or a
         hash or tar check that fails on truncated data)."""
         if path.is_dir():  # a tar cut at a file boundary extracts cleanly: check the folder's own key there
-            key_of = (f'{shell_path(self.config.python)} -c "import pathlib, sys; from vitdeploy.pipeline.remote import '
+            key_of = (f'{shell_path(self.config.python)} -c "import pathlib, sys; from vitdeploy.data.sources import '
                       f'content_key; print(content_key(pathlib.Path(sys.argv[1])))" "$t"')
             receive, check, chunks = 'mkdir "$t" && tar -xf - -C "$t"', f'[ "$({key_of})" = {key} ]', _tar_chunks(path)
         else:

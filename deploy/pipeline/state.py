@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.io import sha256_file, write_json_atomic
-from vitdeploy.data.cache import files_under
+from vitdeploy.data.sources import fingerprint
 
 STATE_FILE = "deploy-state.json"
 
@@ -47,17 +47,14 @@ class State:
 
 
 def digest(*parts: Any) -> str:
-    """A step's inputs hashed: a file by its content, a folder by its files' names, sizes and mtimes,
-    anything else by its JSON."""
+    """A step's inputs hashed: a file by its content, a folder by its fingerprint (its files' names,
+    sizes and mtimes: vitdeploy.data.sources.fingerprint, the run's one walk), anything else by its JSON."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, Path) and p.is_file():
             h.update(sha256_file(p).encode())
         elif isinstance(p, Path) and p.is_dir():
-            for f in files_under(p):  # the run's one walk of the folder (vitdeploy.data.cache)
-                h.update(str(f.relative_to(p)).encode())
-                h.update(str(f.stat().st_size).encode())
-                h.update(str(int(f.stat().st_mtime)).encode())
+            h.update(fingerprint(p).encode())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()

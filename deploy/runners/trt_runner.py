@@ -16,6 +16,8 @@ inputs kept on the device) and ``device_memory_bytes``.
 
 from __future__ import annotations
 
+import sys
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,20 +127,32 @@ class TensorRTRunner(BaseRunner):
             context.set_tensor_address(t.name, t.ptr)
 
     def deactivate(self) -> None:
-        cuda = self._cuda
+        """Free every buffer, event and the stream even when one release fails (a sticky CUDA error
+        fails them all); the first failure is raised at the end, unless an error is already on its
+        way out (``activate``'s), which it would hide."""
+        cuda, failures = self._cuda, []
+
+        def release(fn, *args) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - collected and raised once below
+                failures.append(exc)
+
         for t in self.tensors:
             if t.ptr and cuda is not None:
-                cuda.free(t.ptr)
+                release(cuda.free, t.ptr)
             t.ptr = 0
         if self._events is not None and cuda is not None:
             for event in self._events:
-                cuda.destroy_event(event)
+                release(cuda.destroy_event, event)
         self._events = self._staged_key = None
         if self.stream is not None and cuda is not None:
-            cuda.destroy_stream(self.stream)
+            release(cuda.destroy_stream, self.stream)
         self.stream = None
         self.context = self.engine = self.runtime = None
         super().deactivate()
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
 
     def input_metadata(self) -> list[TensorMeta]:
         assert self.tensors, "activate() first"

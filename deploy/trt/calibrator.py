@@ -1,9 +1,9 @@
 """The legacy implicit-INT8 path (TensorRT < 10.12): an entropy calibrator that only reads a cache.
 
-The cache is the one `vitdeploy quantize --trt-calibration-cache` writes (calib/trtcache.py):
+The cache is the one `vitdeploy quantize --trt-calibration-cache` writes (vitdeploy.trt.calibration_cache):
 scales measured on the CPU by vitdeploy, so no calibration batches ever reach the GPU. TensorRT
 checks the cache header against its own version and calibrator name, so the header is rewritten
-for the running TensorRT (calib.trtcache.header) before it is handed over.
+for the running TensorRT (calibration_cache.header) before it is handed over.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
         try:
             support = parser_support(target)
         except KeyError:
-            raise UsageError(f"unknown target {target!r}; known: {', '.join(known_targets())}") from None
+            raise UsageError(f"unknown --trt-version {target!r}; known: {', '.join(known_targets())}") from None
         out: list[Finding] = []
         if not support.min_opset <= opset <= support.max_opset:
             out.append(Finding(target, "error", "opset", f"opset {opset}",

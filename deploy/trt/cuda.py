@@ -141,20 +141,41 @@ def load_cudart() -> tuple[str, ctypes.CDLL]:
                                          "runtime library (libcudart.so.N, cudart64_N.dll) or unset it") from None
         _loaded[explicit] = (explicit, lib)
         return _loaded[explicit]
-    first = None
-    for name in candidates():
+    first, best, best_major = None, None, -1
+    for name in [*_mapped_cudart(), *candidates()]:
         try:
             lib = ctypes.CDLL(name)
         except OSError:
             continue
         first = first or (name, lib)
-        if _driver_supports(lib):
-            _loaded[explicit] = (name, lib)
-            return _loaded[explicit]
-    if first is not None:  # none the driver supports: its calls will say so (cudaErrorInsufficientDriver)
-        _loaded[explicit] = first
-        return first
+        if name in _mapped_cudart():  # the one TensorRT (or torch) already uses: the same runtime for both
+            best = (name, lib)
+            break
+        major = _runtime_major(lib)
+        if _driver_supports(lib) and major > best_major:  # newest the driver runs: a stray older one never wins
+            best, best_major = (name, lib), major
+    if best is not None or first is not None:  # none the driver supports: its calls say so (InsufficientDriver)
+        _loaded[explicit] = best or first
+        return _loaded[explicit]
     raise MissingDependencyError(f"the CUDA runtime library (libcudart) was not found for the TensorRT runner: {INSTALL_HINT}")
+
+
+def _mapped_cudart() -> list[str]:
+    """libcudart files already mapped into this process (Linux): loaded with TensorRT or torch."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libcudart.so" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def _runtime_major(lib: ctypes.CDLL) -> int:
+    version = c_int()
+    try:
+        return version.value // 1000 if lib.cudaRuntimeGetVersion(byref(version)) == 0 else 0
+    except AttributeError:
+        return -1  # not a CUDA runtime
 
 
 def _driver_supports(lib: ctypes.CDLL) -> bool:
@@ -242,8 +263,12 @@ class Cuda:
         major = self._int("cudaDeviceGetAttribute", ATTR_COMPUTE_CAPABILITY_MAJOR, device)
         minor = self._int("cudaDeviceGetAttribute", ATTR_COMPUTE_CAPABILITY_MINOR, device)
         free, total = c_size_t(), c_size_t()
-        self._call("cudaMemGetInfo", byref(free), byref(total))
-        return {"index": device, "name": name, "compute_capability": f"{major}.{minor}", "memory_bytes": int(total.value),
+        try:  # creates the context; a failure here leaves the memory unknown, not the whole answer
+            self._call("cudaMemGetInfo", byref(free), byref(total))
+            memory: int | None = int(total.value)
+        except CompatibilityError:
+            memory = None
+        return {"index": device, "name": name, "compute_capability": f"{major}.{minor}", "memory_bytes": memory,
                 "integrated": bool(self._int("cudaDeviceGetAttribute", ATTR_INTEGRATED, device)),
                 "multiprocessors": self._int("cudaDeviceGetAttribute", ATTR_MULTIPROCESSOR_COUNT, device),
                 "cuda_runtime": _cuda_version(self._int("cudaRuntimeGetVersion")),

@@ -15,7 +15,7 @@ from vitdeploy.trt.support import ParserSupport, parser_support
 
 
 class NodeView:
-    """What a restriction predicate may ask of a node (duck-typed; trtcheck._Node implements it)."""
+    """What a restriction predicate may ask of a node (duck-typed; vitdeploy.trt.check._Node implements it)."""
 
     op_type: str
     name: str  # node name, or a stand-in naming its first output when the node has none

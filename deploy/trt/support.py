@@ -465,4 +465,4 @@ def parser_support(target: str) -> ParserSupport:
     try:
         return TARGETS[target]
     except KeyError:
-        raise KeyError(f"unknown TensorRT target {target!r}; known targets: {', '.join(TARGETS)}") from None
+        raise KeyError(f"unknown TensorRT parser version {target!r} (--trt-version); known: {', '.join(TARGETS)}") from None

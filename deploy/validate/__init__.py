@@ -3,7 +3,7 @@
 Runs the reference (a zoo model with its checkpoint, or the FP32 ONNX) and every candidate on
 the same preprocessed samples. With labels: top-1/top-5 accuracy and the drop against the
 reference. Always: top-1/top-5 agreement, cosine, max abs/rel error, the worst samples.
-Labels that cannot be the reference's classes (``calib.data.labels_for``: out of range, ImageNet
+Labels that cannot be the reference's classes (``vitdeploy.data.labels.labels_for``: out of range, ImageNet
 wnid folders for a model without 1000 outputs, ...) or on which the reference scores at chance
 are warned about (``doc["warnings"]``, which the CLI prints) and not used: no top-1 figures, no
 top-1 drop gate; their reference figures stay in ``doc["data"]["unusable_labels"]`` for diagnosis.

@@ -43,8 +43,8 @@ class ValidateConfig:
     threads: int | None = None
     backends: dict[str, str] = field(default_factory=dict)  # artifact -> backend override
     on_error: str = "skip"
-    data_check: bool = True  # refuse .npy/.npz data whose values are not normalised inputs (calib.data.check_array_values)
-    decode_workers: int | None = None  # image decoder threads (default: calib.data.decode_workers)
+    data_check: bool = True  # refuse .npy/.npz data whose values are not normalised inputs (vitdeploy.data.checks.check_array_values)
+    decode_workers: int | None = None  # image decoder threads (default: vitdeploy.data.batches.decode_workers)
     cache_dir: Path | None = None  # per-artifact partial results, to resume (default: $VITDEPLOY_CACHE/validate)
 
     def __post_init__(self) -> None:
