@@ -67,8 +67,8 @@ def timed(name, fn):  # a pass, between two stretches of ONNX Runtime alone
             ort_alone()
     return run
 
-V._reference_pass = timed("reference", V._reference_pass)
-V._candidate_pass = timed("candidate", V._candidate_pass)
+V.reference_pass = timed("reference", V.reference_pass)
+V.candidate_pass = timed("candidate", V.candidate_pass)
 doc = V.validate(V.ValidateConfig(model, (model,), Path(data), samples=n, batch_size=batch, threads=threads,
                                   cache_dir=Path(cache)))
 samples = doc["data"]["samples"]

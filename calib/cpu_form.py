@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vitdeploy.calib import qdq
+from vitdeploy.calib import qdq, qdq_write
 from vitdeploy.core.deps import require
 from vitdeploy.core.precision import QuantHints, QuantPolicy
 
@@ -77,7 +77,7 @@ def placeholder_forms(model, hints: QuantHints | None = None, targets: tuple[str
         else:
             ranges = {t: placeholder(t) for t in plan.activations}
             outputs = {t: placeholder(t) for t in plan.node_outputs(m)}
-        forms[target] = qdq.write(m, plan, ranges, target, outputs).SerializeToString()
+        forms[target] = qdq_write.write(m, plan, ranges, target, outputs).SerializeToString()
     return forms
 
 

@@ -1,5 +1,8 @@
 """The precision passes of `vitdeploy quantize`: INT8 (statistics -> ranges -> Q/DQ, float parts in
-FP16 or FP32) and FP16 (FP32 islands), over the model and calibration samples of a ``_Context``."""
+FP16 or FP32) and FP16 (FP32 islands), over the model and calibration samples of a ``QuantizeContext``.
+
+Public steps: ``int8_pass``, ``fp16_pass``, ``fp32_islands`` (what stays FP32 in an FP16 part) and
+``statistics`` (activation statistics, cached on disk by model, data and tensors)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vitdeploy.calib import fp16 as F16
-from vitdeploy.calib import qdq, stats
+from vitdeploy.calib import qdq, qdq_write, stats
 from vitdeploy.calib.methods import asymmetric_range, symmetric_amax
 from vitdeploy.core import onnx_utils
-from vitdeploy.core.precision import QuantHints
+from vitdeploy.core.precision import QuantPolicy
 from vitdeploy.core.steps import Steps
 
 if TYPE_CHECKING:
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class _Context:
+class QuantizeContext:
     """What both precision passes read: the model, once serialized, and the calibration samples."""
 
     model: Any
@@ -32,8 +35,9 @@ class _Context:
     data_hash: str | None = None
 
 
-def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: QuantizeConfig, steps: Steps, progress):
-    """Statistics -> ranges -> Q/DQ (-> FP16 float parts). Returns the model, its manifest block, and
+def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, config: QuantizeConfig, steps: Steps, progress):
+    """Statistics -> ranges -> Q/DQ (-> FP16 float parts). ``policy``: the one ``qplan`` was planned with
+    (hints resolved), recorded in the manifest block. Returns the model, its manifest block, and
     the symmetric thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
     model = ctx.model
     outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
@@ -42,7 +46,7 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: Q
         from vitdeploy.calib.graph import float_tensor_names
 
         tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model)))
-    collected, stats_path, cached = _statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
+    collected, stats_path, cached = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
     with steps.step(f"ranges ({config.method})"):
         symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
                      if config.target == "trt" or config.trt_calibration_cache else {})
@@ -59,14 +63,14 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: Q
                 symmetric[t] = collected[t].amax
     with steps.step("write Q/DQ"):
         output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
-        result_model = qdq.write(model, qplan, ranges, config.target, output_ranges)
+        result_model = qdq_write.write(model, qplan, ranges, config.target, output_ranges)
         onnx_utils.check_model(result_model)
     high_precision = config.high_precision if config.target == "trt" else "fp32"
     islands = None
     if high_precision == "fp16":
         # INT8 + FP16 (trtexec --int8 --fp16, ModelOpt's default): what TensorRT 10/11 builds strongly
         # typed runs LayerNorm, GELU, residual adds and the unquantized matmuls in FP16, not FP32.
-        islands = _fp32_islands(ctx, (), config, steps, progress)
+        islands = fp32_islands(ctx, (), config, steps, progress)
         with steps.step("float parts to FP16"):
             result_model = F16.convert(result_model, (), islands["fp32_nodes"] + islands["fp32_overflow_nodes"])
             onnx_utils.check_model(result_model)
@@ -75,10 +79,10 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: Q
         "target": config.target, "high_precision": high_precision,
         "activations": "int8 symmetric per-tensor" if config.target == "trt" else "uint8 asymmetric per-tensor",
         "weights": "int8 symmetric per-output-channel" + (" (Q->DQ on float weights)" if config.target == "trt" else " (pre-quantized, DQ only)"),
-        "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(config.exclude),
-        "attention_matmuls": "quantized" if config.quantize_attention and config.target == "trt" else "float",
-        "depthwise_convs": "quantized" if config.quantize_depthwise else "float",
-        "family_hints": hints.to_json(),
+        "quantized_ops": list(qdq.QUANTIZABLE_OPS), "exclude": list(policy.exclude),
+        "attention_matmuls": "quantized" if policy.quantize_attention and config.target == "trt" else "float",
+        "depthwise_convs": "quantized" if policy.quantize_depthwise else "float",
+        "family_hints": policy.hints.to_json(),
         "quantized_nodes": len({q.node for q in qplan.inputs}), "quantized_activations": len(qplan.activations),
         "quantized_outputs": len(outputs),
         "unclipped_probabilities": len(probabilities),
@@ -90,14 +94,14 @@ def _int8_pass(ctx: _Context, qplan: qdq.QuantPlan, hints: QuantHints, config: Q
     return result_model, info, (symmetric if config.trt_calibration_cache else None)
 
 
-def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
+def fp16_pass(ctx: QuantizeContext, config: QuantizeConfig, steps: Steps, progress):
     """FP32 islands (ops, named nodes, nodes reading or writing a tensor beyond the FP16 range) -> FP16 model."""
     model = ctx.model
     op_types = {n.op_type for n in model.graph.node}
     keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
     keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
     types = F16.elem_types(model)  # shape inference once for the islands and the conversion
-    info = _fp32_islands(ctx, keep_ops, config, steps, progress, types)
+    info = fp32_islands(ctx, keep_ops, config, steps, progress, types)
     info["fp32_nodes"] = list(keep_nodes)
     with steps.step("convert FP16"):
         result_model = F16.convert(model, keep_ops, keep_nodes + tuple(info["fp32_overflow_nodes"]), types)
@@ -106,7 +110,7 @@ def _fp16_pass(ctx: _Context, config: QuantizeConfig, steps: Steps, progress):
     return result_model, info
 
 
-def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress,
+def fp32_islands(ctx: QuantizeContext, keep_ops: tuple[str, ...], config: QuantizeConfig, steps: Steps, progress,
                   types: dict[str, int] | None = None) -> dict:
     """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
     ranges do not suit FP16 (every float tensor measured on up to 64 calibration samples; see
@@ -121,7 +125,7 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
     if ctx.samples is not None:
         tensors = F16.float_outputs(model, types)
         subset = ctx.samples[: min(len(ctx.samples), 64)]
-        collected, stats_path, cached = _statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
+        collected, stats_path, cached = statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress, label="FP16 range statistics")
         reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()},
                                        {t: s.tiny_fraction for t, s in collected.items()})
@@ -132,8 +136,10 @@ def _fp32_islands(ctx: _Context, keep_ops: tuple[str, ...], config: QuantizeConf
             "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why, "statistics": stats_info}
 
 
-def _statistics(ctx: _Context, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
+def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
                 steps: Steps, progress, label: str = "activation statistics"):
+    """Statistics of ``tensors`` over ``samples`` (batched as the model takes them), from the on-disk cache
+    when it has them all. Returns (tensor -> TensorStats, cache path, whether it came from the cache)."""
     key = stats.stats_key(ctx.model_digest, data_digest, tensors)
     path = stats.cache_dir() / f"{key}.npz"
     with steps.step(label) as rec:

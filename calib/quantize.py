@@ -24,10 +24,10 @@ from vitdeploy.calib import qdq
 from vitdeploy.calib.accuracy import judge_accuracy, measure_accuracy
 from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS
-from vitdeploy.calib.passes import _Context, _fp16_pass, _int8_pass
+from vitdeploy.calib.passes import QuantizeContext, fp16_pass, int8_pass
 from vitdeploy.core import onnx_utils
 from vitdeploy.core.errors import UsageError
-from vitdeploy.core.precision import QuantHints, QuantPolicy
+from vitdeploy.core.precision import QuantPolicy
 from vitdeploy.core import manifest as manifests
 from vitdeploy.core.io import check_artifact_output, check_output, new_manifest, sha256_file, write_bytes_atomic, write_manifest
 from vitdeploy.core.manifest import Manifest
@@ -58,9 +58,10 @@ class QuantizeConfig:
     samples: int = 512
     holdout: int | None = None  # default: samples // 8, at least 8, at most 256
     target: str = "trt"
-    exclude: tuple[str, ...] = ()
+    # INT8: what the Q/DQ planner quantizes (--exclude, --float-attention, --quantize-depthwise); its
+    # ``hints`` are replaced by the export manifest's when ``family_hints`` and the manifest has some
+    policy: QuantPolicy = field(default_factory=QuantPolicy)
     keep_fp32: tuple[str, ...] = ()
-    quantize_attention: bool = True
     output: Path | None = None
     force: bool = False
     seed: int = 0
@@ -69,8 +70,7 @@ class QuantizeConfig:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)  # overrides of the manifest's (known entries)
     trt_calibration_cache: bool = False
     threads: int | None = None
-    family_hints: bool = True  # apply the quantization hints the export manifest carries
-    quantize_depthwise: bool = False
+    family_hints: bool = True  # apply the quantization hints the export manifest carries (--no-family-hints: False)
     high_precision: str = "fp16"  # INT8 --qdq-form trt: the unquantized float parts in FP16 (with FP32 islands) or FP32
     gate: bool = True  # exit 6 (nothing written) when the result fails the precision's default thresholds
     data_check: bool = True  # refuse .npy/.npz arrays whose dtype or values contradict a normalised input
@@ -90,11 +90,14 @@ class QuantizeConfig:
             raise UsageError("--samples must be >= 1")
         if not 50.0 < self.percentile < 100.0:
             raise UsageError("--percentile must be in (50, 100)")
+        if not isinstance(self.policy, QuantPolicy):
+            raise TypeError(f"QuantizeConfig.policy must be a QuantPolicy, not {type(self.policy).__name__}")
         if self.precision == "fp16":
-            int8_only = [name for name, used in (("--exclude", self.exclude), ("--float-attention", not self.quantize_attention),
+            int8_only = [name for name, used in (("--exclude", self.policy.exclude),
+                                                 ("--float-attention", not self.policy.quantize_attention),
                                                  ("--qdq-form ort-cpu", self.target != "trt"),
                                                  ("--trt-calibration-cache", self.trt_calibration_cache),
-                                                 ("--quantize-depthwise", self.quantize_depthwise),
+                                                 ("--quantize-depthwise", self.policy.quantize_depthwise),
                                                  ("--high-precision", self.high_precision != "fp16")) if used]
             if int8_only:
                 raise UsageError(f"{', '.join(int8_only)} only appl{'ies' if len(int8_only) == 1 else 'y'} to --int8")
@@ -115,6 +118,13 @@ def default_output(model: Path, precision: str, target: str) -> Path:
     suffix = precision if target == "trt" or precision == "fp16" else f"{precision}-ort"
     stem = model.stem
     return model.with_name(f"{stem}.{suffix}.onnx")
+
+
+def effective_policy(config: QuantizeConfig, parent: Manifest | None) -> QuantPolicy:
+    """``config.policy`` with the export manifest's quantization hints when ``config.family_hints`` and
+    the manifest carries some (otherwise the policy's own hints: none unless the caller set them)."""
+    hints = parent.quantization_hints if parent and config.family_hints else None
+    return replace(config.policy, hints=hints) if hints is not None else config.policy
 
 
 def _preprocessing(parent: Manifest | None, ds: Dataset | None, input_shape: list, config: QuantizeConfig) -> Preprocessing:
@@ -160,9 +170,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         check_output(cache_out, config.force)
 
     # validate user selections before any heavy work
-    hints = ((parent.quantization_hints if parent else None) or QuantHints()) if config.family_hints else QuantHints()
+    policy = effective_policy(config, parent)
     if config.precision == "int8":
-        qplan = qdq.plan(model, QuantPolicy(config.exclude, config.quantize_attention, config.quantize_depthwise, hints))
+        qplan = qdq.plan(model, policy)
     else:
         names = {n.op_type for n in model.graph.node} | {n.name for n in model.graph.node}
         unknown = [k for k in config.keep_fp32 if k not in names]
@@ -171,7 +181,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     warnings: list[str] = []
     model_bytes = model.SerializeToString()
-    ctx = _Context(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
+    ctx = QuantizeContext(model, model_bytes, hashlib.sha256(model_bytes).hexdigest(), model_input["name"], static_batch)
     data_info = hold_labels = None
     hold_idx = np.empty(0, dtype=np.int64)
     data_source, synthetic = config.calib, False
@@ -218,9 +228,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                          "labels": ds.labels is not None, "value_check": config.data_check}
 
     if config.precision == "int8":
-        result_model, precision_info, cache_amax = _int8_pass(ctx, qplan, hints, config, steps, progress)
+        result_model, precision_info, cache_amax = int8_pass(ctx, qplan, policy, config, steps, progress)
     else:
-        result_model, precision_info = _fp16_pass(ctx, config, steps, progress)
+        result_model, precision_info = fp16_pass(ctx, config, steps, progress)
         cache_amax = None
 
     result_bytes = result_model.SerializeToString()

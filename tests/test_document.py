@@ -148,3 +148,57 @@ def test_core_document_does_not_import_rich():
     code = "import sys, vitdeploy.core.document; print(any(m == 'rich' or m.startswith('rich.') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_print_kv_draws_a_two_column_model_as_kv_table(monkeypatch):
+    from vitdeploy.cli import tables
+
+    def drawn(print_it) -> str:
+        buf = io.StringIO()
+        monkeypatch.setattr(tables, "console", Console(file=buf, width=60, color_system=None))
+        print_it()
+        return buf.getvalue()
+
+    model = tables.kv_model("exported [deit]")
+    model.add_row("size", "1.23 MB")
+    model.add_row("note", Cell.of(Span("a [bold]long[/] note " * 6, "warn")))
+    by_hand = tables.kv_table("exported \\[deit]")
+    by_hand.add_row("size", "1.23 MB")
+    by_hand.add_row("note", "a \\[bold]long\\[/] note " * 6)
+    assert drawn(lambda: tables.print_kv(model)) == drawn(lambda: tables.console.print(by_hand))
+    t = tables.render_kv(model)
+    assert not t.show_header and str(t.columns[1]._cells[1].spans[0].style) == "yellow"
+
+
+def _fleet_report() -> dict:
+    def row(p: str, p50: float, verdict: str) -> dict:
+        return {"precision": p, "latency": {"1": {"p50_ms": p50}}, "top1": None, "cosine": 0.99991, "top1_agreement": 1.0,
+                "validation": verdict, "manifest_chain": [{"artifact": f"m.{p}.engine", "sha256": "ab" * 32},
+                                                          {"artifact": "m.onnx", "sha256": None}]}
+
+    return {"model": "deit", "notes": ["random weights"], "validation_data": {"judged_on": "noise"}, "checkpoint": None,
+            "calibration": "noise", "precisions": ["fp16"], "batches": [1], "warnings": [], "steps_skipped": ["export"],
+            "files": {"plot": "report.png"}, "failed": ["gone"],
+            "devices": [{"name": "orin|1", "host": "h", "status": "ok", "tensorrt": "10.3.0", "conditions": "MAXN",
+                         "precisions": [row("fp16", 1.5, "FAIL: cosine | low")]},
+                        {"name": "gone", "host": "offline", "status": "failed", "precisions": [],
+                         "error": {"exit_code": 11, "message": "cannot reach offline"}}]}
+
+
+def test_fleet_markdown_is_the_fleet_document():
+    from vitdeploy.bench.fleet_report import fleet_document, fleet_markdown
+
+    r = _fleet_report()
+    doc = fleet_document(r)
+    assert fleet_markdown(r) == to_markdown(doc)
+    table = doc.sections[0].table
+    assert [(c.name, c.align) for c in table.columns] == [("", "left"), ("orin|1", "right"), ("gone", "right")]
+    assert column_values(table, "")[:2] == ["status", "TensorRT"]
+    md = fleet_markdown(r)
+    assert md.startswith("# vitdeploy fleet report: deit\n\n> **Note:** random weights\n\nCheckpoint: none (random weights);")
+    assert "|  | orin\\|1 | gone |\n|---|---:|---:|\n| status | ok | FAILED exit 11 |" in md
+    assert "| fp16 verdict | FAIL: cosine \\| low | - |" in md  # a '|' in a cell is escaped
+    assert "## Devices\n\n- **orin\\|1**: MAXN\n- **gone** (offline): **failed**, exit 11: cannot reach offline\n" in md
+    assert f"## Manifest chains\n\n- orin|1 fp16: m.fp16.engine ({'ab' * 6}) <- m.onnx ()\n" in md
+    assert md.endswith("\n\nResumed: export unchanged and not redone.\n\n![p50 latency vs batch per device](report.png)\n")
+    assert "## Warnings" not in md

@@ -91,7 +91,7 @@ def test_fleet_report_has_a_column_per_device_and_survives_a_device_down(cli, re
         assert any(remote["caches"][alias].glob("*/data")) and not any((remote["caches"][alias] / "jobs").iterdir())
     assert any("orin: power mode unknown" in w and "expects MAXN" in w for w in report["warnings"])
     md = (out / "report.md").read_text()
-    assert "| | orin | xavier |" in md and "| TensorRT | 10.3.0 | 10.3.0 |" in md and "| fp16 ms @1 |" in md
+    assert "|  | orin | xavier |" in md and "| TensorRT | 10.3.0 | 10.3.0 |" in md and "| fp16 ms @1 |" in md
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
     # orin unchanged (skipped, its result kept), a new name on device2 runs, the offline one fails, and

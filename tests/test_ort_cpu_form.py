@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vitdeploy.calib import cpu_form, qdq
+from vitdeploy.calib import cpu_form, qdq, qdq_write
 from vitdeploy.calib.graph import fuse_erf_gelu
 
 
@@ -91,7 +91,7 @@ def test_int32_bias_matches_float_bias():
                           [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     plan = qdq.plan(model)
-    out = qdq.write(model, plan, {"x": (-3.0, 3.0)}, "ort-cpu", {})
+    out = qdq_write.write(model, plan, {"x": (-3.0, 3.0)}, "ort-cpu", {})
     names = {i.name: numpy_helper.to_array(i) for i in out.graph.initializer}
     assert "b" not in names and names["fc__bias_int32"].dtype == np.int32
     deq = names["fc__bias_int32"] * names["fc__bias_scale"]
@@ -136,7 +136,7 @@ def test_conv_relu_conv_needs_no_conv_output_qdq(tmp_path):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     plan = qdq.plan(model)
     assert plan.node_outputs(model) == []  # conv1: the Relu's Q serves; conv2: the graph output stays float
-    out = qdq.write(model, plan, {"x": (-3.0, 3.0), "r1": (0.0, 6.0)}, "ort-cpu", {})
+    out = qdq_write.write(model, plan, {"x": (-3.0, 3.0), "r1": (0.0, 6.0)}, "ort-cpu", {})
     ops = _ort_optimized_ops(out.SerializeToString(), tmp_path)
     assert ops.get("QLinearConv", 0) == 1 and ops.get("Conv", 0) + ops.get("FusedConv", 0) == 1, ops
     # a Relu output read by a float op too keeps the Conv output Q/DQ (else ONNX Runtime fuses nothing)

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_trt_fakes import tiny_onnx
+from vitdeploy.core.errors import RemoteError
+from vitdeploy.core.io import sha256_file
+from vitdeploy.data.sources import content_key
 
 
 def _partials(cache: Path) -> list[Path]:
@@ -66,36 +69,37 @@ def test_remote_build_comes_back_with_matching_hashes(cli, remote, fake_trt_pyth
 
 def test_killed_connection_leaves_nothing_partial_and_rerun_resumes(remote, fake_trt_python, tmp_path, monkeypatch):
     from vitdeploy.pipeline import remote as rm
+    from vitdeploy.pipeline import upload as up
 
     model = tiny_onnx(tmp_path, name="killed")
     big = tmp_path / "big.bin"
     big.write_bytes(np.random.default_rng(1).bytes(3 << 20))
     config = rm.RemoteConfig.create("device", fake_trt_python)
-    real_stream = rm._stream
+    real_stream = up._stream
 
     def cut(proc, chunks):  # the first MiB of big.bin, then the connection dies
         for chunk in chunks:
-            if len(chunk) == rm.CHUNK:
+            if len(chunk) == up.CHUNK:
                 proc.stdin.write(chunk)
                 proc.kill()
                 raise BrokenPipeError
             proc.stdin.write(chunk)
 
-    monkeypatch.setattr(rm, "_stream", cut)
+    monkeypatch.setattr(up, "_stream", cut)
     device = rm.Device(config)
-    with pytest.raises(rm.RemoteError, match="lost while sending big.bin"):
+    with pytest.raises(RemoteError, match="lost while sending big.bin"):
         rm.upload(device, [rm.Upload(model), rm.Upload(big)])
-    monkeypatch.setattr(rm, "_stream", real_stream)
-    big_key = rm.content_key(big)
+    monkeypatch.setattr(up, "_stream", real_stream)
+    big_key = content_key(big)
     deadline = time.monotonic() + 10
     while _partials(remote["cache"]) and time.monotonic() < deadline:  # the device's trap runs as sshd hangs up
         time.sleep(0.1)
-    assert not _partials(remote["cache"]) and not (remote["cache"] / big_key / rm.BLOB).exists()
-    assert (remote["cache"] / rm.content_key(model) / rm.BLOB).exists()
+    assert not _partials(remote["cache"]) and not (remote["cache"] / big_key / up.BLOB).exists()
+    assert (remote["cache"] / content_key(model) / up.BLOB).exists()
 
     _, _, sent, reused = rm.upload(device, [rm.Upload(model), rm.Upload(big)])
     assert sent == ["big.bin"] and sorted(reused) == ["killed.json", "killed.onnx"]
-    assert rm.sha256_file(remote["cache"] / big_key / rm.BLOB) == big_key
+    assert sha256_file(remote["cache"] / big_key / up.BLOB) == big_key
 
 
 def _strip(doc):
@@ -167,6 +171,7 @@ def test_runs_on_one_device_take_turns(remote, tmp_path):
 
 def test_folder_upload_is_content_addressed(remote, tmp_path):
     from vitdeploy.pipeline import remote as rm
+    from vitdeploy.pipeline import upload as up
 
     folder = tmp_path / "images"
     (folder / "0").mkdir(parents=True)
@@ -174,9 +179,9 @@ def test_folder_upload_is_content_addressed(remote, tmp_path):
     (folder / "1.txt").write_text("one")
     device = rm.Device(rm.RemoteConfig.create("device"))
     _, links, sent, reused = rm.upload(device, [rm.Upload(folder)])
-    key = rm.content_key(folder)
-    assert sent == ["images"] and not reused and links == {"in0/images": f"{key}/{rm.BLOB}"}
-    assert (remote["cache"] / key / rm.BLOB / "0" / "a.png").read_bytes() == b"not really a png"
+    key = content_key(folder)
+    assert sent == ["images"] and not reused and links == {"in0/images": f"{key}/{up.BLOB}"}
+    assert (remote["cache"] / key / up.BLOB / "0" / "a.png").read_bytes() == b"not really a png"
     assert rm.upload(device, [rm.Upload(folder)])[2:] == ([], ["images"])
 
 
@@ -184,12 +189,13 @@ def test_a_folder_cut_short_at_a_file_boundary_is_not_kept(remote, tmp_path, mon
     """tar extracts a stream cut between two files without an error: the device checks the folder
     against its content key before keeping it."""
     from vitdeploy.pipeline import remote as rm
+    from vitdeploy.pipeline import upload as up
 
     folder = tmp_path / "calib"
     folder.mkdir()
     for i in range(3):
         (folder / f"{i}.png").write_bytes(bytes([i]) * 1000)
-    real = rm._tar_chunks
+    real = up._tar_chunks
 
     def cut(path):  # every file but the last, then the tar's end: a clean-looking, short archive
         import io
@@ -201,15 +207,15 @@ def test_a_folder_cut_short_at_a_file_boundary_is_not_kept(remote, tmp_path, mon
                 tar.add(p, arcname=p.relative_to(path).as_posix(), recursive=False)
         yield buf.getvalue()
 
-    monkeypatch.setattr(rm, "_tar_chunks", cut)
+    monkeypatch.setattr(up, "_tar_chunks", cut)
     device = rm.Device(rm.RemoteConfig.create("device", str(remote["venv"] / "bin" / "python")))
-    with pytest.raises(rm.RemoteError, match="arrived incomplete"):
+    with pytest.raises(RemoteError, match="arrived incomplete"):
         rm.upload(device, [rm.Upload(folder)])
-    key = rm.content_key(folder)
-    assert not (remote["cache"] / key / rm.BLOB).exists() and not _partials(remote["cache"])
-    monkeypatch.setattr(rm, "_tar_chunks", real)
+    key = content_key(folder)
+    assert not (remote["cache"] / key / up.BLOB).exists() and not _partials(remote["cache"])
+    monkeypatch.setattr(up, "_tar_chunks", real)
     _, _, sent, _ = rm.upload(device, [rm.Upload(folder)])
-    assert sent == ["calib"] and sorted(p.name for p in (remote["cache"] / key / rm.BLOB).iterdir()) == ["0.png", "1.png", "2.png"]
+    assert sent == ["calib"] and sorted(p.name for p in (remote["cache"] / key / up.BLOB).iterdir()) == ["0.png", "1.png", "2.png"]
 
 
 @pytest.mark.slow  # whole vitdeploy commands over ssh on the device venv

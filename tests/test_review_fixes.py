@@ -114,8 +114,8 @@ def test_fp16_pass_infers_shapes_once(monkeypatch):
     calls = []
     real = onnx_utils.elem_types
     monkeypatch.setattr(onnx_utils, "elem_types", lambda m: calls.append(1) or real(m))
-    ctx = passes._Context(model=model, model_bytes=b"", model_digest="", input_name="x", static_batch=1)
-    result, info = passes._fp16_pass(ctx, SimpleNamespace(keep_fp32=()), Steps(), None)
+    ctx = passes.QuantizeContext(model=model, model_bytes=b"", model_digest="", input_name="x", static_batch=1)
+    result, info = passes.fp16_pass(ctx, SimpleNamespace(keep_fp32=()), Steps(), None)
     assert len(calls) == 1
     assert info["fp32_ops"] == ["Softmax"]
     assert result.graph.SerializeToString() == expected.graph.SerializeToString()

@@ -166,7 +166,7 @@ def test_interrupted_run_resumes_finished_artifacts(models, tmp_path, monkeypatc
 
     config = V.ValidateConfig(str(models["fp32"]), (str(models["fp16"]), str(models["fp32"])), models["images"],
                               samples=40, cache_dir=tmp_path / "cache")
-    real = V._candidate_pass
+    real = V.candidate_pass
     calls = []
 
     def interrupted(runner, art, *args):
@@ -175,10 +175,10 @@ def test_interrupted_run_resumes_finished_artifacts(models, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(runner, art, *args)
 
-    monkeypatch.setattr(V, "_candidate_pass", interrupted)
+    monkeypatch.setattr(V, "candidate_pass", interrupted)
     with pytest.raises(KeyboardInterrupt):
         V.validate(config)
-    monkeypatch.setattr(V, "_candidate_pass", real)
+    monkeypatch.setattr(V, "candidate_pass", real)
     doc = V.validate(config)
     assert doc["reference"]["resumed"] and [c["resumed"] for c in doc["candidates"]] == [True, False]
     assert doc["data"]["skipped"] == 1 and doc["warnings"][0].startswith("1 undecodable image(s) skipped")

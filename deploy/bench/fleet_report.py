@@ -1,8 +1,8 @@
 """The fleet report (vitdeploy.pipeline.fleet): a column per device, in Markdown and as a PNG.
 
 ``fleet_rows`` is the device-columns table (also shown by `vitdeploy deploy --devices`),
-``fleet_markdown`` the whole report, ``write_fleet_plot`` a panel of p50 latency vs batch per
-precision, one series per device.
+``fleet_document`` the whole report as a ``core.document.Document`` (``fleet_markdown``: its
+Markdown), ``write_fleet_plot`` a panel of p50 latency vs batch per precision, one series per device.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from vitdeploy.bench.formatting import cell, ms, num
 from vitdeploy.bench.plots import batch_axis, plain_formatter, require_matplotlib
+from vitdeploy.core.document import Column, Document, Image, Note, Section, Table, to_markdown
 from vitdeploy.core.io import atomic_path
 
 Rows = list[tuple[str, list[str]]]
@@ -60,36 +61,44 @@ def checkpoint_text(r: dict[str, Any]) -> str:
     return "none (the model's own weights)" if own else "none (random weights)"
 
 
-def fleet_markdown(r: dict[str, Any]) -> str:
-    """The fleet report: the device columns table, each device's conditions or failure, the manifest chains."""
-    lines = [f"# vitdeploy fleet report: {r['model']}", ""]
-    lines += [f"> **Note:** {n}\n" for n in r["notes"]]
+def fleet_document(r: dict[str, Any]) -> Document:
+    """The fleet report as a ``core.document.Document``: the device columns table (labels, then a
+    right-aligned column per device), each device's conditions or failure, the warnings, the manifest chains."""
     d = r["validation_data"]
-    lines += [(f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
-               f"verdicts judged on {d['judged_on']} on each device, against the FP32 ONNX run there; "
-               "latency: p50 per call in ms."), ""]
     names, groups = fleet_rows(r)
-    lines += ["| | " + " | ".join(cell(n) for n in names) + " |", "|---|" + "---:|" * len(names)]
-    lines += [f"| {cell(label)} | " + " | ".join(cell(c) for c in cells) + " |" for group in groups for label, cells in group]
-    lines += ["", "## Devices", ""]
+    table = Table([Column("")] + [Column(n, "right") for n in names])
+    for group in groups:
+        for label, cells in group:
+            table.add_row(label, *cells)
+    devices = []
     for dev in r["devices"]:
         if dev["status"] == "failed":
-            lines.append(f"- **{cell(dev['name'])}** ({dev['host']}): **failed**, exit {dev['error']['exit_code']}: "
-                         f"{dev['error']['message']}")
+            devices.append(f"**{cell(dev['name'])}** ({dev['host']}): **failed**, exit {dev['error']['exit_code']}: "
+                           f"{dev['error']['message']}")
         else:
-            lines.append(f"- **{cell(dev['name'])}**: {dev['conditions']}" + (" (resumed: unchanged)" if dev.get("resumed") else ""))
+            devices.append(f"**{cell(dev['name'])}**: {dev['conditions']}" + (" (resumed: unchanged)" if dev.get("resumed") else ""))
+    chains = [f"{dev['name']} {row['precision']}: "
+              + " <- ".join(f"{x['artifact']} ({(x.get('sha256') or '')[:12]})" for x in row["manifest_chain"])
+              for dev in r["devices"] for row in dev["precisions"]]
+    sections = [Section(notes=[Note(n) for n in r["notes"]],
+                        paragraphs=[f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "
+                                    f"verdicts judged on {d['judged_on']} on each device, against the FP32 ONNX run there; "
+                                    "latency: p50 per call in ms."],
+                        table=table),
+                Section("Devices", items=devices)]
     if r["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in r["warnings"]]
-    lines += ["", "## Manifest chains", ""]
-    for dev in r["devices"]:
-        for row in dev["precisions"]:
-            chain = " <- ".join(f"{x['artifact']} ({(x.get('sha256') or '')[:12]})" for x in row["manifest_chain"])
-            lines.append(f"- {dev['name']} {row['precision']}: {chain}")
-    if r["steps_skipped"]:
-        lines += ["", f"Resumed: {', '.join(r['steps_skipped'])} unchanged and not redone."]
-    if r["files"].get("plot"):
-        lines += ["", f"![p50 latency vs batch per device]({r['files']['plot']})"]
-    return "\n".join(lines + [""])
+        sections.append(Section("Warnings", items=list(r["warnings"])))
+    sections.append(Section("Manifest chains", items=chains))
+    tail = Section(paragraphs=[f"Resumed: {', '.join(r['steps_skipped'])} unchanged and not redone."] if r["steps_skipped"] else [],
+                   image=Image("p50 latency vs batch per device", r["files"]["plot"]) if r["files"].get("plot") else None)
+    if tail.paragraphs or tail.image:
+        sections.append(tail)
+    return Document(f"vitdeploy fleet report: {r['model']}", sections=sections)
+
+
+def fleet_markdown(r: dict[str, Any]) -> str:
+    """The fleet report in Markdown (``fleet_document`` rendered by ``core.document.to_markdown``)."""
+    return to_markdown(fleet_document(r))
 
 
 def write_fleet_plot(r: dict[str, Any], path: str | os.PathLike) -> Path:

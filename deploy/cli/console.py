@@ -37,10 +37,10 @@ def renamed(new: str, value: T, old: str, old_value: T | None) -> T:
 
 
 def print_json(obj: Any) -> None:
-    from vitdeploy.core.io import _json_default
+    from vitdeploy.core.io import json_default
 
     # plain print: rich would re-wrap long lines and break the JSON for pipes
-    print(json.dumps(obj, indent=2, default=_json_default))
+    print(json.dumps(obj, indent=2, default=json_default))
 
 
 class RateColumn(ProgressColumn):

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import print_step, console, err_console, print_json, renamed
+from vitdeploy.cli.console import print_step, err_console, print_json, renamed
 from vitdeploy.cli.options import (DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std,
                                    preprocessing_options)
+from vitdeploy.core import document as D
 from vitdeploy.core.errors import CompatibilityError, UsageError
 
 EXPORT_HELP = """Export a model to ONNX (dynamic batch, opset 17), validate it against PyTorch, simplify it
@@ -50,19 +49,17 @@ TrtVersion = Annotated[Optional[list[str]], typer.Option(
 TargetAlias = Annotated[Optional[list[str]], typer.Option("--target", hidden=True, help="Deprecated: --trt-version.")]
 
 
-def _findings_table(findings: dict) -> Table:
+def _findings_table(findings: dict) -> D.Table:
     from vitdeploy.trt.check import shown
 
-    table = tables.table("TensorRT readiness")
-    for c in ("parser", "severity", "kind"):
-        table.add_column(c, no_wrap=True)
-    table.add_column("finding", overflow="fold")
+    style = {"error": "bad", "warning": "warn"}
+    table = D.Table([D.Column("parser"), D.Column("severity"), D.Column("kind"), D.Column("finding", wrap=True)],
+                    title="TensorRT readiness")
     for target, fs in findings.items():
         if not fs:
-            table.add_row(target, "[green]ok[/]", "", "no findings")
+            table.add_row(target, D.Cell.of(D.Span("ok", "good")), "", "no findings")
         for f in shown(fs):
-            color = {"error": "red", "warning": "yellow"}.get(f.severity, "dim")
-            table.add_row(target, f"[{color}]{f.severity}[/]", f.kind, f.message)
+            table.add_row(target, D.Cell.of(D.Span(f.severity, style.get(f.severity, "muted"))), f.kind, f.message)
     return table
 
 
@@ -119,7 +116,7 @@ def export(
     if as_json:
         print_json(m)
         return
-    table = tables.kv_table(f"exported {m['model']['name']}")
+    table = tables.kv_model(f"exported {m['model']['name']}")
     table.add_row("exporter / opset", f"{m['export']['exporter']} / {m['export']['opset']}")
     table.add_row("nodes", f"{m['graph']['nodes_raw']} raw -> {m['graph']['nodes']} ({m['simplify']['used'] or 'not simplified'})")
     table.add_row("batch", f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}")
@@ -127,9 +124,9 @@ def export(
         table.add_row(f"parity batch {b}", f"max abs {c['max_abs']:.2e}  cosine {c['cosine_min']:.7f}  top-1 {c['top1_agreement']:.0%}")
     table.add_row("size", f"{m['file_bytes'] / 1e6:.2f} MB")
     for note in m["notes"]:
-        table.add_row("note", f"[yellow]{escape(note)}[/]")
-    console.print(table)
-    console.print(_findings_table(result.findings))
+        table.add_row("note", D.Cell.of(D.Span(note, "warn")))
+    tables.print_kv(table)
+    tables.print_table(_findings_table(result.findings))
     tables.print_paths(("onnx", result.onnx_path), ("manifest", result.manifest_path))
 
 
@@ -149,7 +146,7 @@ def check(
     if as_json:
         print_json(trtcheck.summarize(findings))
     else:
-        console.print(_findings_table(findings))
+        tables.print_table(_findings_table(findings))
     errors = [f for fs in findings.values() for f in fs if f.severity == "error" or (strict and f.severity != "info")]
     if errors:
         raise CompatibilityError(f"{len(errors)} finding(s) that block TensorRT, e.g. [{errors[0].target}] {errors[0].message}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, print_json
+from vitdeploy.cli.console import print_json
 from vitdeploy.cli.options import Json
+from vitdeploy.core import document as D
 
 if TYPE_CHECKING:
     from vitdeploy.models.spec import Listed
@@ -40,12 +40,12 @@ def _describe(name: str) -> dict:
     return d
 
 
-def _listing_table(rows: dict[str, Listed]) -> Table:
-    table = tables.table("vitdeploy model zoo")
-    table.add_column("model", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    for header in ("params\nM", "input\npx", "top-1\n%", "GMACs"):
-        table.add_column(header, justify="right", no_wrap=True)
+def _listing_table(rows: dict[str, Listed]) -> D.Table:
+    table = D.Table([D.Column("model"), D.Column("family")]
+                    + [D.Column(h, "right") for h in ("params\nM", "input\npx", "top-1\n%", "GMACs")],
+                    title="vitdeploy model zoo",
+                    footnotes=[("top-1: ImageNet-1k as reported by the paper or official repository; *_test: "
+                                "test-sized, random weights only; all fields (needs torch): --json or `models show NAME`")])
     for name, r in rows.items():
         table.add_row(name, r.family, f"{r.params / 1e6:.2f}", str(r.px),
                       "-" if r.paper_top1 is None else f"{r.paper_top1:.1f}",
@@ -72,9 +72,7 @@ def models(
     if as_json:
         print_json([_describe(n) for n in rows])
         return
-    console.print(_listing_table(rows))
-    console.print("[dim]top-1: ImageNet-1k as reported by the paper or official repository; "
-                  "*_test: test-sized, random weights only; all fields (needs torch): --json or `models show NAME`[/]")
+    tables.print_table(_listing_table(rows))
 
 
 @app.command("show")
@@ -87,9 +85,9 @@ def show(name: Annotated[str, typer.Argument(help="Registered model name.")], as
     if as_json:
         print_json(d)
         return
-    table = tables.kv_table(name)
+    table = tables.kv_model(name)
     for k, v in d.items():
         if v in (None, "", {}):
             continue
         table.add_row(k, ", ".join(map(str, v)) if isinstance(v, list) else str(v))
-    console.print(table)
+    tables.print_kv(table)

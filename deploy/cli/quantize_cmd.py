@@ -76,6 +76,7 @@ def quantize(
     as_json: Json = False,
 ) -> None:
     from vitdeploy.calib.quantize import QuantizeConfig
+    from vitdeploy.core.precision import QuantPolicy
     from vitdeploy.calib.quantize import quantize as run_quantize
     from vitdeploy.core.io import refuse_overwriting_inputs
     from vitdeploy.core.steps import Steps
@@ -86,10 +87,12 @@ def quantize(
     refuse_overwriting_inputs(output, MODEL=model, **{"--calib": calib})
     config = QuantizeConfig(
         model=model, precision="int8" if int8 else "fp16", calib=calib, method=method, percentile=percentile,
-        samples=samples, holdout=holdout, target=form, exclude=tuple(exclude or ()), keep_fp32=tuple(keep_fp32 or ()),
-        quantize_attention=not float_attention, output=output, force=force, seed=seed, on_error=on_error,
+        samples=samples, holdout=holdout, target=form, keep_fp32=tuple(keep_fp32 or ()),
+        policy=QuantPolicy(exclude=tuple(exclude or ()), quantize_attention=not float_attention,
+                           quantize_depthwise=quantize_depthwise),
+        output=output, force=force, seed=seed, on_error=on_error,
         preprocessing=preprocessing_options(input_size, mean, std), trt_calibration_cache=trt_calibration_cache,
-        threads=threads, family_hints=not no_family_hints, quantize_depthwise=quantize_depthwise,
+        threads=threads, family_hints=not no_family_hints,
         high_precision=high_precision, gate=not no_gate, data_check=data_check,
     )
     check_holdout(holdout, calib)

@@ -2,7 +2,8 @@
 
 build-engine, bench and validate call these instead of their local core function; what comes
 back (a BuildResult, a bench or validate document) is what a local run gives, so the command
-draws the same table. The transport and its errors are vitdeploy.pipeline.remote's.
+draws the same table. The transport and its errors are vitdeploy.pipeline.ssh's, the job and its
+upload vitdeploy.pipeline.remote's and vitdeploy.pipeline.upload's.
 """
 
 from __future__ import annotations

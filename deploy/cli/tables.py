@@ -6,7 +6,8 @@ Markdown reports.
 
 Every result table is a ``vitdeploy.core.document.Table`` (the model the Markdown reports are
 rendered from too) drawn by ``render_rich``; ``print_table`` fits it to the terminal and prints its
-footnotes. ``table`` and ``kv_table`` remain for the commands' own small tables.
+footnotes; a two-column ``what``/``value`` model is drawn by ``render_kv``/``print_kv``. ``table`` and
+``kv_table`` remain for the commands' own small tables.
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def print_table(model: D.Table) -> None:
     """The table fitted to the terminal (``fitted``: its cut columns as wide as the spare columns
     allow), then its footnotes dimmed."""
     console.print(fitted(lambda width: render_rich(model, width)))
+    for line in model.footnotes:
+        console.print(Text(line, style="dim"))
+
+
+def render_kv(model: D.Table) -> Table:
+    """A two-column ``what``/``value`` ``vitdeploy.core.document.Table`` drawn as ``kv_table``: no
+    header, the first column bold, long values folded onto more lines (never cut)."""
+    t = kv_table(escape(model.title) if model.title else None)  # text, never markup
+    for row in model.rows:
+        t.add_row(*(rich_cell(v) for v in row))
+    return t
+
+
+def kv_model(title: str | None = None) -> D.Table:
+    """An empty two-column model for ``render_kv``/``print_kv`` (add rows with ``add_row(what, value)``)."""
+    return D.Table([D.Column("what"), D.Column("value", wrap=True)], title=title)
+
+
+def print_kv(model: D.Table) -> None:
+    """``render_kv``'s table, then its footnotes dimmed."""
+    console.print(render_kv(model))
     for line in model.footnotes:
         console.print(Text(line, style="dim"))
 

@@ -1,4 +1,4 @@
-"""The resumable run cache of `vitdeploy validate` (``_RunCache``): the reference's outputs on disk, read
+"""The resumable run cache of `vitdeploy validate` (``ReferenceStore``): the reference's outputs on disk, read
 back batch by batch by each candidate, and each finished artifact's reduced figures."""
 
 from __future__ import annotations
@@ -21,18 +21,19 @@ from vitdeploy.runners.factory import Artifact
 from vitdeploy.validate.config import VALIDATE_SCHEMA, ValidateConfig
 
 
-class _RunCache:
+class ReferenceStore:
     """One validation run's files: the reference's outputs (float32 rows, read back batch by batch by
     each candidate), the kept sample indices and the reference's facts, then one JSON of reduced
     figures per finished candidate, each written atomically. The folder is named by what decides the
     figures (artifact digest, data fingerprint, sample selection, preprocessing, batch, backend): an
-    interrupted run started again resumes after its last finished artifact. Removed once the run ends."""
+    interrupted run started again resumes after its last finished artifact. Removed once the run ends.
+    (Not vitdeploy.data.cache.RunCache: that keeps one run's folder listings and decoded samples in memory.)"""
 
     def __init__(self, config: ValidateConfig, ref_art: Artifact, pre, indices: np.ndarray) -> None:
         from vitdeploy.data.sources import source_fingerprint
 
         root = config.cache_dir or Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "validate"
-        key = _digest(VALIDATE_SCHEMA, _artifact_digest(ref_art), config.backends.get(config.reference),
+        key = digest(VALIDATE_SCHEMA, artifact_digest(ref_art), config.backends.get(config.reference),
                       source_fingerprint(config.data), hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest(),
                       pre.key(), config.on_error, config.batch_size)
         self.dir = root / key[:32]
@@ -70,16 +71,16 @@ class _RunCache:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _digest(*parts: object) -> str:
+def digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-def _artifact_digest(art: Artifact) -> str:
+def artifact_digest(art: Artifact) -> str:
     """What identifies an artifact's outputs: its file's content (and a checkpoint's), or a zoo name."""
-    return _digest(art.spec, art.kind, *(sha256_file(p) for p in (art.path, art.checkpoint) if p is not None))
+    return digest(art.spec, art.kind, *(sha256_file(p) for p in (art.path, art.checkpoint) if p is not None))
 
 
-def _read_rows(f, n: int, shape: tuple[int, ...]) -> np.ndarray:
+def read_rows(f, n: int, shape: tuple[int, ...]) -> np.ndarray:
     rows = np.fromfile(f, dtype=np.float32, count=n * math.prod(shape))
     if rows.size != n * math.prod(shape):
         raise InputError(f"{f.name}: the cached reference outputs are shorter than the samples: remove it and rerun")

@@ -39,7 +39,7 @@ def new_document(config: ValidateConfig, ref_art: Artifact, backend: str, resume
     return doc
 
 
-def _candidate_entry(doc: dict[str, Any], art: Artifact, figures: dict[str, Any], config: ValidateConfig,
+def candidate_entry(doc: dict[str, Any], art: Artifact, figures: dict[str, Any], config: ValidateConfig,
                      random_weights: bool, labelled: int | None, ds, kept: np.ndarray) -> dict[str, Any]:
     """A candidate's entry of the document: its reduced figures judged against its precision's thresholds
     (``judge``: agreement not counted with random weights; the top-1 drop on ``labelled`` samples)."""
@@ -63,7 +63,7 @@ def _candidate_entry(doc: dict[str, Any], art: Artifact, figures: dict[str, Any]
     return entry
 
 
-def _usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, num_classes: int,
+def usable_labels(doc: dict[str, Any], ds, kept: np.ndarray, num_classes: int,
                    accuracy: Callable[[np.ndarray], dict[str, float]]) -> tuple[np.ndarray | None, dict[str, float] | None]:
     """The labels of the kept samples for the reference's outputs and the reference's top-1/top-5 on
     them, or (None, None) when there are none or they cannot be its classes (``labels_for``) or the

@@ -12,11 +12,11 @@ from vitdeploy.core.errors import ShapeMismatchError
 from vitdeploy.core.io import atomic_path, write_json_atomic
 from vitdeploy.runners.base import infer_batch, static_batch
 from vitdeploy.runners.factory import Artifact
-from vitdeploy.validate.cache import _read_rows, _RunCache
+from vitdeploy.validate.cache import ReferenceStore, read_rows
 from vitdeploy.validate.config import ValidateConfig
 
 
-def _input_shape(runner) -> tuple[tuple[int, ...], int | None]:
+def input_shape(runner) -> tuple[tuple[int, ...], int | None]:
     metas = runner.input_metadata()
     return tuple(int(d) if d is not None else -1 for d in metas[0].shape[1:]), static_batch(metas)
 
@@ -30,8 +30,8 @@ def batch_plan(art: Artifact, static: int | None, wanted: int) -> tuple[int, int
     return max(lo, min(wanted, hi)), lo
 
 
-def _reference_pass(runner, art: Artifact, static: int | None, ds, pre, indices: np.ndarray, config: ValidateConfig,
-                    cache: _RunCache, advance) -> dict[str, Any]:
+def reference_pass(runner, art: Artifact, static: int | None, ds, pre, indices: np.ndarray, config: ValidateConfig,
+                    cache: ReferenceStore, advance) -> dict[str, Any]:
     """Run the reference over the selected samples as they are decoded, its outputs streamed to the
     cache; the facts later passes need (kept indices, output shape, undecodable files)."""
     from vitdeploy.data.batches import decode_workers, iter_batches, no_decodable_image
@@ -55,8 +55,8 @@ def _reference_pass(runner, art: Artifact, static: int | None, ds, pre, indices:
     return {**meta, "kept": np.concatenate(kept)}
 
 
-def _candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dict[str, Any], labels: np.ndarray | None,
-                    config: ValidateConfig, cache: _RunCache, advance) -> dict[str, Any]:
+def candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dict[str, Any], labels: np.ndarray | None,
+                    config: ValidateConfig, cache: ReferenceStore, advance) -> dict[str, Any]:
     """Run a candidate over the kept samples, each batch compared with the reference's outputs read
     back from the cache as it goes (``StreamingComparison``, ``TopKAccuracy``): the reduced figures."""
     from vitdeploy.data.batches import decode_workers, iter_batches
@@ -70,7 +70,7 @@ def _candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dic
             out = infer_batch(runner, x, min_batch)
             if out.shape[1:] != shape:
                 raise ShapeMismatchError(f"{art.label} outputs {out.shape[1:]}, the reference {shape}")
-            reducer.update(_read_rows(f, len(out), shape), out)
+            reducer.update(read_rows(f, len(out), shape), out)
             if labels is not None:
                 acc.update(out, labels[done:done + len(out)])
             done += len(out)
@@ -78,11 +78,11 @@ def _candidate_pass(runner, art: Artifact, static: int | None, ds, pre, ref: dic
             "backend": runner.backend, "fp16_emulated": bool(getattr(runner, "fp16_emulated", False))}
 
 
-def _reference_accuracy(cache: _RunCache, ref: dict[str, Any], labels: np.ndarray, rows: int = 1024) -> dict[str, float]:
+def reference_accuracy(cache: ReferenceStore, ref: dict[str, Any], labels: np.ndarray, rows: int = 1024) -> dict[str, float]:
     """The reference's top-1/top-5 on ``labels``, its outputs read back from the cache in blocks."""
     acc, shape = TopKAccuracy(), tuple(ref["shape"])
     with open(cache.logits, "rb") as f:
         for i in range(0, len(labels), rows):
             n = min(rows, len(labels) - i)
-            acc.update(_read_rows(f, n, shape).reshape(n, -1), labels[i:i + n])
+            acc.update(read_rows(f, n, shape).reshape(n, -1), labels[i:i + n])
     return acc.result()
