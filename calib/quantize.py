@@ -130,7 +130,7 @@ def effective_policy(config: QuantizeConfig, parent: Manifest | None) -> QuantPo
 def _preprocessing(parent: Manifest | None, ds: Dataset | None, input_shape: list, config: QuantizeConfig) -> Preprocessing:
     """How samples are made: the export manifest, then the options; the input size may also come
     from the ONNX. A preprocessed array needs nothing else (its mean/std may stay unknown)."""
-    known = Preprocessing.from_manifest(parent)
+    known = (parent.preprocessing if parent else None) or Preprocessing()
     dims = tuple(input_shape[1:])
     size_from_onnx = known.input_size is None and all(isinstance(d, int) for d in dims)
     if size_from_onnx:

@@ -101,6 +101,7 @@ def test_deploy_engines_always_without_tensorrt_writes_nothing(cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # two whole deploys (~4 s)
 def test_deploy_with_builtin_sample_resumes(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     args = ("deploy", "vit_tiny_test", "--precisions", "fp32,int8", "--batch", "1", "--iterations", "2",

@@ -108,6 +108,7 @@ def test_deploy_summary_at_80_columns(cli, tmp_path, calib, monkeypatch):
     assert rc == 2 and "re-export with --dynamic-batch 1:8:64" in err
 
 
+@pytest.mark.slow  # a whole deploy, then five resumed ones (~5 s)
 def test_deploy_resumes_only_what_a_changed_option_touches(cli, tmp_path, calib, monkeypatch):
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out"

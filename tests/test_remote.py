@@ -149,6 +149,7 @@ def test_remote_validate_sends_data_or_uses_a_device_path(cli, remote, tmp_path)
     assert rc == 0 and "pass" in out and "sending val.npz" not in err, err
 
 
+@pytest.mark.slow  # two whole jobs over ssh queued on one device (~4 s)
 def test_runs_on_one_device_take_turns(remote, tmp_path):
     import fcntl
     import threading

@@ -156,7 +156,7 @@ def test_qdq_onnx(onnx_file):
     import dataclasses
 
     base = inspect_onnx(onnx_file)
-    info = dataclasses.replace(base, has_qdq=True, manifest={**base.manifest, "precision": "int8", "quantization": {"target": "trt"}})
+    info = dataclasses.replace(base, has_qdq=True, manifest={**base.manifest.to_json(), "precision": "int8", "quantization": {"target": "trt"}})
     r = resolve(EngineConfig(model=onnx_file), info)
     assert (r.precision, r.source) == ("int8", "onnx")  # Q/DQ: INT8 without asking
     assert resolve(EngineConfig(model=onnx_file, int8=True), info).source == "onnx"
@@ -174,7 +174,7 @@ def test_qdq_onnx(onnx_file):
         resolve(EngineConfig(model=onnx_file, int8=True, high_precision="fp32"), typed16)
     with pytest.raises(UsageError, match="already INT8"):
         resolve(EngineConfig(model=onnx_file, int8=True, calib=Path("c.npy")), info)
-    ort = dataclasses.replace(info, manifest={**info.manifest, "quantization": {"target": "ort-cpu"}})
+    ort = dataclasses.replace(info, manifest={**info.manifest.to_json(), "quantization": {"target": "ort-cpu"}})
     with pytest.raises(UsageError, match="--qdq-form trt"):
         resolve(EngineConfig(model=onnx_file), ort)
 

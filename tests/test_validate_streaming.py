@@ -58,7 +58,7 @@ def _in_memory(ref_path, cand_paths, data, samples, batch):
     from helpers import run_batched
 
     ds = open_dataset(data)
-    pre = resolve_preprocess(Preprocessing.from_manifest(resolve_artifact(str(ref_path)).manifest), ds)
+    pre = resolve_preprocess(resolve_artifact(str(ref_path)).manifest.preprocessing, ds)
     x, kept = load_samples(ds, pre, sample_indices(len(ds), samples, 0))
     outs = []
     for path in (ref_path, *cand_paths):

@@ -8,8 +8,7 @@ section that is not an object is None, unknown keys are kept) and ``to_json`` (t
 ``Manifest.from_json(d).to_json() == d`` for every manifest vitdeploy writes). Each keeps the
 whole JSON it was read from in ``raw`` (read-only, deeply frozen), so nothing written is lost;
 ``to_json`` starts from ``raw`` and writes over it only the typed fields that were changed
-(``dataclasses.replace``). A Manifest is also a read-only Mapping of that JSON (``m["batch"]``
-returns a fresh plain copy), for callers not yet moved to the typed fields.
+(``dataclasses.replace``). Readers use the typed fields; the JSON itself is ``to_json()``.
 
 One JSON Schema per manifest kind lies in ``vitdeploy/core/schemas/`` (``schema_path(kind)``).
 """
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -248,7 +247,7 @@ class EngineCalibration(_Section):
 
 
 @dataclass(frozen=True, eq=False)
-class Manifest(_Section, Mapping):
+class Manifest(_Section):
     """The manifest of one artifact (``kind`` "onnx": export and quantize; "engine": build-engine)."""
 
     schema: str | None = _f()
@@ -301,16 +300,6 @@ class Manifest(_Section, Mapping):
         """The sections (``keys``, default INHERITED) a derived artifact's manifest carries over, as
         plain JSON."""
         return {k: thaw(self.raw[k]) for k in (self.INHERITED if keys is None else keys) if k in self.raw}
-
-    # read-only Mapping over the JSON, for callers that index it like the dict it was
-    def __getitem__(self, key: str) -> Any:
-        return thaw(self.raw[key])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
 
     def __bool__(self) -> bool:
         return True  # a manifest that is there, even an empty one

@@ -56,7 +56,7 @@ def validate(config: ValidateConfig, progress=None) -> dict[str, Any]:
     ds = open_dataset(config.data)
     # A preprocessed .npy/.npz needs no preprocessing options: without a manifest its sample shape
     # stands for the input size (checked against the reference's input below) and mean/std are unknown.
-    pre = resolve_preprocess(Preprocessing.from_manifest(ref_art.manifest), ds)
+    pre = resolve_preprocess((ref_art.manifest.preprocessing if ref_art.manifest else None) or Preprocessing(), ds)
     written = (ref_art.manifest.raw.get("preprocessing") or {}) if ref_art.manifest else {}
     shape_from_data = "input_size" not in written  # no manifest, or one without an input size
     check_shape(ds, pre)
