@@ -61,9 +61,9 @@ def test_smallest_official_int8_and_fp16_fidelity(exported, calib_224, name, tmp
 
     monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
     src = exported(name).onnx_path
-    int8 = quantize(QuantizeConfig(model=src, precision="int8", calib=calib_224, samples=64, holdout=16,
+    int8 = quantize(QuantizeConfig(model=src, precision="int8", calib=calib_224, samples=32, holdout=12,
                                    output=tmp_path / "i8.onnx"))
-    fp16 = quantize(QuantizeConfig(model=src, precision="fp16", calib=calib_224, samples=64, holdout=16,
+    fp16 = quantize(QuantizeConfig(model=src, precision="fp16", calib=calib_224, samples=32, holdout=12,
                                    output=tmp_path / "h.onnx"))
     c8, c16 = int8.manifest["accuracy"]["vs_fp32"], fp16.manifest["accuracy"]["vs_fp32"]
     with capsys.disabled():
