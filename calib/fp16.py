@@ -50,32 +50,19 @@ COARSE_INPUT = {"Softmax": 256.0, "LogSoftmax": 256.0, "Exp": 16.0}
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
 
-def elem_types(model) -> dict[str, int]:
-    """Every tensor's element type (``onnx_utils.elem_types``: runs ONNX shape inference, the costliest
-    step of this pass on a big model). Infer once and give the result to ``convert``,
-    ``kept_fp32_op_types`` and ``float_outputs`` as ``types``."""
-    return onnx_utils.elem_types(model)
-
-
-def float_outputs(model, types: dict[str, int] | None = None) -> list[str]:
-    """Outputs of nodes that are float32, in graph order (graph.float_tensor_names, given ``types``)."""
-    types = elem_types(model) if types is None else types
-    return [o for n in model.graph.node for o in n.output if types.get(o) == _FLOAT]
-
-
 def convert(model, keep_ops: Iterable[str] = (), keep_nodes: Iterable[str] = (), types: dict[str, int] | None = None):
     """FP16 copy of ``model`` with FP32 islands; inputs and outputs stay FP32.
 
     ``keep_ops`` (op types) and ``keep_nodes`` (node names) run in FP32 on top of
     ``KEEP_FP32_OPS`` and Q/DQ. Float initializers read only in FP16 become FP16 (clipped to
     +-65504); one read in both precisions gets an FP16 copy. Nodes with subgraphs stay FP32.
-    ``types``: ``elem_types(model)`` when the caller already has it (else inferred here).
+    ``types``: ``onnx_utils.elem_types(model)`` when the caller already has it (else inferred here).
     """
     onnx = require("onnx")
     m = onnx.ModelProto()
     m.CopyFrom(model)
     graph = m.graph
-    types = elem_types(m) if types is None else types
+    types = onnx_utils.elem_types(m) if types is None else types
     fp32_ops = set(KEEP_FP32_OPS) | set(QDQ_OPS) | set(keep_ops)
     fp32_names = set(keep_nodes) - {""}
     inits = initializers(m)
@@ -156,9 +143,9 @@ def kept_fp32_op_types(model, keep_ops: Iterable[str] = (), types: dict[str, int
     """The op types ``convert`` keeps FP32 by type (``KEEP_FP32_OPS`` and ``keep_ops``; not Q/DQ)
     that this model's graph has on float data: what its "kept FP32" line may name. An op type
     the model lacks, or has only on integer tensors (a ReduceSum of shapes), is not listed.
-    ``types``: ``elem_types(model)`` when the caller already has it."""
+    ``types``: ``onnx_utils.elem_types(model)`` when the caller already has it."""
     wanted = set(KEEP_FP32_OPS) | set(keep_ops)
-    types = elem_types(model) if types is None else types
+    types = onnx_utils.elem_types(model) if types is None else types
     return sorted({n.op_type for n in model.graph.node
                    if n.op_type in wanted and any(types.get(x) == _FLOAT for x in n.input if x)})
 

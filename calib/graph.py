@@ -69,9 +69,11 @@ def toposort(model) -> None:
     graph.node.extend(order)
 
 
-def float_tensor_names(model) -> list[str]:
-    """Outputs of nodes that are float32 (from shape inference), in graph order."""
-    types, float32 = onnx_utils.elem_types(model), require("onnx").TensorProto.FLOAT
+def float_tensor_names(model, types: dict[str, int] | None = None) -> list[str]:
+    """Outputs of nodes that are float32, in graph order. ``types``: ``onnx_utils.elem_types(model)``
+    (shape inference, the costly part) when the caller already has it."""
+    types = onnx_utils.elem_types(model) if types is None else types
+    float32 = require("onnx").TensorProto.FLOAT
     return [o for n in model.graph.node for o in n.output if types.get(o) == float32]
 
 

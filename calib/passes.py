@@ -13,6 +13,7 @@ import numpy as np
 
 from vitdeploy.calib import fp16 as F16
 from vitdeploy.calib import qdq, qdq_write, stats
+from vitdeploy.calib.graph import float_tensor_names
 from vitdeploy.calib.methods import asymmetric_range, symmetric_amax
 from vitdeploy.core import onnx_utils
 from vitdeploy.core.precision import QuantPolicy
@@ -40,12 +41,13 @@ def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, c
     (hints resolved), recorded in the manifest block. Returns the model, its manifest block, and
     the symmetric thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
     model = ctx.model
+    high_precision = config.high_precision if config.target == "trt" else "fp32"
+    # shape inference once, for every step below that needs the float tensors of the source model
+    types = onnx_utils.elem_types(model) if config.trt_calibration_cache or high_precision == "fp16" else None
     outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
     tensors = list(dict.fromkeys(qplan.activations + outputs))
     if config.trt_calibration_cache:
-        from vitdeploy.calib.graph import float_tensor_names
-
-        tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model)))
+        tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model, types)))
     collected, stats_path, cached = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
     with steps.step(f"ranges ({config.method})"):
         symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
@@ -65,12 +67,11 @@ def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, c
         output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
         result_model = qdq_write.write(model, qplan, ranges, config.target, output_ranges)
         onnx_utils.check_model(result_model)
-    high_precision = config.high_precision if config.target == "trt" else "fp32"
     islands = None
     if high_precision == "fp16":
         # INT8 + FP16 (trtexec --int8 --fp16, ModelOpt's default): what TensorRT 10/11 builds strongly
         # typed runs LayerNorm, GELU, residual adds and the unquantized matmuls in FP16, not FP32.
-        islands = fp32_islands(ctx, (), config, steps, progress)
+        islands = fp32_islands(ctx, (), config, steps, progress, types)
         with steps.step("float parts to FP16"):
             result_model = F16.convert(result_model, (), islands["fp32_nodes"] + islands["fp32_overflow_nodes"])
             onnx_utils.check_model(result_model)
@@ -100,7 +101,7 @@ def fp16_pass(ctx: QuantizeContext, config: QuantizeConfig, steps: Steps, progre
     op_types = {n.op_type for n in model.graph.node}
     keep_ops = tuple(k for k in config.keep_fp32 if k in op_types)
     keep_nodes = tuple(k for k in config.keep_fp32 if k not in op_types)
-    types = F16.elem_types(model)  # shape inference once for the islands and the conversion
+    types = onnx_utils.elem_types(model)  # shape inference once for the islands and the conversion
     info = fp32_islands(ctx, keep_ops, config, steps, progress, types)
     info["fp32_nodes"] = list(keep_nodes)
     with steps.step("convert FP16"):
@@ -115,15 +116,15 @@ def fp32_islands(ctx: QuantizeContext, keep_ops: tuple[str, ...], config: Quanti
     """What stays FP32 in an FP16 (or INT8+FP16) file: the op types, and the nodes whose calibrated
     ranges do not suit FP16 (every float tensor measured on up to 64 calibration samples; see
     ``fp16.range_fp32_nodes``). The manifest lists those under ``fp32_overflow_nodes`` (its first
-    reason; the counts per reason are in ``fp32_range_reasons``). ``types``: ``fp16.elem_types(ctx.model)``
+    reason; the counts per reason are in ``fp32_range_reasons``). ``types``: ``onnx_utils.elem_types(ctx.model)``
     when the caller has it."""
     model = ctx.model
-    types = F16.elem_types(model) if types is None else types
+    types = onnx_utils.elem_types(model) if types is None else types
     overflow: list[str] = []
     why: dict[str, int] = {}
     stats_info = None
     if ctx.samples is not None:
-        tensors = F16.float_outputs(model, types)
+        tensors = float_tensor_names(model, types)
         subset = ctx.samples[: min(len(ctx.samples), 64)]
         collected, stats_path, cached = statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress, label="FP16 range statistics")

@@ -37,7 +37,7 @@ from vitdeploy.data.checks import check_array_values, check_shape
 from vitdeploy.data.labels import labels_for
 from vitdeploy.data.preprocess import resolve_preprocess
 from vitdeploy.data.sampling import holdout_split
-from vitdeploy.data.sources import Dataset, data_hash, open_dataset, source_fingerprint
+from vitdeploy.data.sources import Dataset, data_hash, fingerprint, open_dataset
 from vitdeploy.trt import calibration_cache as trtcache
 from vitdeploy.core.steps import Steps
 
@@ -219,7 +219,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             elif len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "
                                 "(the data row says where the rest went)")
-            data_info = {"source": ds.source, "fingerprint": source_fingerprint(data_source), "kind": ds.kind,
+            data_info = {"source": ds.source, "fingerprint": fingerprint(data_source), "kind": ds.kind,
                          "synthetic": synthetic,
                          "available": len(ds), "requested_samples": config.samples, "percentile": config.percentile,
                          "calibration_samples": int(len(samples)),

@@ -32,7 +32,6 @@ def _einsum_chain(n: int):
 def test_restrictions_are_derived_once_per_target(monkeypatch):
     from vitdeploy.trt import check as C
 
-    R._BY_VERSION.clear()
     derived = []
     real = R.Restriction.applies_to
     monkeypatch.setattr(R.Restriction, "applies_to", lambda self, v: derived.append(v) or real(self, v))
@@ -40,10 +39,9 @@ def test_restrictions_are_derived_once_per_target(monkeypatch):
     assert len(derived) == 2 * len(R.RESTRICTIONS)  # once per target, not once per node
     assert any("diagonal" in f.message for f in results["trt8.5"])  # the findings are still there
     assert not any("diagonal" in f.message for f in results["trt11"])
-    R._BY_VERSION.clear()
 
 
-def test_restrictions_for_returns_a_copy_the_cache_does_not_share():
+def test_restrictions_for_returns_a_table_a_caller_may_change():
     table = R.restrictions_for("trt8.5")
     table.pop("Einsum")
     assert "Einsum" in R.restrictions_for("trt8.5")
@@ -121,12 +119,12 @@ def test_fp16_pass_infers_shapes_once(monkeypatch):
     assert result.graph.SerializeToString() == expected.graph.SerializeToString()
 
 
-def test_float_outputs_is_float_tensor_names():
-    from vitdeploy.calib import fp16 as F16
+def test_float_tensor_names_takes_the_inferred_types():
     from vitdeploy.calib.graph import float_tensor_names
+    from vitdeploy.core import onnx_utils
 
     model = _fp16_model()
-    assert F16.float_outputs(model) == float_tensor_names(model) == ["a", "b", "y"]
+    assert float_tensor_names(model, onnx_utils.elem_types(model)) == float_tensor_names(model) == ["a", "b", "y"]
 
 
 def test_a_renamed_copy_keeps_its_manifest_and_another_files_manifest_is_not_taken(tmp_path):
@@ -156,3 +154,18 @@ def test_an_unknown_trt_version_is_refused_before_any_export_work():
 
     with pytest.raises(UsageError, match="unknown --trt-version 'trt9'; known: trt8.5"):
         ExportConfig("vit_tiny_test", targets=("trt10", "trt9"))
+
+
+def test_an_onnx_runtime_integer_graph_without_a_manifest_reads_as_int8(tmp_path):
+    """ONNX Runtime's dynamic/QOperator forms carry no Q/DQ; the one precision reading still says int8."""
+    import onnx
+    from onnx import TensorProto as tp
+    from onnx import helper as h
+
+    from vitdeploy.core.onnx_info import inspect_onnx
+
+    graph = h.make_graph([h.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"])], "g",
+                         [h.make_tensor_value_info("x", tp.FLOAT, [1, 4])], [h.make_tensor_value_info("q", tp.UINT8, [1, 4])])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "dyn.onnx")
+    info = inspect_onnx(tmp_path / "dyn.onnx")
+    assert info.precision == "int8" and not info.has_qdq  # int8, but not the Q/DQ form TensorRT builds

@@ -21,8 +21,9 @@ def ms(v: float | None) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
 
 
-def num(v: float | None, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
+def num(v: float | None, fmt: str, suffix: str = "") -> str:
+    """``v`` formatted (with ``suffix``), or "-" when there is none."""
+    return "-" if v is None else format(v, fmt) + suffix
 
 
 def by_batch(doc: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:

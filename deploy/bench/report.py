@@ -52,12 +52,6 @@ def check_report_dir(directory: str | os.PathLike, force: bool = False) -> None:
 # --------------------------------------------------------------------------------------------
 # JSON
 # --------------------------------------------------------------------------------------------
-def write_json(doc: dict[str, Any], path: str | os.PathLike) -> Path:
-    validate_result(doc)
-    write_json_atomic(path, doc)
-    return Path(path)
-
-
 # --------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------
@@ -90,7 +84,7 @@ def document(doc: dict[str, Any], plot_file: str | None = None, plot_skipped: st
             lat = r["latency_ms"]
             row = [r["artifact"], r["backend"], r["precision"], ms(lat["p50"]), ms(lat["p90"]), ms(lat["p99"]),
                    f"{ms(lat['mean'])} ± {ms(lat['std'])}", num(r.get("throughput_ips"), ",.1f"),
-                   num(r.get("speedup"), ".2f") + ("×" if r.get("speedup") is not None else "")]
+                   num(r.get("speedup"), ".2f", "×")]
             if any_device:
                 dev = r.get("device") or {}
                 e2e, only = dev.get("end_to_end_ms"), dev.get("device_only_ms")

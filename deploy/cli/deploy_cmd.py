@@ -97,10 +97,13 @@ def deploy(
                           preprocessing=preprocessing_options(input_size, mean, std),
                           num_classes=num_classes, strict_checkpoint=not non_strict,
                           force=force, devices=load_devices(devices) if devices else ())
-    check_holdout(holdout, calib)
+    from vitdeploy.data.cache import run_scope
+
     steps = Steps(on_end=print_step)
-    with progress(transient=True) as bar:
-        report = run_deploy(config, steps, tracker(bar))
+    with run_scope():  # the holdout check's listing of the folder is the run's one walk
+        check_holdout(holdout, calib)
+        with progress(transient=True) as bar:
+            report = run_deploy(config, steps, tracker(bar))
     if as_json:
         print_json(report)
     elif devices:

@@ -73,7 +73,9 @@ def _run(host: str, python: str | None, argv: list[str | Upload], **kwargs: Any)
 
 
 def _is_engine(value: Any) -> bool:
-    return str(value).endswith((".engine", ".plan", ".trt"))
+    from vitdeploy.runners.factory import ENGINE_SUFFIXES
+
+    return str(value).lower().endswith(ENGINE_SUFFIXES)
 
 
 def build_remote(host: str, python: str | None, config: Any) -> Any:

@@ -21,9 +21,10 @@ _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
 
 def has_fp16(model) -> bool:
-    """True when the model types any initializer or Cast output FP16."""
+    """True when the model types any initializer or Cast output FP16 (subgraphs included)."""
     return any(t.data_type == _FLOAT16 for t in model.graph.initializer) or any(
-        n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute) for n in model.graph.node)
+        n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute)
+        for n in onnx_utils.all_nodes(model.graph))
 
 
 def emulate_fp16(model):

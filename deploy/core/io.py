@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -23,10 +24,20 @@ from vitdeploy.core.errors import InputError, OutputError, OutputExistsError, Us
 MANIFEST_SCHEMA = "vitdeploy.manifest/1"
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, read once per process while the file is unchanged: keyed by
+    its resolved path, size, mtime, ctime and inode (an atomic rewrite is a new inode; an in-place
+    write changes ctime). A deploy hashes the same ONNX files at each step; this reads each once."""
+    p = Path(path)
+    st = p.stat()
+    return _sha256_of(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=65536)
+def _sha256_of(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
 
@@ -161,7 +172,7 @@ def json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    if isinstance(obj, Mapping):  # a read-only mapping (types.MappingProxyType, a typed Manifest)
+    if isinstance(obj, Mapping):  # a read-only mapping (types.MappingProxyType: a manifest's raw JSON)
         return dict(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 

@@ -67,10 +67,6 @@ def thaw(value: Any) -> Any:
 
 # ---- field converters (JSON value -> typed value) ---------------------------------------------
 
-def _as_is(v: Any) -> Any:
-    return freeze(v)
-
-
 def _strings(v: Any) -> tuple[str, ...]:
     return tuple(str(x) for x in v) if isinstance(v, (list, tuple)) else ()
 
@@ -87,7 +83,7 @@ def _hints(v: Any) -> QuantHints | None:
     return QuantHints.from_json(dict(v)) if isinstance(v, Mapping) else None
 
 
-def _f(conv: Callable[[Any], Any] = _as_is, default: Any = None, key: str | None = None) -> Any:
+def _f(conv: Callable[[Any], Any] = freeze, default: Any = None, key: str | None = None) -> Any:
     """A typed field: read from JSON key ``key`` (default: the field's name) through ``conv``."""
     return field(default=default, metadata={"conv": conv, "key": key})
 
@@ -301,9 +297,6 @@ class Manifest(_Section):
         plain JSON."""
         return {k: thaw(self.raw[k]) for k in (self.INHERITED if keys is None else keys) if k in self.raw}
 
-    def __bool__(self) -> bool:
-        return True  # a manifest that is there, even an empty one
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Manifest):
             return self.to_json() == other.to_json()
@@ -312,11 +305,6 @@ class Manifest(_Section):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def load_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema of manifests of ``kind`` (a packaged file: vitdeploy/core/schemas/manifest-KIND.json)."""
-    return schema.load(schema_path(kind))
 
 
 def validation_errors(data: Manifest | Mapping[str, Any]) -> list[str]:

@@ -9,22 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from vitdeploy.core.errors import InputError
 from vitdeploy.core.manifest import Manifest
-from vitdeploy.core.precision import PRECISIONS, QDQ_OPS
-
-ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
-
+from vitdeploy.core.precision import INT8_OPS, PRECISIONS, QDQ_OPS
 
 @dataclass(frozen=True)
 class OnnxInfo:
     """What build-engine needs to know about an ONNX file before TensorRT is involved."""
 
     path: Path
-    has_qdq: bool
+    has_qdq: bool  # Q/DQ nodes: the INT8 form TensorRT builds
     has_fp16: bool
     manifest: Manifest | None  # a JSON dict given here is read into a Manifest
     node_names: tuple[str, ...]  # graph order (TensorRT 8 parser errors give only a node index)
     node_ops: tuple[str, ...]
     inputs: tuple[tuple[str, tuple[int | str | None, ...]], ...]  # (name, dims; str/None = dynamic)
+    has_int8_ops: bool = False  # Q/DQ or ONNX Runtime's integer ops (core.precision.INT8_OPS)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "manifest", Manifest.coerce(self.manifest))
@@ -32,7 +30,7 @@ class OnnxInfo:
     @property
     def precision(self) -> str:
         declared = self.manifest.precision if self.manifest else None
-        if self.has_qdq:
+        if self.has_qdq or self.has_int8_ops:
             return "int8"
         if declared in PRECISIONS:
             return declared
@@ -53,16 +51,15 @@ class OnnxInfo:
 
 def inspect_onnx(path: Path) -> OnnxInfo:
     """Read the graph (no weights) and the manifest beside it."""
-    from vitdeploy.core import onnx_utils
     from vitdeploy.core import manifest as manifests
+    from vitdeploy.core import onnx_utils
+    from vitdeploy.core.fp16_emulation import has_fp16
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"ONNX model {path} not found")
     model = onnx_utils.load(path, load_external_data=False)
     nodes = list(onnx_utils.all_nodes(model.graph))
-    has_fp16 = any(t.data_type == ONNX_FLOAT16 for t in model.graph.initializer) or any(
-        n.op_type == "Cast" and any(a.name == "to" and a.i == ONNX_FLOAT16 for a in n.attribute) for n in nodes)
     inits = {t.name for t in model.graph.initializer}
     inputs = []
     for vi in model.graph.input:
@@ -74,9 +71,10 @@ def inspect_onnx(path: Path) -> OnnxInfo:
     return OnnxInfo(
         path=path,
         has_qdq=any(n.op_type in QDQ_OPS for n in nodes),
-        has_fp16=has_fp16,
+        has_fp16=has_fp16(model),
         manifest=manifests.read(path),
         node_names=tuple(n.name for n in model.graph.node),
         node_ops=tuple(n.op_type for n in model.graph.node),
         inputs=tuple(inputs),
+        has_int8_ops=any(n.op_type in INT8_OPS for n in nodes),
     )

@@ -14,6 +14,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # Range methods of `vitdeploy quantize --method` (calib.methods implements them).
 METHODS = ("entropy", "percentile", "minmax", "mse")
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# Any of these makes a graph INT8: Q/DQ, or ONNX Runtime's integer forms (static QOperator and dynamic
+# quantization), which a file quantized outside vitdeploy may carry without a manifest.
+INT8_OPS = QDQ_OPS | {"QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear",
+                      "QGemm", "QLinearAdd"}
 # Ops whose FP16 form overflows or loses too much on ViT activations: the FP16 pass and the
 # TensorRT FP16-flag path keep them FP32 (FACTS.md, "FP16 hazards").
 KEEP_FP32_OPS = (

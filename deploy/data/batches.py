@@ -128,7 +128,8 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
     Inside a run scope (``data.cache``) of images, the set is kept read-only and handed as it is to
     the next caller asking for the same images and preprocessing; its rows answer later passes."""
     run = run_cache.active() if ds.kind != "array" else None
-    key = run_cache.set_key(ds.files, indices, pre.key(), on_error) if run is not None else ""
+    pre_key = pre.key() if run is not None else ""
+    key = run_cache.set_key(ds.files, indices, pre_key, on_error) if run is not None else ""
     kept = run_cache.get_set(run, key) if run is not None else None
     if kept is not None:
         x, idx, skipped = kept
@@ -140,7 +141,7 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
     x, idx = _load_all(ds, pre, indices, on_error, progress, workers)
     x.flags.writeable = False  # read-only in and outside a run: a caller that writes to it fails in tests too
     if run is not None:
-        rows = [run_cache.sample_key(ds.files[int(i)], pre.key()) for i in idx]
+        rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in idx]
         run_cache.put_set(run, key, x, idx, ds.skipped[skipped_before:], rows)
     return x, idx
 

@@ -157,7 +157,6 @@ def put_set(run: RunCache, key: str, x: np.ndarray, idx: np.ndarray, skipped: li
             row_keys: list[tuple | None]) -> None:
     """Keep a loaded set (read-only) and answer single-sample look-ups with its rows; the set counts
     against the byte cap like single samples (a set that does not fit is not kept)."""
-    x.flags.writeable = False
     with run.lock:
         if key in run.sets or run.used + x.nbytes > run.limit:
             return

@@ -8,7 +8,6 @@ Arrays are loaded as float32 with their file dtype kept (``Dataset.source_dtype`
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -120,21 +119,16 @@ def fingerprint(path: str | os.PathLike, content: bool = False) -> str:
     with ``content`` the error of reading it."""
     p = Path(path)
     if not p.is_dir():
-        return file_sha256(p) if content or p.is_file() else hashlib.sha256().hexdigest()
+        return sha256_file(p) if content or p.is_file() else hashlib.sha256().hexdigest()
     h = hashlib.sha256()
     for f in files_under(p):
         rel = f.relative_to(p)
         if content:
-            h.update(f"{rel.as_posix()}\0{file_sha256(f)}\n".encode())
+            h.update(f"{rel.as_posix()}\0{sha256_file(f)}\n".encode())
         else:
             st = f.stat()
             h.update(f"{rel}:{st.st_size}:{int(st.st_mtime)}\n".encode())
     return h.hexdigest()
-
-
-def source_fingerprint(path: str | os.PathLike) -> str:
-    """A cheap identity of a data source (``fingerprint``: a file's hash, or a folder's names, sizes and mtimes)."""
-    return fingerprint(path)
 
 
 def content_key(path: Path) -> str:
@@ -142,17 +136,6 @@ def content_key(path: Path) -> str:
     ``content``). Each file is read once per process while unchanged: a fleet's device threads share
     the dataset's hashes."""
     return fingerprint(path, content=True)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes, read once per process while its path, size and mtime are unchanged."""
-    st = path.stat()
-    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=65536)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # keyed by what changes when the file does
-    return sha256_file(path)
 
 
 def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocessing) -> str:
@@ -165,7 +148,7 @@ def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocessing) -> str:
             f = ds.files[i]
             h.update(str(f.name).encode())
             try:
-                h.update(bytes.fromhex(file_sha256(f)))
+                h.update(bytes.fromhex(sha256_file(f)))
             except OSError:
                 h.update(b"unreadable")
     return h.hexdigest()

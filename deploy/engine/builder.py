@@ -26,7 +26,6 @@ from vitdeploy.trt import layers as L
 from vitdeploy.trt.version import TrtVersion, requires
 
 # ONNX ops kept FP32 on the FP16-flag path: the same list the FP16 ONNX pass keeps.
-FP32_ISLAND_OPS = KEEP_FP32_OPS
 
 
 class BuildCallbacks(Protocol):
@@ -148,7 +147,7 @@ def configure(trt, builder, network, bplan: BuildPlan, config: EngineConfig, req
             raise EngineBuildError(f"internal: precision flags requested on TensorRT {version}")
         set_precision_flags(trt, builder, cfg, bplan, notes)
     if bplan.fp32_islands and version.has_builder_precision_flags:
-        options["fp32_layers"] = keep_fp32(trt, network, info.fp32_keep_names(FP32_ISLAND_OPS))
+        options["fp32_layers"] = keep_fp32(trt, network, info.fp32_keep_names(KEEP_FP32_OPS))
     if bplan.use_calibrator and version.legacy_calibrator_allowed:
         from vitdeploy.trt.calibrator import cache_for_version, make_calibrator
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vitdeploy.core.io import new_manifest, sha256_file
-from vitdeploy.core.manifest import EngineCalibration, Manifest
+from vitdeploy.core.manifest import EngineCalibration
 from vitdeploy.core.onnx_info import OnnxInfo
 from vitdeploy.engine.config import BuildPlan, Request
 from vitdeploy.trt import layers as L
@@ -42,9 +42,6 @@ class EngineRecord:
     timing_cache: dict | None  # the saved timing cache (path, bytes) or None
     build_seconds: float  # builder.build_serialized_network alone
 
-
-# fields of the parent ONNX's manifest the engine's manifest carries over
-INHERITED = Manifest.INHERITED
 
 
 def engine_manifest(record: EngineRecord) -> dict[str, Any]:

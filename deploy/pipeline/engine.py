@@ -23,9 +23,8 @@ def build(config: EngineConfig, steps: Steps | None = None, **kwargs: Any) -> Bu
     return build_engine(config, steps, precision_pass=precision_pass, **kwargs)
 
 
-
-def build_for_deploy(onnx_path: str | Path, engine_path: str | Path | None = None, precision: str | None = None,
-                     force: bool = True) -> BuildResult:
+def build_for_deploy(onnx_path: str | Path, engine_path: str | Path | None = None,
+                     precision: str | None = None) -> BuildResult:
     """Build ``onnx_path`` (FP32, the FP16 ONNX or the Q/DQ ONNX) as is; its precision comes from the file.
 
     ``engine_path`` defaults to vitdeploy.engine.config.default_output (X.fp16.trt.engine): an engine
@@ -36,7 +35,7 @@ def build_for_deploy(onnx_path: str | Path, engine_path: str | Path | None = Non
     if precision and found != precision:
         raise EngineBuildError(f"{onnx_path.name} is {found}, expected {precision}: run its precision pass first")
     out = Path(engine_path) if engine_path else default_output(onnx_path, found)
-    return build_engine(EngineConfig(model=onnx_path, output=out, force=force))
+    return build_engine(EngineConfig(model=onnx_path, output=out, force=True))  # deploy's own outputs
 
 
 
@@ -80,12 +79,12 @@ def _reusable(path: Path, config: EngineConfig, bplan: BuildPlan) -> bool:
         return m.precision == "fp16" and config.calib is None
     data = m.calibration_data or CalibrationData()
     q = m.quantization or Quantization()
-    from vitdeploy.data.sources import source_fingerprint
+    from vitdeploy.data.sources import fingerprint
 
     same = (m.precision == "int8" and q.method == config.method and q.target == "trt"
             and ("fp32" if "high_precision" not in q.raw else q.high_precision) == config.high_precision
             and data.requested_samples == config.samples and ("seed" not in data.raw or data.seed == 0)
-            and config.calib is not None and data.fingerprint == source_fingerprint(config.calib))
+            and config.calib is not None and data.fingerprint == fingerprint(config.calib))
     if bplan.precision_pass == "int8-cache":
         same = same and path.with_suffix(".calib").exists()
     return same

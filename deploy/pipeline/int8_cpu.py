@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitdeploy.core import manifest as manifests
-from vitdeploy.core.io import write_json_atomic
+from vitdeploy.core.io import manifest_path, write_json_atomic
 from vitdeploy.core.precision import QuantHints
 from vitdeploy.pipeline.state import digest
 
@@ -54,10 +54,10 @@ def quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step: R
                                 target=choice.choice, output=path, force=True,
                                 high_precision="fp32" if choice.choice == "trt" else "fp16",
                                 threads=config.threads, gate=False), progress=progress)
-        outputs.extend([path, path.with_suffix(".json")])
+        outputs.extend([path, manifest_path(path)])
         write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})
 
-    run_step("quantize int8", digest(fp32, fp32.with_suffix(".json"), calib, "int8", "auto-cpu", config.method,
+    run_step("quantize int8", digest(fp32, manifest_path(fp32), calib, "int8", "auto-cpu", config.method,
                                      config.samples, config.holdout, config.on_error, config.threads, "q/3"), outputs, do)
     return json.loads(choice_path.read_text())
 

@@ -50,7 +50,6 @@ class RemoteRun:
     env: dict[str, Any]
     sent: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
-    fetched: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -110,7 +109,7 @@ def run_remote(config: RemoteConfig, argv: list[str | Upload], *, need_tensorrt:
     with remote_job(config, inputs, need_tensorrt=need_tensorrt, on_send=on_send) as job:
         doc = job.vitdeploy(argv, ok_codes)
         job.fetch(list(outputs))
-    return RemoteRun(doc=job.relabel(doc), env=job.env, sent=job.sent, reused=job.reused, fetched=[p for _, p in outputs])
+    return RemoteRun(doc=job.relabel(doc), env=job.env, sent=job.sent, reused=job.reused)
 
 
 def check_fetched(artifact: Path, host: str) -> Manifest:

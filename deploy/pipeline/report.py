@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitdeploy.bench.formatting import num
 from vitdeploy.core import manifest as manifests
 from vitdeploy.core.document import Cell, Column, Document, Image, Note, Section, Span, Table, Value, to_markdown
 from vitdeploy.core.io import sha256_file
@@ -81,10 +82,6 @@ def build_report(config: DeployConfig, artifacts: dict[str, Path], engines: dict
     }
 
 
-def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if v is None else format(v, spec) + suffix
-
-
 def document(r: dict[str, Any]) -> Document:
     """report.md as a ``Document``: the notes, one table of every precision's figures, the conditions,
     the manifest chains."""
@@ -97,11 +94,11 @@ def document(r: dict[str, Any]) -> Document:
         columns += [Column(f"p50 ms @{b}", "right"), Column(f"img/s @{b}", "right"), Column(f"speedup @{b}", "right")]
     table = Table(columns + [Column("validation")])
     for row in r["precisions"]:
-        cells = [row["precision"], row["artifact"], row["backend"], _fmt(row["top1"], ".2%"),
-                 _fmt(row["top1_drop_points"], "+.2f"), f"{row['cosine']:.5f}", f"{row['top1_agreement']:.2%}"]
+        cells = [row["precision"], row["artifact"], row["backend"], num(row["top1"], ".2%"),
+                 num(row["top1_drop_points"], "+.2f"), f"{row['cosine']:.5f}", f"{row['top1_agreement']:.2%}"]
         for b in r["batches"]:
             lat = row["latency"].get(str(b), {})
-            cells += [_fmt(lat.get("p50_ms"), ".2f"), _fmt(lat.get("throughput_ips"), ",.0f"), _fmt(lat.get("speedup"), ".2f", "x")]
+            cells += [num(lat.get("p50_ms"), ".2f"), num(lat.get("throughput_ips"), ",.0f"), num(lat.get("speedup"), ".2f", "x")]
         table.add_row(*cells, row["validation"])
     head = Section(notes=[Note(n) for n in r["notes"]], table=table,
                    paragraphs=[f"Checkpoint: {checkpoint_text(r)}; calibration: {r['calibration']}; "

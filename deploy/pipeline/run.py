@@ -25,7 +25,7 @@ from vitdeploy.core.errors import UsageError
 from vitdeploy.core.precision import PRECISIONS
 from vitdeploy.core.preprocessing import KNOWN_LATER, Preprocessing
 from vitdeploy.core import manifest as manifests
-from vitdeploy.core.io import write_bytes_atomic, write_json_atomic
+from vitdeploy.core.io import manifest_path, write_bytes_atomic, write_json_atomic
 from vitdeploy.core.steps import Steps
 from vitdeploy.pipeline.int8_cpu import ORT_CPU_NOTE, cpu_form_note, quantize_int8_cpu
 from vitdeploy.pipeline.report import build_report, gated, report_markdown
@@ -164,7 +164,7 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
     from vitdeploy.export.source import definition_files
 
     fp32 = out / f"{base}.onnx"
-    fp32_manifest = fp32.with_suffix(".json")  # the preprocessing quantize and validate read: in their digests
+    fp32_manifest = manifest_path(fp32)  # the preprocessing quantize and validate read: in their digests
     pre = config.preprocessing
     export_cfg = ExportConfig(config.model, checkpoint=config.checkpoint, output=fp32, batch=config.export_batch,
                               force=True, preprocessing=pre, num_classes=config.num_classes,
@@ -194,7 +194,7 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
                               gate=False)  # deploy's validation step is the gate (and knows random weights)
         run_step(f"quantize {precision}", digest(fp32, fp32_manifest, calib, precision, target, config.method,
                                                   config.samples, config.holdout, config.on_error, "q/2"),
-                 [path, path.with_suffix(".json")], lambda q=qcfg: quantize(q, progress=progress))
+                 [path, manifest_path(path)], lambda q=qcfg: quantize(q, progress=progress))
         artifacts[precision] = path
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
                 for w in getattr(manifests.read(artifacts[p]), "warnings", ())]
@@ -212,7 +212,7 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
 
         for precision, onnx_path in list(artifacts.items()):
             engine = default_output(onnx_path, precision)  # X.fp16.trt.engine: its manifest stays apart
-            run_step(f"engine {precision}", digest(onnx_path, precision, "engine/1"), [engine, engine.with_suffix(".json")],
+            run_step(f"engine {precision}", digest(onnx_path, precision, "engine/1"), [engine, manifest_path(engine)],
                      lambda o=onnx_path, e=engine, p=precision: build_for_deploy(o, e, p))
             engines[precision] = engine
 

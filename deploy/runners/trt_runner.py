@@ -232,10 +232,8 @@ class TensorRTRunner(BaseRunner):
         return staged
 
     def _execute(self) -> None:
-        from vitdeploy.trt.cuda import stream_handle
-
         context = self.context
-        if not context.execute_async_v3(stream_handle(self.stream)):
+        if not context.execute_async_v3(self.stream or 0):  # the stream's integer handle
             raise CompatibilityError(f"TensorRT could not run {self.engine_path.name} (execute_async_v3 returned false)")
 
     def _fetch(self) -> dict[str, np.ndarray]:

@@ -212,12 +212,13 @@ def check(model, targets: list[str] | tuple[str, ...]) -> dict[str, list[Finding
             if op in DATA_DEPENDENT_OPS:
                 out.append(Finding(target, "warning", "dynamic", op,
                                    f"{count} {op} node(s): data-dependent shapes/control flow left in the graph"))
-        from vitdeploy.trt.restrictions import node_violations
+        from vitdeploy.trt.restrictions import node_violations, restrictions_for
 
+        table = restrictions_for(target)  # once per target, not per node
         by_op: dict[str, list[str]] = {}
         for node in nodes:  # the form of ops the parser takes only in some forms
-            if node.op_type in support.supported_ops:
-                by_op.setdefault(node.op_type, []).extend(node_violations(target, node))
+            if node.op_type in support.supported_ops and node.op_type in table:
+                by_op.setdefault(node.op_type, []).extend(node_violations(node, table, support))
         if "uint8" in _zero_point_dtypes(facts, nodes):
             out.insert(0, Finding(target, "error", "form", "ort-cpu INT8",  # first: what to do about all the rest
                                "UINT8 zero points: the ort-cpu INT8 form, which TensorRT cannot build; "

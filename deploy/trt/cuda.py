@@ -141,19 +141,27 @@ def load_cudart() -> tuple[str, ctypes.CDLL]:
                                          "runtime library (libcudart.so.N, cudart64_N.dll) or unset it") from None
         _loaded[explicit] = (explicit, lib)
         return _loaded[explicit]
-    first, best, best_major = None, None, -1
-    for name in [*_mapped_cudart(), *candidates()]:
+    for name in _mapped_cudart():  # the one TensorRT (or torch) already uses: the same runtime for both
+        try:
+            _loaded[explicit] = (name, ctypes.CDLL(name))
+            return _loaded[explicit]
+        except OSError:
+            continue
+    first, best, best_major, seen = None, None, -1, set()
+    for name in candidates():
+        real = os.path.realpath(name) if os.path.isabs(name) else name
+        if real in seen:  # one file under several names (soname links): loaded and asked once
+            continue
+        seen.add(real)
         try:
             lib = ctypes.CDLL(name)
         except OSError:
             continue
         first = first or (name, lib)
-        if name in _mapped_cudart():  # the one TensorRT (or torch) already uses: the same runtime for both
-            best = (name, lib)
-            break
-        major = _runtime_major(lib)
-        if _driver_supports(lib) and major > best_major:  # newest the driver runs: a stray older one never wins
-            best, best_major = (name, lib), major
+        rt_version, drv_version = _versions(lib)
+        supported = not drv_version or not rt_version or drv_version // 1000 >= rt_version // 1000
+        if supported and rt_version // 1000 > best_major:  # newest the driver runs: a stray older one never wins
+            best, best_major = (name, lib), rt_version // 1000
     if best is not None or first is not None:  # none the driver supports: its calls say so (InsufficientDriver)
         _loaded[explicit] = best or first
         return _loaded[explicit]
@@ -170,24 +178,16 @@ def _mapped_cudart() -> list[str]:
     return sorted(p for p in paths if p.startswith("/"))
 
 
-def _runtime_major(lib: ctypes.CDLL) -> int:
-    version = c_int()
-    try:
-        return version.value // 1000 if lib.cudaRuntimeGetVersion(byref(version)) == 0 else 0
-    except AttributeError:
-        return -1  # not a CUDA runtime
-
-
-def _driver_supports(lib: ctypes.CDLL) -> bool:
-    """False when the driver is older than the runtime's CUDA major version (another libcudart on the search
-    path may fit: a CUDA 13 toolkit next to a CUDA 12 driver); True when it fits or cannot tell."""
+def _versions(lib: ctypes.CDLL) -> tuple[int, int]:
+    """(CUDA runtime version, driver version) as 12060-style integers; 0 where it cannot tell, -1000 for
+    a library that is not a CUDA runtime at all (Cuda() says so)."""
     rt_version, drv_version = c_int(), c_int()
     try:
-        if lib.cudaRuntimeGetVersion(byref(rt_version)) != 0 or lib.cudaDriverGetVersion(byref(drv_version)) != 0:
-            return True
+        ok_rt = lib.cudaRuntimeGetVersion(byref(rt_version)) == 0
+        ok_drv = lib.cudaDriverGetVersion(byref(drv_version)) == 0
     except AttributeError:
-        return True  # not a CUDA runtime at all: Cuda() says so
-    return not drv_version.value or drv_version.value // 1000 >= rt_version.value // 1000
+        return -1000, 0
+    return (rt_version.value if ok_rt else 0), (drv_version.value if ok_drv else 0)
 
 
 class Cuda:
@@ -331,11 +331,6 @@ def _cuda_version(v: int) -> str:
 def _contiguous(host: np.ndarray) -> None:
     if not host.flags.c_contiguous:
         raise ValueError("host array for a CUDA copy must be C-contiguous (np.ascontiguousarray)")
-
-
-def stream_handle(stream) -> int:
-    """The integer handle TensorRT's execute_async_v3 takes."""
-    return int(stream or 0)
 
 
 def gpu_info() -> dict[str, Any] | None:

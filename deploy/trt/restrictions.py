@@ -280,31 +280,22 @@ RESTRICTIONS: tuple[Restriction, ...] = (
 )
 
 
-_BY_VERSION: dict[str, dict[str, tuple[Restriction, ...]]] = {}  # parser version -> op -> restrictions
-
-
-def _restrictions_by_version(version: str) -> dict[str, tuple[Restriction, ...]]:
-    """op -> the restrictions that apply to one parser version, derived once per version (callers
-    must not change the dict: restrictions_for hands out copies)."""
-    if version not in _BY_VERSION:
-        out: dict[str, list[Restriction]] = {}
-        for r in RESTRICTIONS:
-            if r.applies_to(version):
-                out.setdefault(r.op, []).append(r)
-        _BY_VERSION[version] = {op: tuple(rs) for op, rs in out.items()}
-    return _BY_VERSION[version]
-
-
 def restrictions_for(target: str) -> dict[str, tuple[Restriction, ...]]:
-    """op -> the restrictions that apply to this target's parser version."""
-    return dict(_restrictions_by_version(parser_support(target).version))
+    """op -> the restrictions that apply to this target's parser version (a check derives it once per
+    target and hands it to ``node_violations`` for every node)."""
+    version = parser_support(target).version
+    out: dict[str, list[Restriction]] = {}
+    for r in RESTRICTIONS:
+        if r.applies_to(version):
+            out.setdefault(r.op, []).append(r)
+    return {op: tuple(rs) for op, rs in out.items()}
 
 
-def node_violations(target: str, node: NodeView) -> list[str]:
-    """Finding messages for one node on one target (empty when the parser takes it as it is)."""
-    support = parser_support(target)
+def node_violations(node: NodeView, table: dict[str, tuple[Restriction, ...]], support: ParserSupport) -> list[str]:
+    """Finding messages for one node against one target's ``restrictions_for`` table (empty when the
+    parser takes the node as it is)."""
     msgs = []
-    for r in _restrictions_by_version(support.version).get(node.op_type, ()):
+    for r in table.get(node.op_type, ()):
         what = r.check(node)
         if what:
             msgs.append(r.message(node, what, support))

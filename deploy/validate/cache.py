@@ -30,11 +30,11 @@ class ReferenceStore:
     (Not vitdeploy.data.cache.RunCache: that keeps one run's folder listings and decoded samples in memory.)"""
 
     def __init__(self, config: ValidateConfig, ref_art: Artifact, pre, indices: np.ndarray) -> None:
-        from vitdeploy.data.sources import source_fingerprint
+        from vitdeploy.data.sources import fingerprint
 
         root = config.cache_dir or Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "validate"
         key = digest(VALIDATE_SCHEMA, artifact_digest(ref_art), config.backends.get(config.reference),
-                      source_fingerprint(config.data), hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest(),
+                      fingerprint(config.data), hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest(),
                       pre.key(), config.on_error, config.batch_size)
         self.dir = root / key[:32]
         self.logits, self.kept, self.meta = self.dir / "reference.f32", self.dir / "reference.kept.npy", self.dir / "reference.json"
