@@ -36,36 +36,66 @@ class QuantizeContext:
     data_hash: str | None = None
 
 
-def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, config: QuantizeConfig, steps: Steps, progress):
+def int8_tensors(model, qplan: qdq.QuantPlan, config: QuantizeConfig, input_name: str, types=None) -> tuple[list[str], list[str]]:
+    """(tensors whose statistics the INT8 pass needs, the Conv outputs the ort-cpu form quantizes)."""
+    outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
+    tensors = list(dict.fromkeys(qplan.activations + outputs))
+    if config.trt_calibration_cache:
+        tensors = list(dict.fromkeys([input_name] + tensors + float_tensor_names(model, types)))
+    return tensors, outputs
+
+
+@dataclass
+class Int8Ranges:
+    """The calibrated ranges of one Q/DQ plan: per planned activation (amax for trt, (lo, hi) for
+    ort-cpu), per quantized Conv output (ort-cpu), and the symmetric amax of every collected tensor
+    when TensorRT's calibration cache needs them."""
+
+    activations: dict[str, Any]
+    outputs: dict[str, Any]
+    symmetric: dict[str, float]
+    probabilities: list[str]
+
+
+def int8_ranges(model, qplan: qdq.QuantPlan, collected: dict, tensors: list[str], outputs: list[str],
+                config: QuantizeConfig) -> Int8Ranges:
+    """Ranges by ``config.method`` from the statistics ``collected`` (see ``Int8Ranges``)."""
+    symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
+                 if config.target == "trt" or config.trt_calibration_cache else {})
+    if config.target == "trt":
+        ranges = {t: symmetric[t] for t in qplan.activations}
+    else:
+        ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
+    # Attention probabilities are never clipped: the few large weights of a Softmax row are
+    # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
+    probabilities = qdq.softmax_outputs(model, qplan.activations)
+    for t in probabilities:
+        ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
+        if t in symmetric:
+            symmetric[t] = collected[t].amax
+    output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
+    return Int8Ranges(ranges, output_ranges, symmetric, probabilities)
+
+
+def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, config: QuantizeConfig, steps: Steps,
+              progress, stats_plan: qdq.QuantPlan | None = None):
     """Statistics -> ranges -> Q/DQ (-> FP16 float parts). ``policy``: the one ``qplan`` was planned with
-    (hints resolved), recorded in the manifest block. Returns the model, its manifest block, and
-    the symmetric thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
+    (hints resolved), recorded in the manifest block. ``stats_plan``: a plan ``qplan`` is part of whose
+    statistics to collect (the precision search's full plan: one cache entry serves both). Returns the model, its manifest block, and the symmetric
+    thresholds of every collected tensor for TensorRT's calibration cache (None when not asked)."""
     model = ctx.model
     high_precision = config.high_precision if config.target == "trt" else "fp32"
     # shape inference once, for every step below that needs the float tensors of the source model
     types = onnx_utils.elem_types(model) if config.trt_calibration_cache or high_precision == "fp16" else None
-    outputs = qplan.node_outputs(model) if config.target == "ort-cpu" else []
-    tensors = list(dict.fromkeys(qplan.activations + outputs))
-    if config.trt_calibration_cache:
-        tensors = list(dict.fromkeys([ctx.input_name] + tensors + float_tensor_names(model, types)))
+    tensors, outputs = int8_tensors(model, qplan, config, ctx.input_name, types)
+    if stats_plan is not None:
+        tensors = list(dict.fromkeys(int8_tensors(model, stats_plan, config, ctx.input_name, types)[0] + tensors))
     collected, stats_path, cached = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
     with steps.step(f"ranges ({config.method})"):
-        symmetric = ({t: symmetric_amax(collected[t], config.method, config.percentile) for t in tensors}
-                     if config.target == "trt" or config.trt_calibration_cache else {})
-        if config.target == "trt":
-            ranges = {t: symmetric[t] for t in qplan.activations}
-        else:
-            ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
-        # Attention probabilities are never clipped: the few large weights of a Softmax row are
-        # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
-        probabilities = qdq.softmax_outputs(model, qplan.activations)
-        for t in probabilities:
-            ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
-            if t in symmetric:
-                symmetric[t] = collected[t].amax
+        r = int8_ranges(model, qplan, collected, tensors, outputs, config)
+        ranges, symmetric, probabilities = r.activations, r.symmetric, r.probabilities
     with steps.step("write Q/DQ"):
-        output_ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in outputs}
-        result_model = qdq_write.write(model, qplan, ranges, config.target, output_ranges)
+        result_model = qdq_write.write(model, qplan, ranges, config.target, r.outputs)
         onnx_utils.check_model(result_model)
     islands = None
     if high_precision == "fp16":
@@ -90,7 +120,7 @@ def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, c
         "quantized_weights": len(qplan.weights), "skipped_nodes": qplan.skipped_nodes[:50],
         "statistics": {"path": str(stats_path), "cached": cached, "tensors": len(tensors)},
         "fp16": islands,
-        "ranges": {t: (list(r) if isinstance(r, tuple) else r) for t, r in list(ranges.items())[:2000]},
+        "ranges": {t: (list(v) if isinstance(v, tuple) else v) for t, v in list(ranges.items())[:2000]},
     }
     return result_model, info, (symmetric if config.trt_calibration_cache else None)
 

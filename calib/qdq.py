@@ -105,7 +105,7 @@ def _is_depthwise(node, inits) -> bool:
     return group > 1 and weight is not None and weight.dims[1] == 1
 
 
-def _derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_arithmetic: bool = False) -> bool:
+def derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_arithmetic: bool = False) -> bool:
     """True when ``tensor`` comes from a ``source`` op (Softmax, Exp) through reshapes and elementwise
     arithmetic within ``hops`` nodes; with ``require_arithmetic`` a plain ``source`` output does not count."""
     passthrough = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Cast"}
@@ -171,10 +171,10 @@ def plan(model, policy: QuantPolicy = QuantPolicy()) -> QuantPlan:
             if not policy.quantize_attention:
                 result.skipped_nodes.append((node.name, "attention matmul left unquantized"))
                 continue
-            if hints.float_mixed_attention and _derived_from(node.input[0], prod, "Softmax", require_arithmetic=True):
+            if hints.float_mixed_attention and derived_from(node.input[0], prod, "Softmax", require_arithmetic=True):
                 result.skipped_nodes.append((node.name, "blended attention probabilities (e.g. ConViT GPSA) left in float"))
                 continue
-            if hints.float_kernel_attention and any(_derived_from(x, prod, "Exp") for x in data_inputs):
+            if hints.float_kernel_attention and any(derived_from(x, prod, "Exp") for x in data_inputs):
                 result.skipped_nodes.append((node.name, "kernel (Performer) attention on exp features left in float"))
                 continue
         if any(x in inits and not w for x, w in zip(data_inputs, weight_flags)):

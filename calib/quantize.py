@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vitdeploy.calib import qdq
+from vitdeploy.calib import cost, qdq, search, search_plot
 from vitdeploy.calib.accuracy import judge_accuracy, measure_accuracy
 from vitdeploy.calib.graph import constants_to_initializers, name_unnamed_nodes
 from vitdeploy.calib.methods import METHODS
@@ -74,6 +74,10 @@ class QuantizeConfig:
     high_precision: str = "fp16"  # INT8 --qdq-form trt: the unquantized float parts in FP16 (with FP32 islands) or FP32
     gate: bool = True  # exit 6 (nothing written) when the result fails the precision's default thresholds
     data_check: bool = True  # refuse .npy/.npz arrays whose dtype or values contradict a normalised input
+    # INT8 accuracy budget (--max-drop, points of --metric): search which layers stay float (calib.search)
+    max_drop: float | None = None
+    metric: str | None = None  # top1 | agreement | cosine; default: top1 with labels, else agreement
+    device_profile: str | None = None  # the cost model's device (calib.cost); default by --qdq-form
 
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp16"):
@@ -92,13 +96,21 @@ class QuantizeConfig:
             raise UsageError("--percentile must be in (50, 100)")
         if not isinstance(self.policy, QuantPolicy):
             raise TypeError(f"QuantizeConfig.policy must be a QuantPolicy, not {type(self.policy).__name__}")
+        if self.max_drop is None and (self.metric is not None or self.device_profile is not None):
+            raise UsageError(f"{'--metric' if self.metric is not None else '--device-profile'} applies to the "
+                             "precision search: give --max-drop too")
+        if self.max_drop is not None:
+            search.check_budget_options(self.max_drop, self.metric)
+        if self.device_profile is not None and self.device_profile not in cost.PROFILES:
+            raise UsageError(f"unknown --device-profile {self.device_profile!r}; choose from {', '.join(cost.PROFILES)}")
         if self.precision == "fp16":
             int8_only = [name for name, used in (("--exclude", self.policy.exclude),
                                                  ("--float-attention", not self.policy.quantize_attention),
                                                  ("--qdq-form ort-cpu", self.target != "trt"),
                                                  ("--trt-calibration-cache", self.trt_calibration_cache),
                                                  ("--quantize-depthwise", self.policy.quantize_depthwise),
-                                                 ("--high-precision", self.high_precision != "fp16")) if used]
+                                                 ("--high-precision", self.high_precision != "fp16"),
+                                                 ("--max-drop", self.max_drop is not None)) if used]
             if int8_only:
                 raise UsageError(f"{', '.join(int8_only)} only appl{'ies' if len(int8_only) == 1 else 'y'} to --int8")
         elif self.keep_fp32:
@@ -166,8 +178,10 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
     out = Path(config.output) if config.output else default_output(Path(config.model), config.precision, config.target)
     check_artifact_output(out, config.force)
     cache_out = out.with_suffix(".calib") if config.trt_calibration_cache else None
-    if cache_out is not None:
-        check_output(cache_out, config.force)
+    plot_out = search_plot.plot_path(out) if config.max_drop is not None else None
+    for extra in (cache_out, plot_out):
+        if extra is not None:
+            check_output(extra, config.force)
 
     # validate user selections before any heavy work
     policy = effective_policy(config, parent)
@@ -212,6 +226,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see vitdeploy.data.labels
                 warnings.extend(lmap.warnings)
                 hold_labels = lmap.labels if lmap.meaningful else None
+            if config.max_drop is not None:  # the search looks at one half; the result is measured on the other
+                metric, sel_idx, hold_idx = _search_split(config, hold_idx, hold_labels, parent)
             ctx.samples, ctx.data_hash = samples, data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
                 few = f"only {len(samples)} calibration images (the data row says where the rest went): below {MIN_INT8_SAMPLES}"
@@ -226,9 +242,25 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                          "holdout_samples": len(hold_idx), "hash": ctx.data_hash,
                          "skipped": len(ds.skipped), "skipped_examples": ds.skipped[:5], "seed": config.seed,
                          "labels": ds.labels is not None, "value_check": config.data_check}
+            if config.max_drop is not None:
+                data_info["selection_samples"] = len(sel_idx)
+                resolution = 100.0 / max(len(hold_idx), 1)
+                if metric != "cosine" and resolution > config.max_drop:
+                    warnings.append(f"the {len(hold_idx)} confirmation images resolve {metric} to {resolution:.2f} pt, "
+                                    f"coarser than --max-drop {config.max_drop:g}: one flipped image misses the budget "
+                                    "(more held-out images: --holdout)")
 
+    searched = None
+    if config.max_drop is not None:
+        sel_x, sel_i = load_samples(ds, pre, sel_idx, config.on_error, advance, workers)
+        sel_labels = hold_labels[sel_i] if metric == "top1" else None
+        searched = search.run(ctx, qplan, config, sel_x, sel_labels, metric, len(hold_idx), steps, progress)
+        full_plan, user_exclude = qplan, policy.exclude
+        policy = replace(policy, exclude=policy.exclude + searched.float_nodes)
+        qplan = qdq.plan(model, policy)
     if config.precision == "int8":
-        result_model, precision_info, cache_amax = int8_pass(ctx, qplan, policy, config, steps, progress)
+        result_model, precision_info, cache_amax = int8_pass(ctx, qplan, policy, config, steps, progress,
+                                                             full_plan if searched else None)
     else:
         result_model, precision_info = fp16_pass(ctx, config, steps, progress)
         cache_amax = None
@@ -243,8 +275,14 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         if len(hold_idx):
             data_info.update(holdout_samples=accuracy["samples"], skipped=len(ds.skipped),  # type: ignore[union-attr]
                              skipped_examples=ds.skipped[:5])
+        confirmed = _confirmation_drop(accuracy, metric) if searched else None
         judge_accuracy(accuracy, config, parent, num_classes, real_data=len(hold_idx) > 0 and not synthetic,
                        warnings=warnings, few=few)
+        if searched:
+            searched.confirmation = {"samples": accuracy["samples"], "drop_points": round(confirmed, 4),
+                                     "within_budget": confirmed <= config.max_drop + 1e-9}
+            precision_info.update(exclude=list(user_exclude), precision_search=searched.to_json())
+            _check_budget(searched, confirmed, config, warnings)
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
@@ -270,12 +308,66 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 trtcache.write(cache_out, cache_amax)
                 manifest["trt_calibration_cache"] = {"path": cache_out.name, "tensors": len(cache_amax),
                                                      "for": "TensorRT < 10.12 implicit INT8 build of the FP32 ONNX"}
+            if plot_out is not None:
+                drawn = search_plot.write(precision_info["precision_search"], plot_out, title=out.name)
+                if drawn is None:
+                    warnings.append("precision search plot not drawn: matplotlib is not installed (pip install 'vitdeploy[plot]')")
+                else:
+                    precision_info["precision_search"]["plot"] = drawn.name
             manifest["file_bytes"] = os.path.getsize(out)
             manifest["steps"] = steps.to_list()
             mpath = write_manifest(out, manifest)
         except BaseException:
             out.unlink(missing_ok=True)
-            if cache_out is not None:
-                cache_out.unlink(missing_ok=True)
+            for extra in (cache_out, plot_out):
+                if extra is not None:
+                    extra.unlink(missing_ok=True)
             raise
     return QuantizeResult(out, mpath, manifest)
+
+
+def _search_split(config: QuantizeConfig, hold_idx: np.ndarray, labels: np.ndarray | None,
+                  parent: Manifest | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(metric, selection indices, confirmation indices) for --max-drop: the held-out images alternate
+    between the set the search looks at and the set its result is measured on."""
+    from vitdeploy.core.io import has_random_weights
+
+    if len(hold_idx) < 2:
+        raise UsageError("--max-drop needs held-out images to search on and to confirm with: "
+                         f"{len(hold_idx)} here (give more images or a larger --holdout)")
+    trained = not has_random_weights(parent)
+    metric = config.metric or ("top1" if labels is not None and trained else "agreement")
+    if metric == "top1" and labels is None:
+        raise UsageError("--metric top1 needs labelled images (class folders or an .npz with labels); "
+                         "use --metric agreement or cosine")
+    if metric == "top1" and not trained:
+        raise UsageError("--metric top1 needs trained weights (this export has random ones); use --metric agreement or cosine")
+    return metric, hold_idx[0::2], hold_idx[1::2]
+
+
+def _confirmation_drop(accuracy: dict, metric: str) -> float:
+    """The measured drop of the written file on the confirmation set, in points of ``metric``."""
+    if metric == "top1":
+        return float(accuracy["top1_drop_points"])
+    vs = accuracy["vs_fp32"]
+    return 100.0 * (1.0 - (vs["top1_agreement"] if metric == "agreement" else vs["cosine_mean"]))
+
+
+def _check_budget(searched: search.SearchResult, confirmed: float, config: QuantizeConfig, warnings: list[str]) -> None:
+    """Exit 6 (nothing written) when the confirmation set says the budget is missed, unless --no-gate."""
+    if confirmed <= config.max_drop + 1e-9:
+        return
+    c = searched.confirmation["samples"]
+    every = len(searched.float_nodes) == len(searched.groups)
+    what = (f"budget not reachable: even with every layer in {searched.fallback.upper()} the {searched.metric} drop is "
+            if every else f"the chosen plan ({len(searched.groups) - len(searched.float_nodes)} of {len(searched.groups)} "
+                          f"layers INT8) drops {searched.metric} by ")
+    message = (f"{what}{confirmed:.2f} pt on {c} confirmation images (selection set: {searched.chosen.drop:.2f}, "
+               f"expected {searched.chosen.expected:.2f}), "
+               f"over --max-drop {config.max_drop:g}")
+    if config.gate:
+        from vitdeploy.core.errors import ValueMismatchError
+
+        raise ValueMismatchError(f"{message}; nothing written (--no-gate writes it anyway)",
+                                 figures={"drop_points": confirmed, "samples": c})
+    warnings.append(f"written although {message}")

@@ -17,6 +17,7 @@ README                                          what the test uses
 ``program.pt2``                                 a torch.export program of ``vit_tiny_test``
 ``val_images/``, ``val/`` and the like          128 generated PNGs, 3 colour classes in folders 0-2
 ``calib.npz``, ``val.npz``                      128 preprocessed 32 px samples with labels
+``--holdout 1000``                              ``--holdout 64`` (at most half of the 128 images)
 ``deit.*`` (validate examples)                  ``deit_tiny.*`` (the files the examples above wrote)
 ``deit_tiny.onnx``                              written first: ``export vit_tiny_test -o deit_tiny.onnx``
 ==============================================  ==============================================
@@ -49,7 +50,7 @@ MODELS = {
     "mypkg.nets:build": "readme_user_model:build",
 }
 VALUES = {"3,224,224": "3,32,32", "deit_tiny_patch16_224-a1311bcf.pth": "deit_tiny.pth", "val/": "val_images/", "imagenet_val/": "val_images/", "my_images/": "val_images/",
-          "val.npz": "calib.npz"}
+          "val.npz": "calib.npz", "1000": "64"}  # --holdout 1000: half of the 128 images
 # (pattern on the README command, reason): matched commands are not run
 SKIP: list[tuple[str, str]] = [
     (r"^pip install", "installs packages: the test runs in the environment it was installed in"),

@@ -46,6 +46,9 @@ Examples:
   vitdeploy deploy deit_tiny_patch16_224 --calib val_images/ \\
       --devices devices.toml --out out/fleet
 
+  vitdeploy deploy deit_tiny_patch16_224 --checkpoint deit_tiny.pth \\
+      --calib val_images/ --holdout 1000 --max-drop 0.5 --out out/budget
+
   vitdeploy deploy mypkg.nets:build --input-size 3,224,224 \\
       --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --calib calib/ --out out/mine
 """
@@ -63,6 +66,8 @@ def deploy(
     method: Method = "percentile",
     samples: Samples = CALIB_SAMPLES,
     holdout: Holdout = None,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", metavar="POINTS", help="INT8: the accuracy budget, in points of --metric: the fewest layers kept float that meet it (quantize --max-drop).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="--max-drop's measure: top1 | agreement | cosine (as quantize --metric).")] = None,
     thresholds: ThresholdSpec = None,
     on_error: OnError = "skip",
     qdq_form: Annotated[str, typer.Option(
@@ -93,6 +98,7 @@ def deploy(
                           batches=parse_batches(batch), dynamic_batch=BatchRange.parse(dynamic_batch) if dynamic_batch else None,
                           int8_target=renamed("--qdq-form", qdq_form, "--int8-target", int8_target),
                           method=method, samples=samples, holdout=holdout, thresholds=thresholds,
+                          max_drop=max_drop, metric=metric,
                           on_error=on_error, iterations=iterations, threads=threads, engines=engines,
                           preprocessing=preprocessing_options(input_size, mean, std),
                           num_classes=num_classes, strict_checkpoint=not non_strict,

@@ -31,6 +31,9 @@ Examples:
   vitdeploy quantize deit_tiny.onnx --fp16 --calib imagenet_val/ \\
       --keep-fp32 Softmax
 
+  vitdeploy quantize deit_tiny.onnx --int8 --calib imagenet_val/ \\
+      --holdout 1000 --max-drop 0.5 --metric top1 --device-profile orin
+
 INT8 --qdq-form trt writes INT8+FP16 by default: Q/DQ on MatMul/Gemm/Conv inputs, every other float
 op in FP16 except the FP32 islands (LayerNorm, Softmax, reductions, and nodes whose calibrated
 range does not fit FP16); --high-precision fp32 keeps the float parts FP32.
@@ -40,6 +43,13 @@ exit 3); the result is compared with the FP32 model on held-out images and nothi
 (exit 6) when its outputs are not finite or fail the precision's default thresholds of
 `vitdeploy validate` (fp16: minimum cosine >= 0.999, top-1 agreement >= 98%, drop <= 0.3 pt;
 int8: 0.98, 95%, 1.5 pt; top-1 only counts with trained weights), unless --no-gate.
+
+--max-drop D searches which layers to keep in float (FP16 for --qdq-form trt, FP32 for ort-cpu) so
+that the INT8 file stays within D points of --metric (top1 with labels, else agreement; cosine:
+100 x (1 - mean cosine)) for the most estimated INT8 time saved (--device-profile's cost model).
+The held-out images are split: the search looks at one half, the written file is measured on the
+other, and that figure is the result: over the budget is exit 6 (nothing written) unless --no-gate.
+It writes MODEL.int8.search.png too: per-layer sensitivity and the search's path.
 """
 
 
@@ -64,6 +74,9 @@ def quantize(
     high_precision: HighPrecision = "fp16",
     data_check: DataCheck = True,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Write the file even when it fails its precision's default thresholds (non-finite outputs are never written).")] = False,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", metavar="POINTS", help="INT8: the accuracy budget, in points of --metric: keep the fewest layers float that meet it (precision search).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", metavar="METRIC", help="--max-drop's measure: top1 (needs labels) | agreement | cosine (default: top1 with labels, else agreement).")] = None,
+    device_profile: Annotated[Optional[str], typer.Option("--device-profile", metavar="NAME", help="--max-drop's cost model: orin | xavier | ampere | ada (published throughput) | ort-cpu (timed here); default orin, ort-cpu for --qdq-form ort-cpu.")] = None,
     trt_calibration_cache: Annotated[bool, typer.Option("--trt-calibration-cache", help="Also write OUT.calib, TensorRT's calibration cache for implicit INT8 on TensorRT < 10.12.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .onnx (default: MODEL.int8.onnx, MODEL.int8-ort.onnx for --qdq-form ort-cpu, MODEL.fp16.onnx).")] = None,
     on_error: OnError = "skip",
@@ -94,6 +107,7 @@ def quantize(
         preprocessing=preprocessing_options(input_size, mean, std), trt_calibration_cache=trt_calibration_cache,
         threads=threads, family_hints=not no_family_hints,
         high_precision=high_precision, gate=not no_gate, data_check=data_check,
+        max_drop=max_drop, metric=metric, device_profile=device_profile,
     )
     check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
@@ -128,10 +142,49 @@ def quantize(
     if gate:
         verdict = "pass" if gate["passed"] else "[red]FAIL[/] " + "; ".join(gate["failures"])
         table.add_row("thresholds", verdict + (f" [dim]({gate['note']})[/]" if gate.get("note") else ""))
+    search = (m.get("quantization") or {}).get("precision_search")
+    if search:
+        tables.print_table(search_table(search))
+        table.add_row("precision search", search_summary(search))
     console.print(table)
     for w in m.get("warnings") or ():
         console.print(f"[yellow]warning:[/] {escape(w)}")
     tables.print_paths(("output", result.onnx_path))
+
+
+def search_summary(s: dict) -> str:
+    """One cell: the budget, what was chosen, the estimate and the measured figures."""
+    conf, sel, ev = s["confirmation"], s["selection"], s["evaluations"]
+    return (f"--max-drop {s['max_drop_points']:g} pt of {s['metric']}: {s['groups_int8']} of {s['groups_total']} layers INT8 "
+            f"({s['int8_mac_share']:.0%} of MACs), the rest {s['fallback'].upper()}; estimated {s['estimated_speedup_vs_fallback']:.2f}x "
+            f"over all-{s['fallback'].upper()} ({s['device_profile']['name']}, an estimate); drop {conf['drop_points']:.2f} pt on "
+            f"{conf['samples']} confirmation images ({sel['drop_points']:.2f} on {sel['samples']} searched); "
+            f"{ev['total']} evaluations (bound {ev['bound']})" + (f"; plot {s['plot']}" if s.get("plot") else ""))
+
+
+def search_table(s: dict, rows: int = 12):
+    """The most sensitive layers (by 1 - cosine, the search's ranking): alone in INT8, alone in float, the choice."""
+    from vitdeploy.core import document as D
+
+    groups = sorted(s["groups"], key=lambda g: -max(g["harm_int8_alone_1_minus_cos"], g["recovery_float_alone_1_minus_cos"]))
+    t = D.Table([D.Column("layer", cut=True), D.Column("MACs", "right"), D.Column("INT8 alone", "right"),
+                 D.Column("float alone", "right"), D.Column("kept")],
+                title=f"Precision search: the {min(rows, len(groups))} most sensitive of {len(groups)} layers "
+                      f"({s['selection']['sensitivity_samples']} images)",
+                footnotes=["INT8 alone: 1 - mean cosine vs FP32 when only this layer is INT8; float alone: how much of "
+                           "the all-INT8 1 - cosine keeping only this layer float wins back. MACs per image."])
+    for g in groups[:rows]:
+        t.add_row(g["group"], _si(g["macs"]), f"{g['harm_int8_alone_1_minus_cos']:.2g}",
+                  f"{g['recovery_float_alone_1_minus_cos']:.2g}",
+                  D.Cell.of(D.Span(g["precision"].upper(), "warn" if g["precision"] != "int8" else "")))
+    return t
+
+
+def _si(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,11 +53,11 @@ def quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step: R
                                 holdout=config.holdout, seed=seed, on_error=config.on_error,
                                 target=choice.choice, output=path, force=True,
                                 high_precision="fp32" if choice.choice == "trt" else "fp16",
-                                threads=config.threads, gate=False), progress=progress)
+                                threads=config.threads, gate=False, **config.budget), progress=progress)
         outputs.extend([path, manifest_path(path)])
         write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})
 
-    run_step("quantize int8", digest(fp32, manifest_path(fp32), calib, "int8", "auto-cpu", config.method,
+    run_step("quantize int8", digest(fp32, manifest_path(fp32), calib, "int8", "auto-cpu", config.method, *config.budget.values(),
                                      config.samples, config.holdout, config.on_error, config.threads, "q/3"), outputs, do)
     return json.loads(choice_path.read_text())
 

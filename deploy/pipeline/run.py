@@ -51,6 +51,8 @@ class DeployConfig:
     method: str = "percentile"
     samples: int = 512  # calibration samples (quantize's default)
     holdout: int | None = None  # calibration images held out (quantize's default); the verdicts' data without --data
+    max_drop: float | None = None  # INT8: quantize's accuracy budget (--max-drop: the precision search)
+    metric: str | None = None  # --max-drop's measure (quantize's --metric)
     validate_samples: int = 256  # with --data
     thresholds: str | None = None  # validate's preset or JSON file (None: the default preset)
     on_error: str = "skip"  # an image that does not decode: skip | fail
@@ -65,7 +67,20 @@ class DeployConfig:
     force: bool = False  # redo every step
     devices: tuple[DeviceSpec, ...] = ()  # --devices: engines, validate and bench on each (vitdeploy.pipeline.fleet)
 
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The INT8 quantize options of --max-drop (none without it)."""
+        return {} if self.max_drop is None else {"max_drop": self.max_drop, "metric": self.metric}
+
     def __post_init__(self) -> None:
+        if self.max_drop is not None and "int8" not in self.precisions:
+            raise UsageError("--max-drop applies to INT8: add int8 to --precisions")
+        if self.metric is not None and self.max_drop is None:
+            raise UsageError("--metric applies to the precision search: give --max-drop too")
+        if self.max_drop is not None:  # checked before the export, not when the INT8 step comes
+            from vitdeploy.calib.search import check_budget_options
+
+            check_budget_options(self.max_drop, self.metric)
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
             raise UsageError(f"--precisions takes a comma list of {', '.join(PRECISIONS)}; got {','.join(self.precisions)}")
@@ -188,12 +203,13 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
             continue
         target = int8_target if precision == "int8" else "trt"
         path = quant_output(fp32, precision, target)
+        budget = config.budget if precision == "int8" else {}
         qcfg = QuantizeConfig(model=fp32, precision=precision, calib=calib, method=config.method, samples=config.samples,
                               holdout=config.holdout, seed=SEED, on_error=config.on_error, target=target, output=path,
-                              force=True, threads=config.threads,
+                              force=True, threads=config.threads, **budget,
                               gate=False)  # deploy's validation step is the gate (and knows random weights)
         run_step(f"quantize {precision}", digest(fp32, fp32_manifest, calib, precision, target, config.method,
-                                                  config.samples, config.holdout, config.on_error, "q/2"),
+                                                  config.samples, config.holdout, config.on_error, *budget.values(), "q/2"),
                  [path, manifest_path(path)], lambda q=qcfg: quantize(q, progress=progress))
         artifacts[precision] = path
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
