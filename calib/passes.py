@@ -45,6 +45,18 @@ def int8_tensors(model, qplan: qdq.QuantPlan, config: QuantizeConfig, input_name
     return tensors, outputs
 
 
+def search_tensors(model, qplan: qdq.QuantPlan, config: QuantizeConfig, input_name: str, types=None) -> list[str]:
+    """``int8_tensors`` of ``qplan`` and, for ort-cpu, the output of every Conv it quantizes: what any plan
+    keeping some of its layers float needs (a Conv -> Relu whose reader is kept float gets its own output
+    Q/DQ), so the precision search and the final file's pass share one statistics cache entry."""
+    tensors, _ = int8_tensors(model, qplan, config, input_name, types)
+    if config.target == "ort-cpu":
+        convs = {q.node for q in qdq.ort_cpu_plan(model, qplan).inputs if q.is_weight and q.op == "Conv"}
+        graph_outputs = {o.name for o in model.graph.output}
+        tensors += [n.output[0] for n in model.graph.node if n.name in convs and n.output[0] not in graph_outputs]
+    return list(dict.fromkeys(tensors))
+
+
 @dataclass
 class Int8Ranges:
     """The calibrated ranges of one Q/DQ plan: per planned activation (amax for trt, (lo, hi) for
@@ -89,7 +101,7 @@ def int8_pass(ctx: QuantizeContext, qplan: qdq.QuantPlan, policy: QuantPolicy, c
     types = onnx_utils.elem_types(model) if config.trt_calibration_cache or high_precision == "fp16" else None
     tensors, outputs = int8_tensors(model, qplan, config, ctx.input_name, types)
     if stats_plan is not None:
-        tensors = list(dict.fromkeys(int8_tensors(model, stats_plan, config, ctx.input_name, types)[0] + tensors))
+        tensors = list(dict.fromkeys(search_tensors(model, stats_plan, config, ctx.input_name, types) + tensors))
     collected, stats_path, cached = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
     with steps.step(f"ranges ({config.method})"):
         r = int8_ranges(model, qplan, collected, tensors, outputs, config)

@@ -157,6 +157,9 @@ def plan(model, policy: QuantPolicy = QuantPolicy()) -> QuantPlan:
         if excluded(node):
             result.skipped_nodes.append((node.name, "excluded"))
             continue
+        if node.name in policy.float_nodes:
+            result.skipped_nodes.append((node.name, "kept float by the precision search (--max-drop)"))
+            continue
         if hints.float_input_layer and node.input[0] in graph_inputs:
             result.skipped_nodes.append((node.name, "layer reading the model input left in float (family hint)"))
             continue

@@ -101,6 +101,9 @@ class QuantizeConfig:
                              "precision search: give --max-drop too")
         if self.max_drop is not None:
             search.check_budget_options(self.max_drop, self.metric)
+            if self.trt_calibration_cache:
+                raise UsageError("--trt-calibration-cache is for an implicit INT8 build of the FP32 ONNX, which would not "
+                                 "keep the layers --max-drop keeps float: give one of them")
         if self.device_profile is not None and self.device_profile not in cost.PROFILES:
             raise UsageError(f"unknown --device-profile {self.device_profile!r}; choose from {', '.join(cost.PROFILES)}")
         if self.precision == "fp16":
@@ -227,7 +230,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 warnings.extend(lmap.warnings)
                 hold_labels = lmap.labels if lmap.meaningful else None
             if config.max_drop is not None:  # the search looks at one half; the result is measured on the other
-                metric, sel_idx, hold_idx = _search_split(config, hold_idx, hold_labels, parent)
+                metric, sel_idx, hold_idx = _search_split(config, hold_idx, hold_labels, parent, out_dims)
             ctx.samples, ctx.data_hash = samples, data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
                 few = f"only {len(samples)} calibration images (the data row says where the rest went): below {MIN_INT8_SAMPLES}"
@@ -255,8 +258,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         sel_x, sel_i = load_samples(ds, pre, sel_idx, config.on_error, advance, workers)
         sel_labels = hold_labels[sel_i] if metric == "top1" else None
         searched = search.run(ctx, qplan, config, sel_x, sel_labels, metric, len(hold_idx), steps, progress)
-        full_plan, user_exclude = qplan, policy.exclude
-        policy = replace(policy, exclude=policy.exclude + searched.float_nodes)
+        full_plan = qplan
+        policy = replace(policy, float_nodes=frozenset(searched.float_nodes))
         qplan = qdq.plan(model, policy)
     if config.precision == "int8":
         result_model, precision_info, cache_amax = int8_pass(ctx, qplan, policy, config, steps, progress,
@@ -276,12 +279,13 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             data_info.update(holdout_samples=accuracy["samples"], skipped=len(ds.skipped),  # type: ignore[union-attr]
                              skipped_examples=ds.skipped[:5])
         confirmed = _confirmation_drop(accuracy, metric) if searched else None
-        judge_accuracy(accuracy, config, parent, num_classes, real_data=len(hold_idx) > 0 and not synthetic,
-                       warnings=warnings, few=few)
+        # with --max-drop the budget is the gate: the default thresholds are reported (a warning when missed)
+        judge_accuracy(accuracy, replace(config, gate=False) if searched else config, parent, num_classes,
+                       real_data=len(hold_idx) > 0 and not synthetic, warnings=warnings, few=few)
         if searched:
             searched.confirmation = {"samples": accuracy["samples"], "drop_points": round(confirmed, 4),
                                      "within_budget": confirmed <= config.max_drop + 1e-9}
-            precision_info.update(exclude=list(user_exclude), precision_search=searched.to_json())
+            precision_info["precision_search"] = searched.to_json()
             _check_budget(searched, confirmed, config, warnings)
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
@@ -311,6 +315,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             if plot_out is not None:
                 drawn = search_plot.write(precision_info["precision_search"], plot_out, title=out.name)
                 if drawn is None:
+                    plot_out.unlink(missing_ok=True)  # an older plot (--force) would describe another file
                     warnings.append("precision search plot not drawn: matplotlib is not installed (pip install 'vitdeploy[plot]')")
                 else:
                     precision_info["precision_search"]["plot"] = drawn.name
@@ -327,7 +332,7 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
 
 def _search_split(config: QuantizeConfig, hold_idx: np.ndarray, labels: np.ndarray | None,
-                  parent: Manifest | None) -> tuple[str, np.ndarray, np.ndarray]:
+                  parent: Manifest | None, out_dims: list) -> tuple[str, np.ndarray, np.ndarray]:
     """(metric, selection indices, confirmation indices) for --max-drop: the held-out images alternate
     between the set the search looks at and the set its result is measured on."""
     from vitdeploy.core.io import has_random_weights
@@ -336,7 +341,10 @@ def _search_split(config: QuantizeConfig, hold_idx: np.ndarray, labels: np.ndarr
         raise UsageError("--max-drop needs held-out images to search on and to confirm with: "
                          f"{len(hold_idx)} here (give more images or a larger --holdout)")
     trained = not has_random_weights(parent)
-    metric = config.metric or ("top1" if labels is not None and trained else "agreement")
+    classes = len(out_dims) == 2 and isinstance(out_dims[1], int) and out_dims[1] >= 2
+    metric = config.metric or ("cosine" if not classes else "top1" if labels is not None and trained else "agreement")
+    if metric != "cosine" and not classes:
+        raise UsageError(f"--metric {metric} needs class scores (an output of N x classes, not {out_dims}): use --metric cosine")
     if metric == "top1" and labels is None:
         raise UsageError("--metric top1 needs labelled images (class folders or an .npz with labels); "
                          "use --metric agreement or cosine")

@@ -40,21 +40,22 @@ import numpy as np
 from vitdeploy.calib import cost as costs
 from vitdeploy.calib.graph import initializers, producers, toposort
 from vitdeploy.calib.qdq import QuantPlan, derived_from
+from vitdeploy.core.compare import compare
 from vitdeploy.core.deps import require
+from vitdeploy.core.errors import UsageError
+from vitdeploy.runners.base import pad_batch
 
 METRICS = ("top1", "agreement", "cosine")
+SENSITIVITY_SAMPLES = 64
+FLAG_PREFIX = "vitdeploy_int8_group_"
 
 
 def check_budget_options(max_drop: float, metric: str | None) -> None:
     """UsageError for a --max-drop that is not a number of points >= 0 or an unknown --metric."""
-    from vitdeploy.core.errors import UsageError
-
     if not (math.isfinite(max_drop) and max_drop >= 0):
         raise UsageError(f"--max-drop must be a number of points >= 0, not {max_drop:g}")
     if metric is not None and metric not in METRICS:
         raise UsageError(f"unknown --metric {metric!r}; choose from {', '.join(METRICS)}")
-SENSITIVITY_SAMPLES = 64
-FLAG_PREFIX = "vitdeploy_int8_group_"
 
 
 @dataclass
@@ -89,6 +90,7 @@ class PathPoint:
     expected: float  # expected drop on new images (``flip_rate``, points); the drop itself for cosine
     pass_probability: float  # of meeting the budget on the confirmation set (``pass_probability``)
     estimated_speedup: float  # vs every group at the fallback precision
+    evaluated: bool = True  # False: every layer float, the FP32 model itself here (its drop 0 by definition)
 
     @property
     def accepted(self) -> bool:
@@ -97,7 +99,7 @@ class PathPoint:
     def to_json(self) -> dict[str, Any]:
         return {"float_groups": self.float_groups, "drop_points": round(self.drop, 4),
                 "expected_drop_points": round(self.expected, 4), "pass_probability": round(self.pass_probability, 4),
-                "estimated_speedup": round(self.estimated_speedup, 4)}
+                "estimated_speedup": round(self.estimated_speedup, 4), "evaluated": self.evaluated}
 
 
 @dataclass
@@ -198,9 +200,11 @@ def _module_name(node, inits, weight_of: dict[str, set[str]]) -> str:
     return node.name
 
 
-def layer_costs(model, sample: np.ndarray, input_name: str, threads: int | None) -> tuple[dict[str, costs.LayerCost], dict[str, int]]:
+def layer_costs(model, sample: np.ndarray, input_name: str, threads: int | None,
+                static_batch: int | None = None) -> tuple[dict[str, costs.LayerCost], dict[str, int]]:
     """(node -> its ``LayerCost`` per image for every MatMul/Gemm/Conv, tensor -> elements per image of
-    their activation inputs), from the shapes of one run of the FP32 model on ``sample`` (one image)."""
+    their activation inputs), from the shapes of one run of the FP32 model on the first image of
+    ``sample`` (repeated to ``static_batch`` for a model with a fixed batch; counts divided by it)."""
     from vitdeploy.calib.stats import with_outputs
     from vitdeploy.runners.ort import OnnxRuntimeRunner
 
@@ -210,14 +214,17 @@ def layer_costs(model, sample: np.ndarray, input_name: str, threads: int | None)
                                 + [n.input[1] for n in layers if n.op_type == "MatMul" and n.input[1] not in inits]))
     graph_inputs = {i.name for i in model.graph.input}
     probe = with_outputs(model, [t for t in wanted if t not in graph_inputs])
+    b = static_batch or 1
+    x = pad_batch(sample[:1], b)
     with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads, optimization="basic") as r:
-        outs = r.infer({input_name: sample[:1]})
-    outs[input_name] = sample[:1]
+        outs = r.infer({input_name: x})
+    outs[input_name] = x
     shape = {t: (tuple(inits[t].dims) if t in inits else tuple(np.shape(outs[t]))) for t in wanted + [
         x for n in layers for x in n.input[:3] if x in inits]}
+    per_image = lambda t: int(np.prod(shape[t])) // (1 if t in inits else b)  # noqa: E731
     result = {}
     for n in layers:
-        out = int(np.prod(shape[n.output[0]]))
+        out = per_image(n.output[0])
         if n.op_type == "Conv":
             w = shape[n.input[1]]
             k = int(np.prod(w[1:]))
@@ -229,9 +236,9 @@ def layer_costs(model, sample: np.ndarray, input_name: str, threads: int | None)
             k = shape[n.input[0]][-1]
         acts = [x for x in n.input[:2] if x and x not in inits]
         weights = [x for x in n.input[1:3] if x in inits]
-        result[n.name] = costs.LayerCost(out * int(k), sum(int(np.prod(shape[x])) for x in acts),
-                                         sum(int(np.prod(shape[x])) for x in weights), out)
-    elements = {t: int(np.prod(s)) for t, s in shape.items() if t not in inits}
+        result[n.name] = costs.LayerCost(out * int(k), sum(per_image(x) for x in acts),
+                                         sum(per_image(x) for x in weights), out)
+    elements = {t: per_image(t) for t in shape if t not in inits}
     return result, elements
 
 
@@ -299,7 +306,9 @@ def flip_rate(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, metr
     top = r.argmax(1)
     others = lambda a: np.where(np.arange(a.shape[1]) == top[:, None], -np.inf, a).max(1)  # noqa: E731
     margin = r[rows, top] - others(r)
-    delta = np.sort((c[rows, top] - others(c)) - margin)
+    if r.shape[1] < 2:
+        raise UsageError("a top-1 or agreement budget needs at least two outputs per image: use --metric cosine")
+    delta = np.sort(np.nan_to_num((c[rows, top] - others(c)) - margin, nan=-np.inf, posinf=-np.inf, neginf=-np.inf))
     at_risk = np.sort(margin if metric == "agreement" else margin[top == labels])
     crossed = float(np.searchsorted(delta, -at_risk, side="left").sum()) / (len(delta) * len(r))
     if len(at_risk) == 0:
@@ -313,21 +322,29 @@ def pass_probability(rate: float, confirm: int, max_drop: float) -> float:
     """P(a Poisson count of mean ``rate * confirm`` flips stays within ``max_drop`` points of ``confirm`` images)."""
     allowed = math.floor(max_drop * confirm / 100.0 + 1e-9)
     lam = rate * confirm
-    return math.fsum(math.exp(-lam) * lam ** k / math.factorial(k) for k in range(allowed + 1))
+    term = total = math.exp(-lam)  # P(0), then P(k) = P(k-1) lam / k: no factorial, no overflow
+    if term == 0.0:  # e^-lam underflows (lam > ~745): use the normal approximation
+        return 0.5 * math.erfc((lam - allowed - 0.5) / math.sqrt(2 * lam))
+    for k in range(1, allowed + 1):
+        term *= lam / k
+        total += term
+        if term < 1e-17 * total and k > lam:
+            break
+    return min(total, 1.0)
 
 
 def _measure(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, metric: str) -> tuple[float, float, int]:
-    r, c = ref.reshape(len(ref), -1).astype(np.float64), cand.reshape(len(cand), -1).astype(np.float64)
-    denom = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
-    cos = np.where(denom > 0, (r * c).sum(1) / np.where(denom > 0, denom, 1.0), 1.0)
-    cos = np.where(np.isfinite(c).all(1), cos, -1.0)
-    proxy = float(1.0 - cos.mean())
+    """(drop in points, 1 - mean cosine, images changed) of ``cand`` against ``ref``: ``core.compare``'s
+    cosine and agreement, the figures the confirmation set is judged by."""
+    c = compare(ref, cand)
+    proxy = 1.0 - c.cosine_mean
     if metric == "top1":
-        ref_hit, hit = r.argmax(1) == labels, c.argmax(1) == labels
+        ref_hit = ref.reshape(len(ref), -1).argmax(1) == labels
+        hit = cand.reshape(len(cand), -1).argmax(1) == labels
         return 100.0 * float(ref_hit.mean() - hit.mean()), proxy, int((ref_hit != hit).sum())
     if metric == "agreement":
-        flips = int((r.argmax(1) != c.argmax(1)).sum())
-        return 100.0 * flips / len(r), proxy, flips
+        flips = int(round((1.0 - c.top1_agreement) * len(ref)))
+        return 100.0 * flips / len(ref), proxy, flips
     return 100.0 * proxy, proxy, 0
 
 
@@ -354,11 +371,8 @@ class Evaluator:
         outs = []
         for s in range(0, len(x), self.batch):
             chunk = x[s:s + self.batch]
-            n = len(chunk)
-            if self.static_batch and n < self.static_batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.static_batch - n, axis=0)])
-            out = self.runner.infer({self.input_name: np.ascontiguousarray(chunk), **flags})
-            outs.append(np.asarray(next(iter(out.values())), dtype=np.float32)[:n])
+            out = self.runner.infer({self.input_name: pad_batch(chunk, self.static_batch or 1), **flags})
+            outs.append(np.asarray(next(iter(out.values())), dtype=np.float32)[:len(chunk)])
         self.count += 1
         return np.concatenate(outs)
 
@@ -377,7 +391,10 @@ def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | 
     ``qmodel``: ``model`` with the Q/DQ of the full ``qplan`` written, float parts FP32. Returns the
     groups with their sensitivities and precisions, the evaluated path and the chosen point."""
     groups = layer_groups(model, qplan)
-    layer_cost, elements = layer_costs(model, x, input_name, threads)
+    if not groups:
+        raise UsageError("--max-drop: no quantizable layer is left to search (--exclude, --float-attention or the "
+                         "family hints keep them all float)")
+    layer_cost, elements = layer_costs(model, x, input_name, threads, static_batch)
     for g in groups:
         g.macs = layer_cost[g.node].macs
         boundary = sum(elements.get(t, 0) for t in g.inputs) * profile.boundary_element
@@ -420,7 +437,8 @@ def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | 
             int8 = [groups[i] for i in order[k:]]
             prec = {g.name: fallback for g in groups} | {g.name: "int8" for g in int8}
             bounds = {t: elements.get(t, 0) for g in int8 for t in g.inputs}
-            return fallback_s / costs.plan_seconds(group_cost, prec, bounds, profile)
+            seconds = costs.plan_seconds(group_cost, prec, bounds, profile)
+            return fallback_s / seconds if seconds > 0 else 1.0
 
         evaluated: dict[int, PathPoint] = {}
         path_evals = 0
@@ -429,7 +447,7 @@ def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | 
             nonlocal path_evals
             if k not in evaluated:
                 if k == n:  # every group float: the FP32 model itself in this simulation
-                    evaluated[k] = PathPoint(k, 0.0, 0.0, 1.0, speedup(k))
+                    evaluated[k] = PathPoint(k, 0.0, 0.0, 1.0, speedup(k), evaluated=False)
                 else:
                     cand = ev.run(x, set(order[k:]))
                     drop, _ = metric_drop(ref, cand, labels, metric)
@@ -479,12 +497,14 @@ def run(ctx, qplan: QuantPlan, config, x: np.ndarray, labels: np.ndarray | None,
     import copy
 
     from vitdeploy.calib import qdq_write
-    from vitdeploy.calib.passes import int8_ranges, int8_tensors, statistics
+    from vitdeploy.calib.passes import int8_ranges, int8_tensors, search_tensors, statistics
 
-    tensors, outputs = int8_tensors(ctx.model, qplan, config, ctx.input_name)
+    _, outputs = int8_tensors(ctx.model, qplan, config, ctx.input_name)
+    tensors = search_tensors(ctx.model, qplan, config, ctx.input_name)
     collected, _, _ = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
     ranges = int8_ranges(ctx.model, qplan, collected, tensors, outputs, config)
-    qmodel = qdq_write.write(ctx.model, copy.deepcopy(qplan), ranges.activations, config.target, ranges.outputs)
+    qplan = copy.deepcopy(qplan)  # the form's writer narrows it to what it quantizes (ort-cpu: no attention products)
+    qmodel = qdq_write.write(ctx.model, qplan, ranges.activations, config.target, ranges.outputs)
     fallback = "fp32" if config.target == "ort-cpu" or config.high_precision == "fp32" else "fp16"
     prof = costs.profile(config.device_profile or costs.default_profile(config.target), config.threads or 1)
     with steps.step(f"precision search ({metric}, --max-drop {config.max_drop:g})") as rec:

@@ -56,8 +56,14 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     points = sorted(block["path"], key=lambda p: -p["float_groups"])
     xs = [p["estimated_speedup"] for p in points]
     ys = [p["drop_points"] for p in points]
-    ax2.plot(xs, ys, marker="o", color="tab:blue", linewidth=0.8, alpha=0.8,
-             label="evaluated plans, in search order (selection set)")
+    ax2.plot(xs, ys, color="tab:blue", linewidth=0.8, alpha=0.8)
+    done = [p for p in points if p.get("evaluated", True)]
+    ax2.scatter([p["estimated_speedup"] for p in done], [p["drop_points"] for p in done], color="tab:blue", zorder=3,
+                label="evaluated plans, by number of float layers (selection set)")
+    ends = [p for p in points if not p.get("evaluated", True)]
+    if ends:
+        ax2.scatter([p["estimated_speedup"] for p in ends], [p["drop_points"] for p in ends], facecolors="none",
+                    edgecolors="tab:blue", zorder=3, label="every layer float: FP32 here, not evaluated")
     n = block["groups_total"]
     for p in points:  # the ends and the chosen plan: the other labels would pile up where speeds tie
         if p["float_groups"] in (0, n, n - block["groups_int8"]):

@@ -13,7 +13,8 @@ import pytest
 import digits
 from vitdeploy.calib import cost, search
 from vitdeploy.calib.quantize import QuantizeConfig, quantize
-from vitdeploy.core.errors import UsageError, ValueMismatchError
+from vitdeploy.core.errors import UsageError
+from vitdeploy.core.precision import QuantPolicy
 
 
 @pytest.fixture(autouse=True)
@@ -63,9 +64,9 @@ def test_flip_rate_sees_how_close_a_plan_came_without_any_flip():
 def test_top1_flip_rate_counts_only_images_that_were_right():
     ref = np.array([[3.0, 0.0], [0.0, 3.0], [1.0, 0.9]])
     cand = np.array([[3.0, 0.0], [0.0, 3.0], [0.9, 1.0]])  # the third flips
-    assert search.flip_rate(ref, cand, np.array([0, 1, 0]), "top1") > 0
-    assert search.flip_rate(ref, cand, np.array([0, 1, 1]), "top1") == pytest.approx(  # it was wrong: a gain, not a loss
-        search.flip_rate(ref, cand, np.array([0, 1, 1]), "top1"))
+    lost = search.flip_rate(ref, cand, np.array([0, 1, 0]), "top1")
+    gained = search.flip_rate(ref, cand, np.array([0, 1, 1]), "top1")  # it was wrong: a gain, not a loss
+    assert lost > 3 * gained  # the flipped image at risk counts; as a gain it does not
 
 
 def test_pass_probability_is_a_poisson_count_within_the_budget():
@@ -73,6 +74,10 @@ def test_pass_probability_is_a_poisson_count_within_the_budget():
     # 0.5 pt of 400 images allows 2 flips; an expected 1 flip passes with e^-1 (1 + 1 + 1/2)
     assert search.pass_probability(1 / 400, 400, 0.5) == pytest.approx(math.exp(-1) * 2.5)
     assert search.pass_probability(0.05, 400, 0.5) < 1e-5  # 20 expected flips
+    # large sets and budgets (hundreds of allowed flips): no overflow, and the Poisson median where it should be
+    assert search.pass_probability(0.02, 5000, 5.0) == pytest.approx(1.0)
+    assert search.pass_probability(0.01, 20000, 1.0) == pytest.approx(0.5, abs=0.03)
+    assert search.pass_probability(0.2, 50000, 1.0) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_path_budget_bounds_the_search():
@@ -120,10 +125,12 @@ def test_switchable_model_runs_every_layer_float_or_int8(tiny_onnx, target):
     names = [g.name for g in groups]
     assert len(set(names)) == len(names)
     assert {"patch_embed.proj", "blocks.0.attn.qkv", "blocks.1.attn.proj", "head"} <= set(names)
-    if target == "trt":
-        assert {"blocks.0.attn.QK^T", "blocks.0.attn.AV"} <= set(names)
+    attention = {"blocks.0.attn.QK^T", "blocks.0.attn.AV"}
+    assert attention <= set(names) if target == "trt" else not attention & set(names)  # ort-cpu keeps them float
     sim = search.switchable(model, qmodel, groups)
     onnx.checker.check_model(sim)
+    switched = {n.name.split("__switch")[0] for n in sim.graph.node if "__switch" in n.name}
+    assert switched == {g.node for g in groups}  # every group has a switch, and nothing else does
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     with OnnxRuntimeRunner(tiny_onnx) as r:
         fp32 = r.infer_one(x)
@@ -160,6 +167,41 @@ def _one_error(err: str) -> str:
 def test_budget_options_are_checked_before_any_work(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):
         QuantizeConfig(model=tmp_path / "m.onnx", precision="int8", calib=tmp_path, **kwargs)
+
+
+def test_max_drop_refuses_the_implicit_int8_calibration_cache(tmp_path):
+    with pytest.raises(UsageError, match="--trt-calibration-cache"):
+        QuantizeConfig(model=tmp_path / "m.onnx", precision="int8", calib=tmp_path, max_drop=0.5, trt_calibration_cache=True)
+
+
+def test_nothing_left_to_search_is_a_usage_error(tiny_onnx, digits_npz, tmp_path):
+    with pytest.raises(UsageError, match="no quantizable layer is left"):
+        quantize(QuantizeConfig(model=tiny_onnx, precision="int8", calib=digits_npz, samples=32, holdout=32, max_drop=0.5,
+                                policy=QuantPolicy(exclude=("MatMul", "Gemm", "Conv")), output=tmp_path / "q.onnx"))
+
+
+def test_a_static_batch_model_is_searched(tmp_path, digits_npz, tiny_onnx):
+    from vitdeploy.export import BatchRange, ExportConfig, export
+
+    static = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", targets=("trt10",),
+                                 batch=BatchRange(4, 4, 4))).onnx_path
+    res = quantize(QuantizeConfig(model=static, precision="int8", calib=digits_npz, samples=32, holdout=30,
+                                  max_drop=1.0, metric="cosine", output=tmp_path / "q.onnx"))
+    ps = res.manifest["quantization"]["precision_search"]
+    dynamic = search.layer_costs(onnx.load(str(tiny_onnx)), np.load(digits_npz)["x"][:1], "input", 1)[0]
+    assert ps["model_macs_per_image"] == sum(c.macs for c in dynamic.values())  # per image, not per batch of 4
+
+
+def test_top1_and_agreement_need_class_scores(tmp_path):
+    from vitdeploy.calib.quantize import _search_split
+
+    config = QuantizeConfig(model=tmp_path / "m.onnx", precision="int8", calib=tmp_path, max_drop=0.5)
+    assert _search_split(config, np.arange(10), None, None, ["N", 1])[0] == "cosine"  # the default follows the output
+    with pytest.raises(UsageError, match="needs class scores"):
+        _search_split(QuantizeConfig(model=tmp_path / "m.onnx", precision="int8", calib=tmp_path, max_drop=0.5,
+                                     metric="agreement"), np.arange(10), None, None, ["N", 1])
+    metric, sel, conf = _search_split(config, np.arange(10), None, None, ["N", 10])
+    assert metric == "agreement" and not set(sel) & set(conf) and len(sel) + len(conf) == 10
 
 
 def test_max_drop_is_int8_only(tmp_path):

@@ -49,7 +49,7 @@ that the INT8 file stays within D points of --metric (top1 with labels, else agr
 100 x (1 - mean cosine)) for the most estimated INT8 time saved (--device-profile's cost model).
 The held-out images are split: the search looks at one half, the written file is measured on the
 other, and that figure is the result: over the budget is exit 6 (nothing written) unless --no-gate.
-It writes MODEL.int8.search.png too: per-layer sensitivity and the search's path.
+It writes OUT.search.png too (OUT: the output's name without .onnx): per-layer sensitivity and the search's path.
 """
 
 
@@ -163,10 +163,11 @@ def search_summary(s: dict) -> str:
 
 
 def search_table(s: dict, rows: int = 12):
-    """The most sensitive layers (by 1 - cosine, the search's ranking): alone in INT8, alone in float, the choice."""
+    """The most sensitive layers (1 - cosine when alone in INT8, the PNG's order): alone in INT8, alone in
+    float, the choice."""
     from vitdeploy.core import document as D
 
-    groups = sorted(s["groups"], key=lambda g: -max(g["harm_int8_alone_1_minus_cos"], g["recovery_float_alone_1_minus_cos"]))
+    groups = sorted(s["groups"], key=lambda g: -g["harm_int8_alone_1_minus_cos"])
     t = D.Table([D.Column("layer", cut=True), D.Column("MACs", "right"), D.Column("INT8 alone", "right"),
                  D.Column("float alone", "right"), D.Column("kept")],
                 title=f"Precision search: the {min(rows, len(groups))} most sensitive of {len(groups)} layers "

@@ -61,3 +61,4 @@ class QuantPolicy:
     quantize_attention: bool = True  # the activation x activation MatMuls (--float-attention turns off)
     quantize_depthwise: bool = False  # depthwise convs (--quantize-depthwise)
     hints: QuantHints = field(default_factory=QuantHints)
+    float_nodes: frozenset[str] = frozenset()  # exact node names kept float by the precision search (--max-drop)

@@ -53,7 +53,9 @@ def quantize_int8_cpu(config: DeployConfig, fp32: Path, calib: Path, run_step: R
                                 holdout=config.holdout, seed=seed, on_error=config.on_error,
                                 target=choice.choice, output=path, force=True,
                                 high_precision="fp32" if choice.choice == "trt" else "fp16",
-                                threads=config.threads, gate=False, **config.budget), progress=progress)
+                                threads=config.threads, gate=False,
+                                **config.budget, **({"device_profile": "ort-cpu"} if config.budget else {})),
+                 progress=progress)
         outputs.extend([path, manifest_path(path)])
         write_json_atomic(choice_path, {"artifact": path.name, "target": choice.choice, **choice.to_dict()})
 

@@ -70,11 +70,16 @@ class BaseRunner:
         return next(iter(out.values()))
 
 
-def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
-    """Float32 outputs of one chunk; a chunk smaller than ``min_batch`` is padded with copies of its
-    last sample (and the padding's outputs dropped)."""
+def pad_batch(chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
+    """``chunk`` (contiguous), padded to ``min_batch`` samples with copies of its last one."""
     n = len(chunk)
     if n < min_batch:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - n, axis=0)])
-    return np.asarray(runner.infer_one(np.ascontiguousarray(chunk))[:n], dtype=np.float32)
+    return np.ascontiguousarray(chunk)
+
+
+def infer_batch(runner, chunk: np.ndarray, min_batch: int = 1) -> np.ndarray:
+    """Float32 outputs of one chunk; a chunk smaller than ``min_batch`` is padded with copies of its
+    last sample (and the padding's outputs dropped)."""
+    return np.asarray(runner.infer_one(pad_batch(chunk, min_batch))[:len(chunk)], dtype=np.float32)
 
