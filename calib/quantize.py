@@ -283,10 +283,12 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
         judge_accuracy(accuracy, replace(config, gate=False) if searched else config, parent, num_classes,
                        real_data=len(hold_idx) > 0 and not synthetic, warnings=warnings, few=few)
         if searched:
-            searched.confirmation = {"samples": accuracy["samples"], "drop_points": round(confirmed, 4),
+            searched.confirmation = {"samples": accuracy["samples"], "drop_points": round(confirmed, 6),
                                      "within_budget": confirmed <= config.max_drop + 1e-9}
             precision_info["precision_search"] = searched.to_json()
             _check_budget(searched, confirmed, config, warnings)
+            if not searched.int8_macs:
+                warnings.append(f"no layer is INT8: every layer is {searched.fallback.upper()} (the budget allows none)")
 
     keep = ("model", "input", "output", "batch", "preprocessing", "checkpoint", "deploy_form")
     manifest = new_manifest(
@@ -370,8 +372,8 @@ def _check_budget(searched: search.SearchResult, confirmed: float, config: Quant
     what = (f"budget not reachable: even with every layer in {searched.fallback.upper()} the {searched.metric} drop is "
             if every else f"the chosen plan ({len(searched.groups) - len(searched.float_nodes)} of {len(searched.groups)} "
                           f"layers INT8) drops {searched.metric} by ")
-    message = (f"{what}{confirmed:.2f} pt on {c} confirmation images (selection set: {searched.chosen.drop:.2f}, "
-               f"expected {searched.chosen.expected:.2f}), "
+    message = (f"{what}{search.points(confirmed)} pt on {c} confirmation images (selection set: "
+               f"{search.points(searched.chosen.drop)}, expected {search.points(searched.chosen.expected)}), "
                f"over --max-drop {config.max_drop:g}")
     if config.gate:
         from vitdeploy.core.errors import ValueMismatchError

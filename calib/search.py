@@ -50,6 +50,12 @@ SENSITIVITY_SAMPLES = 64
 FLAG_PREFIX = "vitdeploy_int8_group_"
 
 
+def points(value: float) -> str:
+    """A drop in points as the user reads it next to a budget: 2 decimals, or 2 significant digits below 0.1
+    (a 0.005 drop is not "0.01")."""
+    return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}"
+
+
 def check_budget_options(max_drop: float, metric: str | None) -> None:
     """UsageError for a --max-drop that is not a number of points >= 0 or an unknown --metric."""
     if not (math.isfinite(max_drop) and max_drop >= 0):
@@ -77,7 +83,7 @@ class LayerGroup:
     precision: str = "int8"
 
     def to_json(self) -> dict[str, Any]:
-        return {"group": self.name, "node": self.node, "role": self.role, "macs": self.macs, "precision": self.precision,
+        return {"layer": self.name, "node": self.node, "role": self.role, "macs": self.macs, "precision": self.precision,
                 "harm_int8_alone": round(self.harm_int8, 4), "harm_int8_alone_1_minus_cos": float(f"{self.harm_int8_proxy:.3g}"),
                 "recovery_float_alone": round(self.recovery, 4), "recovery_float_alone_1_minus_cos": float(f"{self.recovery_proxy:.3g}"),
                 "estimated_saving_s": float(f"{self.saved_seconds:.3g}")}
@@ -85,7 +91,7 @@ class LayerGroup:
 
 @dataclass
 class PathPoint:
-    float_groups: int
+    float_layers: int
     drop: float  # metric drop on the selection set (points)
     expected: float  # expected drop on new images (``flip_rate``, points); the drop itself for cosine
     pass_probability: float  # of meeting the budget on the confirmation set (``pass_probability``)
@@ -97,7 +103,7 @@ class PathPoint:
         return self.pass_probability >= PASS_PROBABILITY
 
     def to_json(self) -> dict[str, Any]:
-        return {"float_groups": self.float_groups, "drop_points": round(self.drop, 4),
+        return {"float_layers": self.float_layers, "drop_points": round(self.drop, 6),
                 "expected_drop_points": round(self.expected, 4), "pass_probability": round(self.pass_probability, 4),
                 "estimated_speedup": round(self.estimated_speedup, 4), "evaluated": self.evaluated}
 
@@ -130,17 +136,17 @@ class SearchResult:
         return {
             "metric": self.metric, "max_drop_points": self.max_drop, "fallback": self.fallback,
             "device_profile": self.profile.to_json(),
-            "groups_total": len(self.groups), "groups_int8": sum(g.precision == "int8" for g in self.groups),
-            "float_groups": [g.name for g in self.groups if g.precision != "int8"],
+            "layers_total": len(self.groups), "layers_int8": sum(g.precision == "int8" for g in self.groups),
+            "float_layers": [g.name for g in self.groups if g.precision != "int8"],
             "int8_mac_share": round(self.int8_mac_share, 4), "model_macs_per_image": self.model_macs,
             "estimated_speedup_vs_fallback": round(self.chosen.estimated_speedup, 4),
             "selection": {"samples": self.selection_samples, "sensitivity_samples": self.sensitivity_samples,
-                          "drop_points": round(self.chosen.drop, 4), "expected_drop_points": round(self.chosen.expected, 4),
+                          "drop_points": round(self.chosen.drop, 6), "expected_drop_points": round(self.chosen.expected, 6),
                           "pass_probability": round(self.chosen.pass_probability, 4)},
             "confirmation": self.confirmation,
             "evaluations": self.evaluations,
             "path": [p.to_json() for p in self.path],
-            "groups": [g.to_json() for g in self.groups],
+            "layers": [g.to_json() for g in self.groups],
         }
 
 
@@ -484,7 +490,7 @@ def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | 
         g.precision = fallback if i in floats else "int8"
     evaluations = {"reference": 1, "sensitivity": 1 + 2 * n, "path": path_evals, "total": ev.count,
                    "bound": total}
-    return SearchResult(metric, max_drop, fallback, profile, groups, sorted(evaluated.values(), key=lambda p: p.float_groups),
+    return SearchResult(metric, max_drop, fallback, profile, groups, sorted(evaluated.values(), key=lambda p: p.float_layers),
                         evaluated[chosen], evaluations, len(x), len(sens_x), model_macs,
                         tuple(groups[i].node for i in sorted(floats)))
 
@@ -512,5 +518,5 @@ def run(ctx, qplan: QuantPlan, config, x: np.ndarray, labels: np.ndarray | None,
                         max_drop=config.max_drop, confirm=confirm, fallback=fallback, profile=prof, threads=config.threads,
                         static_batch=ctx.static_batch, progress=progress)
         rec.detail = (f"{result.evaluations['total']} evaluations; {len(result.float_nodes)} of {len(result.groups)} "
-                      f"groups {fallback.upper()}")
+                      f"layers {fallback.upper()}")
     return result

@@ -30,11 +30,11 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     from matplotlib.patches import Patch
 
     metric, budget, fallback = block["metric"], block["max_drop_points"], block["fallback"].upper()
-    groups = block["groups"]
+    groups = block["layers"]
     fig = Figure(figsize=(14, 6), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(f"{title}: precision search, --max-drop {budget:g} pt of {metric}  "
-                 f"({block['groups_int8']} of {block['groups_total']} layers INT8, "
+                 f"({block['layers_int8']} of {block['layers_total']} layers INT8, "
                  f"{block['int8_mac_share']:.0%} of the model's MACs)", fontsize=11)
 
     ax = fig.add_subplot(1, 2, 1)
@@ -43,7 +43,7 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     harm = [max(g["harm_int8_alone_1_minus_cos"], 1e-12) for g in shown]
     colors = ["tab:orange" if g["precision"] != "int8" else "tab:blue" for g in shown]
     ax.barh(range(len(shown)), harm, color=colors)
-    ax.set_yticks(range(len(shown)), [g["group"] for g in shown], fontsize=7)
+    ax.set_yticks(range(len(shown)), [g["layer"] for g in shown], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("1 − mean cosine vs FP32 when this layer alone is INT8 (log scale)")
     more = f", top {MAX_BARS} of {len(groups)}" if len(groups) > MAX_BARS else ""
@@ -53,7 +53,7 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     ax.grid(True, axis="x", alpha=0.3)
 
     ax2 = fig.add_subplot(1, 2, 2)
-    points = sorted(block["path"], key=lambda p: -p["float_groups"])
+    points = sorted(block["path"], key=lambda p: -p["float_layers"])
     xs = [p["estimated_speedup"] for p in points]
     ys = [p["drop_points"] for p in points]
     ax2.plot(xs, ys, color="tab:blue", linewidth=0.8, alpha=0.8)
@@ -63,15 +63,12 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     ends = [p for p in points if not p.get("evaluated", True)]
     if ends:
         ax2.scatter([p["estimated_speedup"] for p in ends], [p["drop_points"] for p in ends], facecolors="none",
-                    edgecolors="tab:blue", zorder=3, label="every layer float: FP32 here, not evaluated")
-    n = block["groups_total"]
-    for p in points:  # the ends and the chosen plan: the other labels would pile up where speeds tie
-        if p["float_groups"] in (0, n, n - block["groups_int8"]):
-            ax2.annotate(f"{p['float_groups']} of {n} float", (p["estimated_speedup"], p["drop_points"]),
-                         textcoords="offset points", xytext=(6, 6), fontsize=8)
-    chosen = next(p for p in points if p["float_groups"] == block["groups_total"] - block["groups_int8"])
+                    edgecolors="tab:blue", zorder=3,
+                    label=f"every layer {fallback}: not evaluated (the search runs float layers in FP32: drop 0)")
+    n = block["layers_total"]
+    chosen = next(p for p in points if p["float_layers"] == n - block["layers_int8"])
     ax2.scatter([chosen["estimated_speedup"]], [chosen["drop_points"]], s=160, facecolors="none", edgecolors="tab:red",
-                linewidths=2, zorder=4, label="chosen plan (selection set)")
+                linewidths=2, zorder=4, label=f"chosen plan: {chosen['float_layers']} of {n} layers {fallback} (selection set)")
     conf = block.get("confirmation") or {}
     if "drop_points" in conf:
         ax2.scatter([chosen["estimated_speedup"]], [conf["drop_points"]], marker="*", s=160, color="tab:green", zorder=5,
@@ -79,10 +76,11 @@ def write(block: dict[str, Any], out: Path, title: str = "") -> Path | None:
     ax2.axhline(budget, color="tab:red", linestyle="--", linewidth=1, label=f"budget {budget:g} pt")
     prof = block["device_profile"]
     ax2.set_xlabel(f"estimated speed-up over all-{fallback} ({prof['name']}: {'timed here' if prof['measured'] else 'published throughput'}; an estimate)")
-    ax2.set_ylabel(f"{metric} drop vs FP32 (percentage points)")
+    ax2.set_ylabel("100 × (1 − mean cosine) vs FP32" if metric == "cosine" else f"{metric} drop vs FP32 (percentage points)")
+    ax2.margins(x=0.08, y=0.12)
     ax2.set_title("Search path: accuracy vs estimated speed")
     ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize=8, loc="upper left")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)  # off the points
     out = Path(out)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")

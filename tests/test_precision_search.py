@@ -300,21 +300,21 @@ def test_outlier_channels_after_layernorm_are_kept_float_within_budget(digits_vi
     with capsys.disabled():
         print(f"\n[outliers] naive INT8: cosine {naive['cosine_mean']:.4f}, agreement {naive['top1_agreement']:.2%}; "
               f"--max-drop 0.5 agreement: {ps['confirmation']['drop_points']:.2f} pt on {ps['confirmation']['samples']} "
-              f"confirmation images, {ps['int8_mac_share']:.1%} of MACs INT8, float: {', '.join(ps['float_groups'])}; "
+              f"confirmation images, {ps['int8_mac_share']:.1%} of MACs INT8, float: {', '.join(ps['float_layers'])}; "
               f"{ps['evaluations']['total']} evaluations (bound {ps['evaluations']['bound']})")
     assert ps["confirmation"]["within_budget"] and ps["confirmation"]["drop_points"] <= 0.5
     assert 100 * (1 - res.manifest["accuracy"]["vs_fp32"]["top1_agreement"]) == pytest.approx(ps["confirmation"]["drop_points"], abs=1e-3)
     assert ps["int8_mac_share"] >= 0.8, ps["int8_mac_share"]
-    assert qkv in ps["float_groups"]  # the plan names the outlier-fed layer
-    assert ps["evaluations"]["total"] <= ps["evaluations"]["bound"] < 2 * ps["groups_total"] + 20
-    groups = {g["group"]: g for g in ps["groups"]}
+    assert qkv in ps["float_layers"]  # the plan names the outlier-fed layer
+    assert ps["evaluations"]["total"] <= ps["evaluations"]["bound"] < 2 * ps["layers_total"] + 20
+    groups = {g["layer"]: g for g in ps["layers"]}
     assert groups[qkv]["harm_int8_alone_1_minus_cos"] == max(g["harm_int8_alone_1_minus_cos"] for g in groups.values())
     assert (tmp_path / "budget.search.png").stat().st_size > 10_000 and ps["plot"] == "budget.search.png"
     manifest = json.loads((tmp_path / "budget.json").read_text())
-    assert manifest["quantization"]["precision_search"]["float_groups"] == ps["float_groups"]
+    assert manifest["quantization"]["precision_search"]["float_layers"] == ps["float_layers"]
     assert manifest["quantization"]["exclude"] == []  # the user's --exclude: none; the search's choice is its own block
 
     again = quantize(QuantizeConfig(**common, max_drop=0.5, metric="agreement", output=tmp_path / "again.onnx"))
     steps = {s["name"]: s for s in again.manifest["steps"]}
     assert steps["activation statistics"]["detail"] == "from cache"  # the second run reuses the statistics
-    assert again.manifest["quantization"]["precision_search"]["float_groups"] == ps["float_groups"]
+    assert again.manifest["quantization"]["precision_search"]["float_layers"] == ps["float_layers"]

@@ -123,7 +123,8 @@ def quantize(
     if m.get("quantization"):
         q = m["quantization"]
         table.add_row("method / form", f"{q['method']} / {q['target']} ({q['activations']}; float parts {q['high_precision'].upper()})")
-        table.add_row("quantized", f"{q['quantized_nodes']} nodes, {q['quantized_activations']} activations, {q['quantized_weights']} weights"
+        table.add_row("quantized", f"{_n(q['quantized_nodes'], 'node')}, {_n(q['quantized_activations'], 'activation')}, "
+                      f"{_n(q['quantized_weights'], 'weight')}"
                       + (" [dim](statistics from cache)[/]" if q["statistics"]["cached"] else ""))
     islands = m.get("fp16") or (m.get("quantization") or {}).get("fp16")
     if islands:
@@ -133,7 +134,9 @@ def quantize(
                       + (f"; nodes by range: {reasons}" if reasons else ""))
     d = m.get("calibration_data")
     if d:
-        table.add_row("data", f"{d['calibration_samples']} calibration + {d['holdout_samples']} held-out of {d['available']}"
+        held = (f"{d['selection_samples'] + d['holdout_samples']} held-out ({d['selection_samples']} searched + "
+                f"{d['holdout_samples']} confirming)" if "selection_samples" in d else f"{d['holdout_samples']} held-out")
+        table.add_row("data", f"{d['calibration_samples']} calibration + {held} of {d['available']}"
                       + (f", [yellow]{d['skipped']} undecodable skipped[/]" if d["skipped"] else ""))
     table.add_row("vs FP32", f"{acc['samples']} {acc['data']}: cosine {c['cosine_mean']:.5f} (min {c['cosine_min']:.5f})  top-1 agreement {c['top1_agreement']:.2%}  max abs {c['max_abs']:.3g}")
     if "top1" in acc:
@@ -154,11 +157,15 @@ def quantize(
 
 def search_summary(s: dict) -> str:
     """One cell: the budget, what was chosen, the estimate and the measured figures."""
+    from vitdeploy.calib.search import points
+
     conf, sel, ev = s["confirmation"], s["selection"], s["evaluations"]
-    return (f"--max-drop {s['max_drop_points']:g} pt of {s['metric']}: {s['groups_int8']} of {s['groups_total']} layers INT8 "
-            f"({s['int8_mac_share']:.0%} of MACs), the rest {s['fallback'].upper()}; estimated {s['estimated_speedup_vs_fallback']:.2f}x "
-            f"over all-{s['fallback'].upper()} ({s['device_profile']['name']}, an estimate); drop {conf['drop_points']:.2f} pt on "
-            f"{conf['samples']} confirmation images ({sel['drop_points']:.2f} on {sel['samples']} searched); "
+    fallback = s["fallback"].upper()
+    rest = f", the rest {fallback}" if s["layers_int8"] < s["layers_total"] else ""
+    return (f"--max-drop {s['max_drop_points']:g} pt of {s['metric']}: {s['layers_int8']} of {s['layers_total']} layers INT8 "
+            f"({s['int8_mac_share']:.0%} of MACs){rest}; estimated {s['estimated_speedup_vs_fallback']:.2f}x "
+            f"over all-{fallback} ({s['device_profile']['name']}, an estimate); drop {points(conf['drop_points'])} pt on "
+            f"{conf['samples']} confirmation images ({points(sel['drop_points'])} on {sel['samples']} searched); "
             f"{ev['total']} evaluations (bound {ev['bound']})" + (f"; plot {s['plot']}" if s.get("plot") else ""))
 
 
@@ -167,18 +174,22 @@ def search_table(s: dict, rows: int = 12):
     float, the choice."""
     from vitdeploy.core import document as D
 
-    groups = sorted(s["groups"], key=lambda g: -g["harm_int8_alone_1_minus_cos"])
+    groups = sorted(s["layers"], key=lambda g: -g["harm_int8_alone_1_minus_cos"])
     t = D.Table([D.Column("layer", cut=True), D.Column("MACs", "right"), D.Column("INT8 alone", "right"),
                  D.Column("float alone", "right"), D.Column("kept")],
-                title=f"Precision search: the {min(rows, len(groups))} most sensitive of {len(groups)} layers "
-                      f"({s['selection']['sensitivity_samples']} images)",
-                footnotes=["INT8 alone: 1 - mean cosine vs FP32 when only this layer is INT8; float alone: how much of "
-                           "the all-INT8 1 - cosine keeping only this layer float wins back. MACs per image."])
+                title=f"The {min(rows, len(groups))} most sensitive of {len(groups)} layers",
+                footnotes=[f"On {s['selection']['sensitivity_samples']} searched images, as 1 - mean cosine vs FP32. "
+                           "INT8 alone: with only this layer INT8. Float alone: the gain from keeping only this layer "
+                           "float, all others INT8. MACs per image."])
     for g in groups[:rows]:
-        t.add_row(g["group"], _si(g["macs"]), f"{g['harm_int8_alone_1_minus_cos']:.2g}",
+        t.add_row(g["layer"], _si(g["macs"]), f"{g['harm_int8_alone_1_minus_cos']:.2g}",
                   f"{g['recovery_float_alone_1_minus_cos']:.2g}",
                   D.Cell.of(D.Span(g["precision"].upper(), "warn" if g["precision"] != "int8" else "")))
     return t
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _si(n: int) -> str:

@@ -73,8 +73,9 @@ def check_artifact_output(path: str | os.PathLike, force: bool = False) -> Path:
     path = Path(path)
     if path.suffix.lower() == ".json" or manifest_path(path) == path:
         raise OutputError(f"output {path} would be its own manifest: give an .onnx (or .engine) path")
+    check_output(path, force)  # the artifact named first: it is what the user asked for
     check_output(manifest_path(path), force)
-    return check_output(path, force)
+    return path
 
 
 def refuse_overwriting_inputs(output: str | os.PathLike | None, **inputs: str | os.PathLike | None) -> None:
