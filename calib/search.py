@@ -221,10 +221,10 @@ def layer_costs(model, sample: np.ndarray, input_name: str, threads: int | None,
     graph_inputs = {i.name for i in model.graph.input}
     probe = with_outputs(model, [t for t in wanted if t not in graph_inputs])
     b = static_batch or 1
-    x = pad_batch(sample[:1], b)
+    first = pad_batch(sample[:1], b)
     with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads, optimization="basic") as r:
-        outs = r.infer({input_name: x})
-    outs[input_name] = x
+        outs = r.infer({input_name: first})
+    outs[input_name] = first
     shape = {t: (tuple(inits[t].dims) if t in inits else tuple(np.shape(outs[t]))) for t in wanted + [
         x for n in layers for x in n.input[:3] if x in inits]}
     per_image = lambda t: int(np.prod(shape[t])) // (1 if t in inits else b)  # noqa: E731

@@ -98,11 +98,11 @@ def test_tiny_digits_int8_and_fp16_accuracy(family, digit_data, all_digits, tmp_
                                   max_drop=0.1, metric="top1", output=tmp_path / f"{name}.budget.onnx", threads=1))
     ps = res.manifest["quantization"]["precision_search"]
     with capsys.disabled():
-        print(f"[budget] {name}: {ps["layers_int8"]}/{ps["layers_total"]} layers INT8, {ps['int8_mac_share']:.1%} of MACs; "
+        print(f"[budget] {name}: {ps['layers_int8']}/{ps['layers_total']} layers INT8, {ps['int8_mac_share']:.1%} of MACs; "
               f"top-1 drop {ps['confirmation']['drop_points']:+.2f} pt on {ps['confirmation']['samples']} confirmation "
               f"images ({ps['selection']['drop_points']:+.2f} searched, expected {ps['selection']['expected_drop_points']:.2f}); "
               f"estimated {ps['estimated_speedup_vs_fallback']:.2f}x over FP16 (orin); {ps['evaluations']['total']} "
-              f"evaluations (bound {ps['evaluations']['bound']}); float: {', '.join(ps["float_layers"]) or '-'}")
+              f"evaluations (bound {ps['evaluations']['bound']}); float: {', '.join(ps['float_layers']) or '-'}")
         print("[budget-json] " + json.dumps({"model": name, **{k: ps[k] for k in ("layers_int8", "layers_total", "int8_mac_share",
                                                                                "confirmation", "evaluations", "float_layers")}}))
     assert ps["confirmation"]["within_budget"] and ps["confirmation"]["drop_points"] <= 0.1 + 1e-9, ps["confirmation"]
