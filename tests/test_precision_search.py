@@ -285,7 +285,7 @@ def test_outlier_channels_after_layernorm_are_kept_float_within_budget(digits_vi
     trained = tmp_path / "trained.onnx"
     export(ExportConfig("vit_tiny_test", checkpoint=ckpt, output=trained, targets=("trt10",)))
     user = tmp_path / "user.onnx"  # a user's ONNX: no manifest; preprocessed data needs none
-    qkv = _plant_outliers(trained, user, block=1, channels=[5, 20, 41], factor=140.0)
+    qkv = _plant_outliers(trained, user, block=1, channels=[5, 20, 41], factor=150.0)
 
     x = np.load(digits_npz)["x"][:256]
     with OnnxRuntimeRunner(trained) as a, OnnxRuntimeRunner(user) as b:
@@ -293,7 +293,7 @@ def test_outlier_channels_after_layernorm_are_kept_float_within_budget(digits_vi
 
     common = dict(model=user, precision="int8", calib=digits_npz, samples=512, holdout=898, threads=2)
     naive = quantize(QuantizeConfig(**common, output=tmp_path / "naive.onnx", gate=False)).manifest["accuracy"]["vs_fp32"]
-    assert naive["cosine_mean"] < 0.95 and naive["top1_agreement"] < 0.92, naive  # the planted outliers hurt (0.926, 87.5%)
+    assert naive["cosine_mean"] < 0.95 and naive["top1_agreement"] < 0.9, naive  # the planted outliers hurt (0.905, 83.9%)
 
     res = quantize(QuantizeConfig(**common, max_drop=0.5, metric="agreement", output=tmp_path / "budget.onnx"))
     ps = res.manifest["quantization"]["precision_search"]
