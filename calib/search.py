@@ -56,6 +56,19 @@ def points(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}"
 
 
+def summary(block: dict[str, Any]) -> str:
+    """One line of a manifest's ``precision_search`` block: the budget, the choice, the estimate, the figures."""
+    conf, sel, ev = block["confirmation"], block["selection"], block["evaluations"]
+    fallback = block["fallback"].upper()
+    rest = f", the rest {fallback}" if block["layers_int8"] < block["layers_total"] else ""
+    return (f"--max-drop {block['max_drop_points']:g} pt of {block['metric']}: {block['layers_int8']} of "
+            f"{block['layers_total']} layers INT8 ({block['int8_mac_share']:.0%} of MACs){rest}; estimated "
+            f"{block['estimated_speedup_vs_fallback']:.2f}x over all-{fallback} ({block['device_profile']['name']}, an "
+            f"estimate); drop {points(conf['drop_points'])} pt on {conf['samples']} confirmation images "
+            f"({points(sel['drop_points'])} on {sel['samples']} searched); {ev['total']} evaluations (bound {ev['bound']})"
+            + (f"; plot {block['plot']}" if block.get("plot") else ""))
+
+
 def check_budget_options(max_drop: float, metric: str | None) -> None:
     """UsageError for a --max-drop that is not a number of points >= 0 or an unknown --metric."""
     if not (math.isfinite(max_drop) and max_drop >= 0):

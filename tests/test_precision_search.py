@@ -318,3 +318,22 @@ def test_outlier_channels_after_layernorm_are_kept_float_within_budget(digits_vi
     steps = {s["name"]: s for s in again.manifest["steps"]}
     assert steps["activation statistics"]["detail"] == "from cache"  # the second run reuses the statistics
     assert again.manifest["quantization"]["precision_search"]["float_layers"] == ps["float_layers"]
+
+
+@pytest.mark.slow
+def test_deploy_max_drop_searches_the_int8_step_and_reports_it(digits_vit_tiny, digits_npz, tmp_path, cli):
+    import torch
+
+    ckpt = tmp_path / "vit.pth"
+    torch.save(torch.load(digits_vit_tiny["checkpoint"]), ckpt)
+    out = tmp_path / "out"
+    rc, stdout, err = cli("deploy", "vit_tiny_test", "--checkpoint", ckpt, "--calib", digits_npz, "--samples", "256",
+                          "--holdout", "400", "--precisions", "fp32,int8", "--max-drop", "0.5", "--iterations", "5",
+                          "--out", out)
+    assert rc == 0, err
+    int8 = next(out.glob("*.int8*.json"))
+    ps = json.loads(int8.read_text())["quantization"]["precision_search"]
+    assert ps["max_drop_points"] == 0.5 and ps["confirmation"]["within_budget"]
+    assert ps["device_profile"]["name"] == "ort-cpu"  # the CPU INT8 step is searched for this CPU
+    report = (out / "report.md").read_text()
+    assert "INT8 precision search: --max-drop 0.5 pt" in report and f"{ps['confirmation']['samples']} confirmation" in report

@@ -148,25 +148,13 @@ def quantize(
     search = (m.get("quantization") or {}).get("precision_search")
     if search:
         tables.print_table(search_table(search))
-        table.add_row("precision search", search_summary(search))
+        from vitdeploy.calib.search import summary
+
+        table.add_row("precision search", summary(search))
     console.print(table)
     for w in m.get("warnings") or ():
         console.print(f"[yellow]warning:[/] {escape(w)}")
     tables.print_paths(("output", result.onnx_path))
-
-
-def search_summary(s: dict) -> str:
-    """One cell: the budget, what was chosen, the estimate and the measured figures."""
-    from vitdeploy.calib.search import points
-
-    conf, sel, ev = s["confirmation"], s["selection"], s["evaluations"]
-    fallback = s["fallback"].upper()
-    rest = f", the rest {fallback}" if s["layers_int8"] < s["layers_total"] else ""
-    return (f"--max-drop {s['max_drop_points']:g} pt of {s['metric']}: {s['layers_int8']} of {s['layers_total']} layers INT8 "
-            f"({s['int8_mac_share']:.0%} of MACs){rest}; estimated {s['estimated_speedup_vs_fallback']:.2f}x "
-            f"over all-{fallback} ({s['device_profile']['name']}, an estimate); drop {points(conf['drop_points'])} pt on "
-            f"{conf['samples']} confirmation images ({points(sel['drop_points'])} on {sel['samples']} searched); "
-            f"{ev['total']} evaluations (bound {ev['bound']})" + (f"; plot {s['plot']}" if s.get("plot") else ""))
 
 
 def search_table(s: dict, rows: int = 12):

@@ -214,6 +214,12 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
         artifacts[precision] = path
     warnings = [f"{p} quantize: {w}" for p in ("fp16", "int8") if p in artifacts
                 for w in getattr(manifests.read(artifacts[p]), "warnings", ())]
+    if config.max_drop is not None and "int8" in artifacts:
+        from vitdeploy.calib.search import summary
+
+        q = manifests.read(artifacts["int8"]).quantization
+        if q is not None and q.raw.get("precision_search"):
+            notes.append(f"INT8 precision search: {summary(q.raw['precision_search'])}")
     if fleet:  # 3.-6. on every device of --devices
         from vitdeploy.pipeline.fleet import FleetInputs, run_fleet
 
