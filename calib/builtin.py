@@ -16,7 +16,10 @@ BUILTIN_NOTE = ("INT8 was calibrated on vitdeploy's built-in synthetic sample, n
                 "figures are NOT meaningful. Re-run with --calib pointing at a few hundred real images.")
 
 
-def write_builtin_sample(folder: Path, count: int = 64, size: int = 256, seed: int = 0) -> Path:
+BUILTIN_COUNT = 64  # images in the built-in sample
+
+
+def write_builtin_sample(folder: Path, count: int = BUILTIN_COUNT, size: int = 256, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -33,7 +36,7 @@ def write_builtin_sample(folder: Path, count: int = 64, size: int = 256, seed: i
     return folder
 
 
-def cached_sample(count: int = 64) -> Path:
+def cached_sample(count: int = BUILTIN_COUNT) -> Path:
     """The built-in sample, written once under the cache folder (``$VITDEPLOY_CACHE``) and reused."""
     import os
     import shutil

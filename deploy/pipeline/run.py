@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,12 +156,15 @@ def _run_deploy(config: DeployConfig, steps: Steps | None,
 
     calib = config.calib
     if calib is None and ("int8" in config.precisions or config.data is None):
-        from vitdeploy.calib.builtin import BUILTIN_NOTE, write_builtin_sample
+        from vitdeploy.calib.builtin import BUILTIN_COUNT, BUILTIN_NOTE, write_builtin_sample
 
         calib = out / "builtin-calibration"
         if not any(calib.glob("*.png")):  # written once: rewriting would change mtimes and defeat resuming
             write_builtin_sample(calib)
         notes.insert(0, BUILTIN_NOTE)
+        # half calibrates, half is held out: what the defaults came to anyway, said as it is (no "fewer than
+        # --samples 512" warning for an option the user did not give)
+        config = replace(config, samples=BUILTIN_COUNT // 2, holdout=BUILTIN_COUNT // 2)
     data = config.data or calib
 
     def run_step(name: str, inputs: str, outputs: list[Path], fn: Callable[[], None]) -> None:
