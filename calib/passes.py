@@ -6,7 +6,8 @@ Public steps: ``int8_pass``, ``fp16_pass``, ``fp32_islands`` (what stays FP32 in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,9 @@ class QuantizeContext:
     static_batch: int | None
     samples: np.ndarray | None = None  # calibration samples (None without --calib)
     data_hash: str | None = None
+    # statistics already read or collected in this run, by cache file: the precision search and the final
+    # INT8 pass share one entry, which is then decompressed once, not twice
+    collected: dict[Path, dict] = field(default_factory=dict)
 
 
 def int8_tensors(model, qplan: qdq.QuantPlan, config: QuantizeConfig, input_name: str, types=None) -> tuple[list[str], list[str]]:
@@ -186,16 +190,17 @@ def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], sampl
     key = stats.stats_key(ctx.model_digest, data_digest, tensors)
     path = stats.cache_dir() / f"{key}.npz"
     with steps.step(label) as rec:
-        collected = stats.load_stats(path)
+        collected = ctx.collected.get(path) or stats.load_stats(path)
         if collected is not None and all(t in collected for t in tensors):
             rec.detail = "from cache"
+            ctx.collected[path] = collected
             return collected, path, True
         advance = progress("calibrate", len(samples)) if progress else None
         size = ctx.static_batch or config.batch_size
         if ctx.static_batch and len(samples) < ctx.static_batch:  # fewer samples than one batch: repeat them
             samples = np.resize(samples, (ctx.static_batch, *samples.shape[1:]))
         batches = (samples[i:i + size] for i in range(0, len(samples), size))
-        collected = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
+        collected = ctx.collected[path] = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
         try:
             stats.save_stats(path, collected, {"model": ctx.model_digest, "data": data_digest})
         except OSError as exc:  # an unwritable cache costs time, not correctness

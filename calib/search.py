@@ -276,6 +276,7 @@ def switchable(model, qmodel, groups: list[LayerGroup]):
     src_inits = initializers(model)
     have = {i.name for i in graph.initializer}
     by_name = {n.name: n for n in graph.node}
+    made_by = producers(m)
     new_nodes = []
     for i, g in enumerate(groups):
         flag = f"{FLAG_PREFIX}{i}"
@@ -292,7 +293,7 @@ def switchable(model, qmodel, groups: list[LayerGroup]):
             node.input[k] = sw
         if node.output[0] != orig.output[0]:  # ort-cpu: producer writes t__float, an output Q/DQ writes t
             t, raw = orig.output[0], node.output[0]
-            odq = next(n for n in graph.node if t in n.output)
+            odq = made_by[t]
             odq.output[list(odq.output).index(t)] = f"{t}__switch_dq"
             new_nodes.append(helper.make_node("Where", [flag, f"{t}__switch_dq", raw], [t], name=f"{g.node}__switch_out"))
     graph.node.extend(new_nodes)

@@ -41,6 +41,13 @@ DEVICE_ALIASES = ("device", "device2", "device3")
 
 
 @pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh $VITDEPLOY_CACHE per test: statistics and decoded sets of one test never serve another."""
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def cli(capsys):
     """Run the CLI in-process: returns (exit_code, stdout, stderr)."""
     from vitdeploy.cli import run

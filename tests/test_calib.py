@@ -22,8 +22,8 @@ PRE = Preprocessing((3, 32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", 1
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+def _cache(isolated_cache):
+    return isolated_cache
 
 
 def skewed_stats(seed=0) -> TensorStats:

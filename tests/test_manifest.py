@@ -21,8 +21,8 @@ GPU = {"index": 0, "name": "NVIDIA Jetson AGX Orin (fake)", "compute_capability"
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+def _cache(isolated_cache):
+    return isolated_cache
 
 
 def check(artifact, kind: str, precision: str) -> Manifest:

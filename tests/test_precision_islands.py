@@ -15,8 +15,8 @@ FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+def _cache(isolated_cache):
+    return isolated_cache
 
 
 @pytest.fixture(scope="module")

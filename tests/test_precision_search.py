@@ -18,8 +18,8 @@ from vitdeploy.core.precision import QuantPolicy
 
 
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+def _cache(isolated_cache):
+    return isolated_cache
 
 
 @pytest.fixture(scope="module")
