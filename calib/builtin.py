@@ -42,9 +42,9 @@ def cached_sample(count: int = BUILTIN_COUNT) -> Path:
     import shutil
     import tempfile
 
-    from vitdeploy.calib.stats import cache_dir
+    from vitdeploy.core.io import cache_root
 
-    folder = cache_dir().parent / f"builtin-sample-{count}"
+    folder = cache_root() / f"builtin-sample-{count}"
     if folder.is_dir() and len(list(folder.glob("*.png"))) == count:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

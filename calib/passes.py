@@ -21,6 +21,7 @@ from vitdeploy.core.precision import QuantPolicy
 from vitdeploy.core.steps import Steps
 
 if TYPE_CHECKING:
+    from vitdeploy.data.sample_set import SampleSet
     from vitdeploy.calib.quantize import QuantizeConfig
 
 
@@ -33,7 +34,7 @@ class QuantizeContext:
     model_digest: str
     input_name: str
     static_batch: int | None
-    samples: np.ndarray | None = None  # calibration samples (None without --calib)
+    samples: SampleSet | None = None  # calibration samples, read in batches (None without --calib)
     data_hash: str | None = None
     # statistics already read or collected in this run, by cache file: the precision search and the final
     # INT8 pass share one entry, which is then decompressed once, not twice
@@ -171,7 +172,7 @@ def fp32_islands(ctx: QuantizeContext, keep_ops: tuple[str, ...], config: Quanti
     stats_info = None
     if ctx.samples is not None:
         tensors = float_tensor_names(model, types)
-        subset = ctx.samples[: min(len(ctx.samples), 64)]
+        subset = ctx.samples.head(64)
         collected, stats_path, cached = statistics(ctx, ctx.data_hash + ":fp16", tensors, subset, config, steps,
                                                     progress, label="FP16 range statistics")
         reasons = F16.range_fp32_nodes(model, {t: s.amax for t, s in collected.items()},
@@ -183,7 +184,7 @@ def fp32_islands(ctx: QuantizeContext, keep_ops: tuple[str, ...], config: Quanti
             "fp32_nodes": [], "fp32_overflow_nodes": overflow, "fp32_range_reasons": why, "statistics": stats_info}
 
 
-def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], samples: np.ndarray, config: QuantizeConfig,
+def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], samples: SampleSet, config: QuantizeConfig,
                 steps: Steps, progress, label: str = "activation statistics"):
     """Statistics of ``tensors`` over ``samples`` (batched as the model takes them), from the on-disk cache
     when it has them all. Returns (tensor -> TensorStats, cache path, whether it came from the cache)."""
@@ -198,8 +199,9 @@ def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], sampl
         advance = progress("calibrate", len(samples)) if progress else None
         size = ctx.static_batch or config.batch_size
         if ctx.static_batch and len(samples) < ctx.static_batch:  # fewer samples than one batch: repeat them
-            samples = np.resize(samples, (ctx.static_batch, *samples.shape[1:]))
-        batches = (samples[i:i + size] for i in range(0, len(samples), size))
+            batches = iter([np.resize(samples[:], (ctx.static_batch, *samples.sample_shape))])
+        else:
+            batches = samples.batches(size)  # read back one batch at a time: memory does not grow with --samples
         collected = ctx.collected[path] = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
         try:
             stats.save_stats(path, collected, {"model": ctx.model_digest, "data": data_digest})

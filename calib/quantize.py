@@ -221,10 +221,11 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             calib_idx, hold_idx = holdout_split(len(ds), config.samples, config.holdout, config.seed)
             advance = progress("decode images", len(calib_idx) + len(hold_idx)) if progress else None
             workers = decode_workers(config.threads)
-            samples, calib_idx = load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
+            # decoded once into a spill file and read back a batch per pass: memory does not grow with --samples
+            samples = load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
             if static_batch and len(samples) >= static_batch and len(samples) % static_batch:
-                keep = len(samples) - len(samples) % static_batch  # a static-batch model takes whole batches
-                samples, calib_idx = samples[:keep], calib_idx[:keep]
+                samples = samples.head(len(samples) - len(samples) % static_batch)  # a static batch takes whole batches
+            calib_idx = samples.indices
             if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch in the accuracy step
                 lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see vitdeploy.data.labels
                 warnings.extend(lmap.warnings)
@@ -255,9 +256,9 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
 
     searched = None
     if config.max_drop is not None:
-        sel_x, sel_i = load_samples(ds, pre, sel_idx, config.on_error, advance, workers)
-        sel_labels = hold_labels[sel_i] if metric == "top1" else None
-        searched = search.run(ctx, qplan, config, sel_x, sel_labels, metric, len(hold_idx), steps, progress)
+        selection = load_samples(ds, pre, sel_idx, config.on_error, advance, workers)
+        sel_labels = hold_labels[selection.indices] if metric == "top1" else None
+        searched = search.run(ctx, qplan, config, selection, sel_labels, metric, len(hold_idx), steps, progress)
         full_plan = qplan
         policy = replace(policy, float_nodes=frozenset(searched.float_nodes))
         qplan = qdq.plan(model, policy)

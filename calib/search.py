@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from vitdeploy.core.compare import compare
 from vitdeploy.core.deps import require
 from vitdeploy.core.errors import UsageError
 from vitdeploy.runners.base import pad_batch
+
+if TYPE_CHECKING:
+    from vitdeploy.data.sample_set import SampleSet
 
 METRICS = ("top1", "agreement", "cosine")
 SENSITIVITY_SAMPLES = 64
@@ -369,7 +372,8 @@ def _measure(ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, metri
 
 
 class Evaluator:
-    """Runs the switchable model on in-memory samples for a set of INT8 groups; counts its runs."""
+    """Runs the switchable model on samples (an array, or a ``SampleSet`` read a batch at a time) for a
+    set of INT8 groups; counts its runs."""
 
     def __init__(self, sim_bytes: bytes, input_name: str, n_groups: int, threads: int | None, batch: int,
                  static_batch: int | None):
@@ -386,7 +390,7 @@ class Evaluator:
     def __exit__(self, *exc) -> None:
         self.runner.deactivate()
 
-    def run(self, x: np.ndarray, int8: set[int]) -> np.ndarray:
+    def run(self, x: np.ndarray | SampleSet, int8: set[int]) -> np.ndarray:
         flags = {f"{FLAG_PREFIX}{i}": np.array(i in int8) for i in range(self.n)}
         outs = []
         for s in range(0, len(x), self.batch):
@@ -402,7 +406,7 @@ def path_budget(n: int) -> int:
     return 2 * math.ceil(math.log2(n + 1)) + 1 if n else 1
 
 
-def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | None, *, input_name: str,
+def search(model, qmodel, qplan: QuantPlan, x: np.ndarray | SampleSet, labels: np.ndarray | None, *, input_name: str,
            metric: str, max_drop: float, confirm: int, fallback: str, profile: costs.DeviceProfile, threads: int | None,
            static_batch: int | None, progress: Callable[[str, int], Callable[[int], None] | None] | None = None) -> SearchResult:
     """The float groups for ``max_drop`` on the selection set ``x`` (``labels`` for ``top1``); ``confirm``:
@@ -509,7 +513,7 @@ def search(model, qmodel, qplan: QuantPlan, x: np.ndarray, labels: np.ndarray | 
                         tuple(groups[i].node for i in sorted(floats)))
 
 
-def run(ctx, qplan: QuantPlan, config, x: np.ndarray, labels: np.ndarray | None, metric: str, confirm: int, steps,
+def run(ctx, qplan: QuantPlan, config, x: SampleSet, labels: np.ndarray | None, metric: str, confirm: int, steps,
         progress) -> SearchResult:
     """The search of ``quantize --max-drop``: statistics and ranges of the full ``qplan`` (cached on
     disk; the final file's pass finds them there), its Q/DQ written with FP32 float parts, then

@@ -4,7 +4,6 @@ accumulate per-tensor histograms, cached on disk by model hash + data hash + ten
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -12,10 +11,11 @@ import numpy as np
 
 from vitdeploy.calib.methods import TensorStats
 from vitdeploy.core.deps import require
+from vitdeploy.core.io import cache_root
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "calib-stats"
+    return cache_root() / "calib-stats"
 
 
 def stats_key(model_digest: str, data_digest: str, tensors: Iterable[str]) -> str:

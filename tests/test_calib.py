@@ -70,7 +70,8 @@ def _digit_folder(root, n=12, bad=0):
 def test_image_folder_labels_and_preprocessing(tmp_path):
     ds = open_dataset(_digit_folder(tmp_path / "imgs"))
     assert ds.classes == ["class0", "class1", "class2"] and len(ds) == 12
-    x, idx = load_samples(ds, PRE, np.arange(len(ds)))
+    s = load_samples(ds, PRE, np.arange(len(ds)))
+    x, idx = s[:], s.indices
     assert x.shape == (12, 3, 32, 32) and x.dtype == np.float32
     assert -1.0 - 1e-6 <= x.min() and x.max() <= 1.0 + 1e-6
     assert list(ds.labels[idx][:3]) == [0, 0, 0]
@@ -79,7 +80,7 @@ def test_image_folder_labels_and_preprocessing(tmp_path):
 def test_undecodable_images_are_counted_or_fatal(tmp_path):
     root = _digit_folder(tmp_path / "imgs", n=6, bad=2)
     ds = open_dataset(root)
-    x, _ = load_samples(ds, PRE, np.arange(len(ds)))
+    x = load_samples(ds, PRE, np.arange(len(ds)))
     assert len(x) == 6 and len(ds.skipped) == 2 and "broken" in ds.skipped[0][0]
     with pytest.raises(InputError, match="cannot decode .*broken0.jpg"):
         load_samples(open_dataset(root), PRE, np.arange(len(ds)), on_error="fail")

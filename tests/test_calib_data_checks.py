@@ -49,7 +49,7 @@ def _array_ds(tmp_path, arr: np.ndarray, name: str = "d.npz") -> Dataset:
 
 def test_raw_uint8_pixels_refused_with_fix_and_override(tmp_path):
     ds = _array_ds(tmp_path, _pixels())
-    assert ds.source_dtype == "uint8" and ds.array.dtype == np.float32
+    assert ds.source_dtype == "uint8" and ds.rows([0]).dtype == np.float32
     for pre in (None, IMAGENET, Preprocessing.for_array((3, 32, 32))):
         with pytest.raises(InputError) as exc:
             check_array_values(ds, pre)
@@ -148,7 +148,7 @@ def test_preprocess_for_array_and_resolve(tmp_path):
     pre = resolve_preprocess(Preprocessing(), ds)
     assert pre.input_size == (3, 32, 32) and pre.mean is None and pre.std is None and not pre.normalisation_known
     check_shape(ds, pre)
-    x, _ = load_samples(ds, pre, np.arange(4))
+    x = load_samples(ds, pre, np.arange(4))[:]
     assert np.array_equal(x, ds.array)
     assert json.loads(pre.key())[1] is None
     # what is known is used: manifest mean/std without input_size, or overrides

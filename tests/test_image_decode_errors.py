@@ -93,7 +93,8 @@ def test_every_decode_failure_is_skipped_counted_and_named(tmp_path, capfd):
     odd = _odd_mode_files(tmp_path)
     names = [*reasons, "folder.png", "missing.jpg", *odd]
     ds = _listed(tmp_path, names)
-    x, kept = load_samples(ds, PRE, np.arange(len(names)))
+    s = load_samples(ds, PRE, np.arange(len(names)))
+    x, kept = s[:], s.indices
     assert [names[i] for i in kept] == odd and x.shape == (len(odd), 3, 8, 8) and np.isfinite(x).all()
     skipped = {Path(f).name: why for f, why in ds.skipped}
     assert list(skipped) == [*reasons, "folder.png", "missing.jpg"]
@@ -128,7 +129,7 @@ def test_permission_denied_is_a_decode_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image, "open", guarded)
     ds = _listed(tmp_path, ["ok.png", "locked.png"])
-    x, _ = load_samples(ds, PRE, np.arange(2))
+    x = load_samples(ds, PRE, np.arange(2))
     assert len(x) == 1 and "Permission denied" in ds.skipped[0][1]
 
 

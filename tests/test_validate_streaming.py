@@ -59,7 +59,8 @@ def _in_memory(ref_path, cand_paths, data, samples, batch):
 
     ds = open_dataset(data)
     pre = resolve_preprocess(resolve_artifact(str(ref_path)).manifest.preprocessing, ds)
-    x, kept = load_samples(ds, pre, sample_indices(len(ds), samples, 0))
+    s = load_samples(ds, pre, sample_indices(len(ds), samples, 0))
+    x, kept = s[:], s.indices
     outs = []
     for path in (ref_path, *cand_paths):
         with open_runner(resolve_artifact(str(path)), None, None, fp16_rounding=path != ref_path) as r:

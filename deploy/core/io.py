@@ -24,6 +24,12 @@ from vitdeploy.core.errors import InputError, OutputError, OutputExistsError, Us
 MANIFEST_SCHEMA = "vitdeploy.manifest/1"
 
 
+def cache_root() -> Path:
+    """vitdeploy's cache folder: ``$VITDEPLOY_CACHE``, else ``~/.cache/vitdeploy`` (statistics, validate's
+    run files, spilled sample sets, the built-in sample)."""
+    return Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy")
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes, read once per process while the file is unchanged: keyed by
     its resolved path, size, mtime, ctime and inode (an atomic rewrite is a new inode; an in-place

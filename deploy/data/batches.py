@@ -1,5 +1,6 @@
 """Threaded batch iteration: samples decoded and preprocessed by worker threads a batch ahead of the
-consumer (``iter_batches``), all of them at once (``load_samples``), and the undecodable files
+consumer (``iter_batches``), a set decoded once for several passes (``load_samples``: a
+``SampleSet`` spilled to disk, not held in memory), and the undecodable files
 counted and named (``ds.skipped``, ``skipped_warning``), never silently dropped. Inside a run scope
 (``data.cache.run_scope``) each image is decoded once: what was decoded is kept for the run's
 later passes (``data.cache``)."""
@@ -19,6 +20,7 @@ from vitdeploy.data.checks import check_shape
 from vitdeploy.data.decode import ImageDecodeError
 from vitdeploy.core.preprocessing import Preprocessing
 from vitdeploy.data.preprocess import preprocess_image
+from vitdeploy.data.sample_set import SampleSet
 from vitdeploy.data.sources import Dataset
 
 
@@ -27,7 +29,7 @@ def _load_one(ds: Dataset, pre: Preprocessing, i: int, store: bool = True) -> np
     preprocessed; inside a run scope, what an earlier pass of the run decoded (and, with ``store``,
     kept for the later ones: ``data.cache``)."""
     if ds.kind == "array":
-        return ds.array[i]  # type: ignore[index]
+        return ds.rows([i])[0]
     run = run_cache.active()
     if run is None:
         return preprocess_image(decode.decode_image(ds.files[i]), pre)
@@ -121,45 +123,28 @@ def no_decodable_image(ds: Dataset) -> InputError:
 
 
 def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error: str = "skip",
-                 progress: Callable[[int], None] | None = None, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """All selected samples as one array (and their dataset indices), filled in place (no second
-    copy while loading). Raises when none decode. For data at scale, iterate ``iter_batches``.
+                 progress: Callable[[int], None] | None = None, workers: int = 1) -> SampleSet:
+    """The selected samples decoded once into a ``SampleSet`` (on disk, read back in rows; see
+    ``data.sample_set``) for callers that pass over them more than once. Raises when none decode.
 
-    Inside a run scope (``data.cache``) of images, the set is kept read-only and handed as it is to
-    the next caller asking for the same images and preprocessing; its rows answer later passes."""
+    Inside a run scope (``data.cache``) of images, the set is handed as it is to the next caller asking
+    for the same images and preprocessing, and its rows answer later single-sample look-ups."""
     run = run_cache.active() if ds.kind != "array" else None
     pre_key = pre.key() if run is not None else ""
     key = run_cache.set_key(ds.files, indices, pre_key, on_error) if run is not None else ""
     kept = run_cache.get_set(run, key) if run is not None else None
     if kept is not None:
-        x, idx, skipped = kept
+        samples, skipped = kept
         ds.skipped.extend(skipped)
         if progress:
             progress(len(indices))
-        return x, idx
+        return samples
     skipped_before = len(ds.skipped)
-    x, idx = _load_all(ds, pre, indices, on_error, progress, workers)
-    x.flags.writeable = False  # read-only in and outside a run: a caller that writes to it fails in tests too
+    samples = SampleSet.decode(ds, pre, indices, on_error, progress, workers)
     if run is not None:
-        rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in idx]
-        run_cache.put_set(run, key, x, idx, ds.skipped[skipped_before:], rows)
-    return x, idx
-
-
-def _load_all(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error: str,
-              progress: Callable[[int], None] | None, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    x: np.ndarray | None = None
-    idx = np.empty(len(indices), dtype=np.int64)
-    n = 0
-    # samples are not kept one by one (``_store``): the set itself is, below, without a second copy
-    for batch, i in iter_batches(ds, pre, indices, 64, on_error, progress, workers, _store=False):
-        if x is None:
-            x = np.empty((len(indices), *batch.shape[1:]), dtype=batch.dtype)
-        x[n:n + len(batch)], idx[n:n + len(batch)] = batch, i
-        n += len(batch)
-    if x is None:
-        raise no_decodable_image(ds)
-    return x[:n], idx[:n]  # the unused tail of skipped images was never written: not resident
+        rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in samples.indices]
+        run_cache.put_set(run, key, samples, ds.skipped[skipped_before:], rows)
+    return samples
 
 
 def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:

@@ -12,8 +12,8 @@ image decoded once per preprocessing (``iter_batches``, ``load_samples`` in ``ba
   (``VITDEPLOY_DECODE_CACHE_MB``, default 1024 MB: about 1,700 images at 224 px): beyond that a
   sample is decoded again when asked for, as outside a run;
 - whole calibration sets (``load_samples``), keyed by (files, preprocessing, on_error): the
-  read-only array the first caller got, handed to the next caller as it is (no second copy; its
-  rows also answer single-sample look-ups); a set counts against the same byte cap.
+  ``SampleSet`` the first caller got (its rows on disk, not in memory), handed to the next caller
+  as it is; its rows also answer single-sample look-ups.
 
 Outside a run scope nothing is kept: every command on its own reads its data as before.
 """
@@ -27,8 +27,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from vitdeploy.data.sample_set import SampleSet
 
 DEFAULT_CACHE_MB = 1024
 
@@ -46,8 +50,9 @@ class RunCache:
     limit: int
     listings: dict[tuple[str, tuple[int, ...]], list[Path]] = field(default_factory=dict)
     samples: dict[tuple, np.ndarray | str] = field(default_factory=dict)  # array, or why it did not decode
-    sets: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]] = field(default_factory=dict)
-    used: int = 0  # bytes held: sample copies and whole sets (a set's rows are views, not counted twice)
+    sets: dict[str, tuple[SampleSet, list[tuple[str, str]]]] = field(default_factory=dict)  # set, skipped files
+    rows: dict[tuple, tuple[SampleSet, int]] = field(default_factory=dict)  # a sample's row in a kept set
+    used: int = 0  # bytes of the sample copies held in memory
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -58,7 +63,8 @@ _scope_lock = threading.Lock()
 
 @contextlib.contextmanager
 def run_scope() -> Iterator[RunCache]:
-    """Keep folder listings and decoded samples until the outermost scope ends (nested scopes share it)."""
+    """Keep folder listings and decoded samples until the outermost scope ends (nested scopes share it);
+    then the kept sets' spill files are deleted."""
     global _run, _depth
     with _scope_lock:
         if _run is None:
@@ -72,6 +78,8 @@ def run_scope() -> Iterator[RunCache]:
             _depth -= 1
             if _depth == 0:
                 _run = None
+                for samples, _ in run.sets.values():
+                    samples.close()
 
 
 def active() -> RunCache | None:
@@ -123,7 +131,11 @@ def get_sample(run: RunCache, key: tuple | None) -> np.ndarray | str | None:
     if key is None:
         return None
     with run.lock:
-        return run.samples.get(key)
+        kept, row = run.samples.get(key), run.rows.get(key)
+    if kept is None and row is not None:
+        samples, r = row
+        kept = samples[r:r + 1][0]
+    return kept
 
 
 def put_sample(run: RunCache, key: tuple | None, value: np.ndarray | str) -> None:
@@ -148,20 +160,19 @@ def set_key(files: list[Path], indices: np.ndarray, pre_key: str, on_error: str)
     return h.hexdigest()
 
 
-def get_set(run: RunCache, key: str) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]] | None:
+def get_set(run: RunCache, key: str) -> tuple[SampleSet, list[tuple[str, str]]] | None:
     with run.lock:
         return run.sets.get(key)
 
 
-def put_set(run: RunCache, key: str, x: np.ndarray, idx: np.ndarray, skipped: list[tuple[str, str]],
+def put_set(run: RunCache, key: str, samples: SampleSet, skipped: list[tuple[str, str]],
             row_keys: list[tuple | None]) -> None:
-    """Keep a loaded set (read-only) and answer single-sample look-ups with its rows; the set counts
-    against the byte cap like single samples (a set that does not fit is not kept)."""
+    """Keep a loaded set (its rows stay on disk: no byte cap) with the files it skipped, and answer
+    single-sample look-ups with its rows."""
     with run.lock:
-        if key in run.sets or run.used + x.nbytes > run.limit:
+        if key in run.sets:
             return
-        run.used += x.nbytes
-        run.sets[key] = (x, idx, list(skipped))
-        for k, row in zip(row_keys, x):
+        run.sets[key] = (samples, list(skipped))
+        for r, k in enumerate(row_keys):
             if k is not None:
-                run.samples.setdefault(k, row)
+                run.rows.setdefault(k, (samples, r))

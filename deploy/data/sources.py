@@ -3,7 +3,9 @@
 samples (``data_hash``).
 
 A folder is walked recursively (once per run scope: ``data.cache.files_under``); ImageFolder class subfolders give labels (``labels.folder_classes``).
-Arrays are loaded as float32 with their file dtype kept (``Dataset.source_dtype``) for the value check.
+An array keeps its file dtype (``Dataset.source_dtype``, for the value check) and is read as float32 a
+selection of rows at a time (``Dataset.rows``); a ``.npy`` is memory-mapped, so only the rows read are
+loaded (an ``.npz`` member, compressed or not, is read whole: give large sets as ``.npy``).
 """
 
 from __future__ import annotations
@@ -31,16 +33,16 @@ LABEL_KEYS = ("labels", "y", "targets", "label")
 
 @dataclass
 class Dataset:
-    """A resolved data source: either image files or an in-memory preprocessed array."""
+    """A resolved data source: either image files or a preprocessed array (memory-mapped for ``.npy``)."""
 
     source: str
     kind: str  # "images" | "array"
     files: list[Path] = field(default_factory=list)
     labels: np.ndarray | None = None
     classes: list[str] | None = None
-    array: np.ndarray | None = None  # (N, C, H, W) float32
+    array: np.ndarray | None = None  # (N, C, H, W) as stored in the file: read it through ``rows``
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    source_dtype: str | None = None  # the array's dtype in the file, before the float32 conversion
+    source_dtype: str | None = None  # the array's dtype in the file
     # How ``labels`` were made (see ``labels_for``): "index" (folders named 0..999 keep their number),
     # "imagenet" (folders named by ImageNet-1k wnids: their standard 1000-class index), "sorted"
     # (other folder names, numbered in sorted order), "array" (labels stored in the .npz); None: no labels.
@@ -48,6 +50,10 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.files) if self.kind == "images" else int(self.array.shape[0])  # type: ignore[union-attr]
+
+    def rows(self, indices) -> np.ndarray:
+        """Samples ``indices`` of an array dataset, float32 (N, C, H, W): only those rows are read."""
+        return np.asarray(self.array[np.asarray(indices, dtype=np.int64)], dtype=np.float32)  # type: ignore[index]
 
 
 def open_dataset(path: str | os.PathLike) -> Dataset:
@@ -79,7 +85,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 
 def _open_array(p: Path) -> Dataset:
     try:
-        loaded = np.load(p, allow_pickle=False)
+        loaded = np.load(p, allow_pickle=False, mmap_mode="r")  # .npy: mapped, not read; .npz: members read
     except (ValueError, OSError) as exc:
         raise InputError(f"cannot read {p}: {exc}") from exc
     labels = None
@@ -101,8 +107,8 @@ def _open_array(p: Path) -> Dataset:
         raise InputError(f"{p}: {labels.shape[0]} labels for {arr.shape[0]} images")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
         raise InputError(f"{p}: expected a real numeric N,C,H,W array of preprocessed images, got dtype {arr.dtype}")
-    return Dataset(str(p), "array", array=np.asarray(arr, dtype=np.float32), labels=labels,
-                   source_dtype=str(arr.dtype), label_scheme=None if labels is None else "array")
+    return Dataset(str(p), "array", array=arr, labels=labels, source_dtype=str(arr.dtype),
+                   label_scheme=None if labels is None else "array")
 
 
 
@@ -142,7 +148,8 @@ def data_hash(ds: Dataset, indices: np.ndarray, pre: Preprocessing) -> str:
     """Content hash of the selected samples and the preprocessing (cache key, manifests)."""
     h = hashlib.sha256(pre.key().encode())
     if ds.kind == "array":
-        h.update(np.ascontiguousarray(ds.array[indices]).tobytes())  # type: ignore[index]
+        for start in range(0, len(indices), 256):  # the float32 rows, a block at a time
+            h.update(ds.rows(indices[start:start + 256]).tobytes())
     else:
         for i in indices:
             f = ds.files[i]

@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vitdeploy.core.errors import InputError
-from vitdeploy.core.io import cannot_write, sha256_file
+from vitdeploy.core.io import cache_root, cannot_write, sha256_file
 from vitdeploy.runners.factory import Artifact
 from vitdeploy.validate.config import VALIDATE_SCHEMA, ValidateConfig
 
@@ -32,7 +31,7 @@ class ReferenceStore:
     def __init__(self, config: ValidateConfig, ref_art: Artifact, pre, indices: np.ndarray) -> None:
         from vitdeploy.data.sources import fingerprint
 
-        root = config.cache_dir or Path(os.environ.get("VITDEPLOY_CACHE") or Path.home() / ".cache" / "vitdeploy") / "validate"
+        root = config.cache_dir or cache_root() / "validate"
         key = digest(VALIDATE_SCHEMA, artifact_digest(ref_art), config.backends.get(config.reference),
                       fingerprint(config.data), hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest(),
                       pre.key(), config.on_error, config.batch_size)
