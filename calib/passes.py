@@ -85,7 +85,8 @@ def int8_ranges(model, qplan: qdq.QuantPlan, collected: dict, tensors: list[str]
         ranges = {t: asymmetric_range(collected[t], config.method, config.percentile) for t in qplan.activations}
     # Attention probabilities are never clipped: the few large weights of a Softmax row are
     # what attention is about, and clipping them (entropy does) costs DeiT-Tiny 0.03 cosine.
-    probabilities = qdq.softmax_outputs(model, qplan.activations)
+    probabilities = qdq.probability_tensors(model, qplan.activations,
+                                            {t: (collected[t].min, collected[t].max) for t in qplan.activations})
     for t in probabilities:
         ranges[t] = collected[t].amax if config.target == "trt" else (0.0, max(collected[t].max, 0.0))
         if t in symmetric:

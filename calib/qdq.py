@@ -240,17 +240,41 @@ def _produced_by(tensor: str, prod: dict, op_type: str) -> bool:
     return node is not None and node.op_type == op_type
 
 
-def softmax_outputs(model, tensors: list[str]) -> list[str]:
-    """The tensors among ``tensors`` that are Softmax outputs (possibly through reshapes/transposes)."""
+def probability_tensors(model, tensors: list[str], ranges: dict[str, tuple[float, float]]) -> list[str]:
+    """The tensors among ``tensors`` that hold attention probabilities: a Softmax output (possibly through
+    reshapes/transposes), or Softmax outputs mixed and renormalised by elementwise arithmetic whose
+    calibrated values (``ranges``: tensor -> (min, max)) stay within [0, 1]. The second kind is ConViT's
+    gated positional self-attention (GPSA): ``(1 - g) * softmax(q k^T) + g * softmax(pos)``, each row
+    divided by its sum, before the product with v."""
     from vitdeploy.calib.graph import producers
 
     prod = producers(model)
     passthrough = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Cast"}
+    mixing = {"Mul", "Add", "Sub", "Div"}
+
+    def from_softmax(t: str, hops: int = 8) -> str | None:
+        """"plain" (a Softmax through passthroughs), "mixed" (through mixing arithmetic too), or None."""
+        frontier, mixed = [t], False
+        for _ in range(hops):
+            nxt = []
+            for x in frontier:
+                node = prod.get(x)
+                if node is None:
+                    continue
+                if node.op_type == "Softmax":
+                    return "mixed" if mixed else "plain"
+                if node.op_type in mixing:
+                    mixed = True
+                    nxt.extend(i for i in node.input if i)
+                elif node.op_type in passthrough:
+                    nxt.append(node.input[0])
+            frontier = nxt
+        return None
+
     result = []
     for t in tensors:
-        node = prod.get(t)
-        while node is not None and node.op_type in passthrough:
-            node = prod.get(node.input[0])
-        if node is not None and node.op_type == "Softmax":
+        kind = from_softmax(t)
+        lo, hi = ranges.get(t, (float("inf"), float("-inf")))
+        if kind == "plain" or (kind == "mixed" and lo >= 0.0 and hi <= 1.0 + 1e-6):
             result.append(t)
     return result

@@ -331,3 +331,29 @@ def test_family_hints_are_typed_and_round_trip_through_the_manifest_form():
         assert all(v is True for k, v in h.to_json().items() if k != "why")  # only the flags that are set
     assert FAMILY_CONFIGS["ceit"].quantization_hints.to_json()["float_input_layer"] is True
     assert QuantHints.from_json(None) == QuantHints() and QuantHints().to_json() == {}
+
+
+def test_mixed_attention_probabilities_are_never_clipped():
+    """ConViT's GPSA: (1 - g) * softmax(q k^T) + g * softmax(pos), rows divided by their sum, then x v. The
+    mixed rows are probabilities like a Softmax output's (never clipped); a product with v is not."""
+    from onnx import TensorProto, helper as h
+
+    const = lambda name, v: helper_init(name, v)  # noqa: E731
+    nodes = [h.make_node("MatMul", ["q", "k"], ["logits"]), h.make_node("Softmax", ["logits"], ["content"], axis=-1),
+             h.make_node("Mul", ["content", "one_minus_g"], ["gated"]), h.make_node("Add", ["gated", "pos"], ["mixed"]),
+             h.make_node("ReduceSum", ["mixed", "axes"], ["rowsum"], keepdims=1),
+             h.make_node("Div", ["mixed", "rowsum"], ["attn"]), h.make_node("Transpose", ["content"], ["content_t"]),
+             h.make_node("MatMul", ["attn", "v"], ["out"]), h.make_node("Mul", ["out", "one_minus_g"], ["scaled_out"])]
+    graph = h.make_graph(nodes, "gpsa", [h.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 4]) for n in "qkv"],
+                         [h.make_tensor_value_info("scaled_out", TensorProto.FLOAT, None)],
+                         [const("one_minus_g", [0.7]), const("pos", np.full((4, 4), 0.075)), const("axes", [-1])])
+    model = h.make_model(graph)
+    ranges = {"attn": (0.0, 0.93), "content_t": (0.0, 1.0), "logits": (-3.0, 4.0), "out": (-0.2, 0.9),
+              "gated": (0.0, 0.7), "scaled_out": (-2.0, 1.5)}
+    assert qdq.probability_tensors(model, list(ranges), ranges) == ["attn", "content_t", "gated"]
+    # a mix whose calibrated values leave [0, 1] is not a probability
+    assert qdq.probability_tensors(model, ["attn"], {"attn": (-0.1, 0.9)}) == []
+
+
+def helper_init(name, values):
+    return onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64 if name == "axes" else np.float32), name)
