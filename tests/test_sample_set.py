@@ -150,3 +150,13 @@ def test_quantize_memory_does_not_grow_with_samples(tmp_path, monkeypatch):
     small, large = peak(200), peak(3000)
     print(f"quantize peak RSS: {small} MB at 200 calibration images, {large} MB at 3000")
     assert large <= small + 12, (small, large)
+
+
+def test_an_unusable_cache_folder_spills_to_the_system_temporary_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(blocker))  # mkdir under a file fails, even for root
+    ds = open_dataset(_images(tmp_path / "imgs", 5))
+    with load_samples(ds, PRE, np.arange(5)) as s:
+        assert len(s) == 5 and s._owner.folder != sample_set.spill_dir()
+        assert np.array_equal(s[:], np.concatenate([x for x, _ in iter_batches(ds, PRE, np.arange(5), 5)]))

@@ -4,7 +4,8 @@ Calibration runs over its samples more than once (activation statistics, the FP1
 on the first 64, the precision search's statistics), and ``quantize --max-drop`` evaluates its
 selection images dozens of times. ``SampleSet`` decodes each image once (``decode``: threaded, as
 ``iter_batches``) into a spill file on disk (an unlinked temporary file under ``$VITDEPLOY_CACHE/spill``,
-gone when the set is closed or the process ends) and reads rows back on demand, so a pass holds one
+or the system's temporary folder when the cache folder cannot be written; gone when the set is
+closed or the process ends) and reads rows back on demand, so a pass holds one
 batch: 5,000 ImageNet samples at 224 px are 3 GB of float32 on disk, not in memory. A preprocessed
 array dataset needs no spill: its rows are read from the array (memory-mapped for ``.npy``).
 
@@ -37,12 +38,17 @@ class _Spill:
     no shared file position, so threads may read at once). Closed with the set that owns it."""
 
     def __init__(self, row_shape: tuple[int, ...]) -> None:
-        folder = spill_dir()
-        try:
+        try:  # the cache's disk, else the system's temporary folder (a read-only or broken cache folder)
+            folder = spill_dir()
             folder.mkdir(parents=True, exist_ok=True)
             self.file = tempfile.TemporaryFile(dir=folder, prefix="samples-")
-        except OSError as exc:
-            raise cannot_write(folder, exc) from exc
+        except OSError:
+            folder = Path(tempfile.gettempdir())
+            try:
+                self.file = tempfile.TemporaryFile(dir=folder, prefix="vitdeploy-samples-")
+            except OSError as exc:
+                raise cannot_write(f"the decoded samples in {spill_dir()} or {folder}", exc) from exc
+        self.folder = folder
         self.row_shape, self.row_bytes, self.rows = row_shape, int(np.prod(row_shape)) * 4, 0
         self.lock = threading.Lock()
 
@@ -52,7 +58,7 @@ class _Spill:
                 self.file.write(np.ascontiguousarray(x, dtype=np.float32).data)
                 self.rows += len(x)
         except OSError as exc:
-            raise cannot_write(f"the decoded samples in {spill_dir()} (set VITDEPLOY_CACHE to a larger disk, or fewer "
+            raise cannot_write(f"the decoded samples in {self.folder} (set VITDEPLOY_CACHE to a larger disk, or fewer "
                                "--samples)", exc) from exc
 
     def finish(self) -> None:
