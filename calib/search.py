@@ -526,7 +526,7 @@ def run(ctx, qplan: QuantPlan, config, x: SampleSet, labels: np.ndarray | None, 
     _, outputs = int8_tensors(ctx.model, qplan, config, ctx.input_name)
     tensors = search_tensors(ctx.model, qplan, config, ctx.input_name)
     collected, _, _ = statistics(ctx, ctx.data_hash, tensors, ctx.samples, config, steps, progress)
-    ranges = int8_ranges(ctx.model, qplan, collected, tensors, outputs, config)
+    ranges = int8_ranges(ctx.model, qplan, collected, tensors, outputs, config, ctx.ranges)
     qplan = copy.deepcopy(qplan)  # the form's writer narrows it to what it quantizes (ort-cpu: no attention products)
     qmodel = qdq_write.write(ctx.model, qplan, ranges.activations, config.target, ranges.outputs)
     fallback = "fp32" if config.target == "ort-cpu" or config.high_precision == "fp32" else "fp16"

@@ -337,3 +337,17 @@ def test_deploy_max_drop_searches_the_int8_step_and_reports_it(digits_vit_tiny, 
     assert ps["device_profile"]["name"] == "ort-cpu"  # the CPU INT8 step is searched for this CPU
     report = (out / "report.md").read_text()
     assert "INT8 precision search: --max-drop 0.5 pt" in report and f"{ps['confirmation']['samples']} confirmation" in report
+
+
+def test_the_final_pass_reuses_the_searched_ranges(tiny_onnx, digits_npz, tmp_path, monkeypatch):
+    """The final plan is a part of the searched one: each tensor's entropy threshold is searched once."""
+    from vitdeploy.calib import passes
+
+    calls: list[int] = []
+    real = passes.symmetric_amax
+    monkeypatch.setattr(passes, "symmetric_amax", lambda s, *a: (calls.append(id(s)), real(s, *a))[1])
+    res = quantize(QuantizeConfig(model=tiny_onnx, precision="int8", calib=digits_npz, samples=32, holdout=32,
+                                  method="entropy", max_drop=1.0, metric="cosine", output=tmp_path / "q.onnx"))
+    assert calls and len(calls) == len(set(calls))
+    planned = res.manifest["quantization"]["ranges"]
+    assert planned and all(v > 0 for v in planned.values())
