@@ -32,6 +32,21 @@ def test_every_command_help_has_an_example_and_a_readme_section(cli):
         assert f"vitdeploy {cmd}" in readme, f"README has no example of `vitdeploy {cmd}`"
 
 
+def test_help_prose_wraps_at_the_terminal_width(cli, monkeypatch):
+    """At 80 columns a prose line of a command's help ends near the right edge or ends its paragraph
+    (typer keeps single line breaks after the first paragraph: hard-wrapped sources came out ragged)."""
+    from vitdeploy.cli import app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for cmd in [c.name for c in app.registered_commands]:
+        code, out, _ = cli(cmd, "--help")
+        lines = [line.rstrip() for line in out.split("Arguments")[0].split("Options")[0].splitlines()]
+        for line, after in zip(lines, lines[1:]):
+            text = line.strip()
+            if text and after.strip() and not line.startswith("  ") and not after.startswith("   "):
+                assert len(line) >= 60 or text.endswith(":"), (cmd, line, after)
+
+
 def test_models_json_lists_every_family_with_matching_params(cli):
     code, out, _ = cli("models", "--json")
     assert code == 0

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, err_console, print_json, progress
+from vitdeploy.cli.console import prose, console, err_console, print_json, progress
 from vitdeploy.cli.options import Force, Iterations, Json, Remote, RemotePython, Threads, Warmup
 from vitdeploy.core.errors import UsageError
 
@@ -136,4 +136,4 @@ def show(doc: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", help=HELP, no_args_is_help=True)(bench)
+    app.command("bench", help=prose(HELP), no_args_is_help=True)(bench)

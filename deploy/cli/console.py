@@ -19,6 +19,15 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def prose(text: str) -> str:
+    """A command's help text with its prose paragraphs unwrapped, so that rich wraps them at the terminal's
+    width (typer unwraps only the first paragraph: hard-wrapped lines came out ragged at 80 columns).
+    Paragraphs with an indented line (examples, lists) keep their lines."""
+    paragraphs = text.strip("\n").split("\n\n")
+    return "\n\n".join(p if any(line[:1].isspace() for line in p.splitlines()) else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
 def renamed(new: str, value: T, old: str, old_value: T | None) -> T:
     """The value of an option renamed from ``old`` to ``new``, the old spelling kept as a hidden alias
     (``hidden=True``, default None): the old one's value when given, after one deprecation line on

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
                                    NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout,
                                    preprocessing_options)
@@ -157,4 +157,4 @@ def _summary(r: dict, out: Path, shown: Sequence[DocTable], failed: Sequence[str
 
 
 def register(app: typer.Typer) -> None:
-    app.command("deploy", help=HELP)(deploy)
+    app.command("deploy", help=prose(HELP))(deploy)

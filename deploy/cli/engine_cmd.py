@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, print_json, print_step, progress, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, tracker
 from vitdeploy.cli.options import Force, HighPrecision, Json, Remote, RemotePython, Samples
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
@@ -125,4 +125,4 @@ def build_engine(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build-engine", help=HELP)(build_engine)
+    app.command("build-engine", help=prose(HELP))(build_engine)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import print_step, err_console, print_json, renamed
+from vitdeploy.cli.console import prose, print_step, err_console, print_json, renamed
 from vitdeploy.cli.options import (DynamicBatch, Force, InputSize, Json, Mean, NonStrict, NumClasses, Std,
                                    preprocessing_options)
 from vitdeploy.core import document as D
@@ -153,5 +153,5 @@ def check(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", help=EXPORT_HELP)(export)
-    app.command("check", help=CHECK_HELP)(check)
+    app.command("export", help=prose(EXPORT_HELP))(export)
+    app.command("check", help=prose(CHECK_HELP))(check)

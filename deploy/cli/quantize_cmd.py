@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, print_json, print_step, progress, renamed, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, renamed, tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
                                    Samples, Std, Threads, check_holdout, preprocessing_options)
 from vitdeploy.core.errors import UsageError
@@ -188,4 +188,4 @@ def _si(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("quantize", help=HELP)(quantize)
+    app.command("quantize", help=prose(HELP))(quantize)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, err_console, print_json, progress, tracker
+from vitdeploy.cli.console import prose, console, err_console, print_json, progress, tracker
 from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Remote, RemotePython, SamplesOrAll, ThresholdSpec, Threads
 from vitdeploy.core.errors import ParityError
 
@@ -90,4 +90,4 @@ def _table(doc: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate", help=HELP)(validate)
+    app.command("validate", help=prose(HELP))(validate)
