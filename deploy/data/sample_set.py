@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class _Spill:
             except OSError as exc:
                 raise cannot_write(f"the decoded samples in {spill_dir()} or {folder}", exc) from exc
         self.folder = folder
+        weakref.finalize(self, self.file.close)  # closed (the file deleted) when the last set reading it goes
         self.row_shape, self.row_bytes, self.rows = row_shape, int(np.prod(row_shape)) * 4, 0
         self.lock = threading.Lock()
 
