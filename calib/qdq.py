@@ -105,12 +105,17 @@ def _is_depthwise(node, inits) -> bool:
     return group > 1 and weight is not None and weight.dims[1] == 1
 
 
-def derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_arithmetic: bool = False) -> bool:
-    """True when ``tensor`` comes from a ``source`` op (Softmax, Exp) through reshapes and elementwise
-    arithmetic within ``hops`` nodes; with ``require_arithmetic`` a plain ``source`` output does not count."""
-    passthrough = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Cast"}
-    arithmetic = {"Mul", "Add", "Sub", "Div", "ReduceSum", "MatMul"}
-    frontier, seen_arith = [tensor], False
+PASSTHROUGH_OPS = frozenset({"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Cast"})
+ARITHMETIC_OPS = frozenset({"Mul", "Add", "Sub", "Div", "ReduceSum", "MatMul"})
+ELEMENTWISE_OPS = frozenset({"Mul", "Add", "Sub", "Div"})
+
+
+def source_path(tensor: str, prod: dict, source: str, hops: int = 6,
+                arithmetic: frozenset[str] = ARITHMETIC_OPS) -> str | None:
+    """How ``tensor`` comes from a ``source`` op (Softmax, Exp, MaxPool) within ``hops`` nodes: "arithmetic"
+    when some path to it goes through an ``arithmetic`` op, "plain" when it is the op's output through
+    reshapes/transposes/casts only, None when it does not come from one."""
+    frontier, seen_arith, plain = [tensor], False, False
     for _ in range(hops):
         nxt = []
         for t in frontier:
@@ -118,15 +123,23 @@ def derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_ar
             if node is None:
                 continue
             if node.op_type == source:
-                if seen_arith or not require_arithmetic:
-                    return True
+                if seen_arith:
+                    return "arithmetic"
+                plain = True
                 continue
             if node.op_type in arithmetic:
                 seen_arith = True
-            if node.op_type in arithmetic or node.op_type in passthrough:
+            if node.op_type in arithmetic or node.op_type in PASSTHROUGH_OPS:
                 nxt.extend(x for x in node.input if x)
         frontier = nxt
-    return False
+    return "plain" if plain else None
+
+
+def derived_from(tensor: str, prod: dict, source: str, hops: int = 6, require_arithmetic: bool = False) -> bool:
+    """True when ``tensor`` comes from a ``source`` op (Softmax, Exp) through reshapes and arithmetic
+    (``ARITHMETIC_OPS``) within ``hops`` nodes; with ``require_arithmetic`` a plain ``source`` output does not count."""
+    path = source_path(tensor, prod, source, hops)
+    return path == "arithmetic" or (path == "plain" and not require_arithmetic)
 
 
 def plan(model, policy: QuantPolicy = QuantPolicy()) -> QuantPlan:
@@ -202,7 +215,7 @@ def ort_cpu_plan(model, qplan: QuantPlan) -> QuantPlan:
             continue
         if q.op == "MatMul" and q.node not in weighted:
             drop[q.node] = "attention matmul left float on ort-cpu (ONNX Runtime's integer kernels are no faster there)"
-        elif not q.is_weight and _produced_by(q.tensor, prod, "MaxPool"):
+        elif not q.is_weight and source_path(q.tensor, prod, "MaxPool", arithmetic=frozenset()) == "plain":
             drop[q.node] = "reads a MaxPool output: left float on ort-cpu (ONNX Runtime would pool on UINT8, slowly)"
     return QuantPlan([q for q in qplan.inputs if q.node not in drop], qplan.skipped_nodes + list(drop.items()))
 
@@ -232,14 +245,6 @@ def _relu_requantized(model, qplan: QuantPlan) -> set[str]:
     return result
 
 
-def _produced_by(tensor: str, prod: dict, op_type: str) -> bool:
-    """True when ``tensor`` is an ``op_type`` output, possibly through reshapes/transposes."""
-    node = prod.get(tensor)
-    while node is not None and node.op_type in ("Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"):
-        node = prod.get(node.input[0])
-    return node is not None and node.op_type == op_type
-
-
 def probability_tensors(model, tensors: list[str], ranges: dict[str, tuple[float, float]]) -> list[str]:
     """The tensors among ``tensors`` that hold attention probabilities: a Softmax output (possibly through
     reshapes/transposes), or Softmax outputs mixed and renormalised by elementwise arithmetic whose
@@ -249,32 +254,10 @@ def probability_tensors(model, tensors: list[str], ranges: dict[str, tuple[float
     from vitdeploy.calib.graph import producers
 
     prod = producers(model)
-    passthrough = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Cast"}
-    mixing = {"Mul", "Add", "Sub", "Div"}
-
-    def from_softmax(t: str, hops: int = 8) -> str | None:
-        """"plain" (a Softmax through passthroughs), "mixed" (through mixing arithmetic too), or None."""
-        frontier, mixed = [t], False
-        for _ in range(hops):
-            nxt = []
-            for x in frontier:
-                node = prod.get(x)
-                if node is None:
-                    continue
-                if node.op_type == "Softmax":
-                    return "mixed" if mixed else "plain"
-                if node.op_type in mixing:
-                    mixed = True
-                    nxt.extend(i for i in node.input if i)
-                elif node.op_type in passthrough:
-                    nxt.append(node.input[0])
-            frontier = nxt
-        return None
-
     result = []
     for t in tensors:
-        kind = from_softmax(t)
-        lo, hi = ranges.get(t, (float("inf"), float("-inf")))
-        if kind == "plain" or (kind == "mixed" and lo >= 0.0 and hi <= 1.0 + 1e-6):
+        path = source_path(t, prod, "Softmax", hops=8, arithmetic=ELEMENTWISE_OPS)
+        lo, hi = ranges.get(t, (float("-inf"), float("inf")))  # no statistics: not known to be a probability
+        if path == "plain" or (path == "arithmetic" and 0.0 <= lo <= hi <= 1.0 + 1e-6):  # NaN-only stats: lo > hi
             result.append(t)
     return result

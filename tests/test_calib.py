@@ -317,6 +317,20 @@ def test_quantize_static_batch_model(tmp_path):
         assert m["accuracy"]["samples"] == 7 and m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9
 
 
+def test_a_static_batch_that_does_not_divide_the_fp16_subset(tmp_path):
+    """Batch 48: 96 calibration samples, but the FP16 range statistics read the first 64 (one whole batch)."""
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+    from vitdeploy.export import BatchRange, ExportConfig, export
+
+    onnx_path = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", batch=BatchRange(48, 48, 48),
+                                    targets=("ort",))).onnx_path
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((110, 3, 32, 32)).astype(np.float32))
+    for precision in ("int8", "fp16"):
+        m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=100,
+                                    holdout=8, output=tmp_path / f"{precision}.onnx")).manifest
+        assert m["calibration_data"]["calibration_samples"] == 96 and m["accuracy"]["samples"] == 8
+
+
 def test_trt_calibration_cache_header_per_version():
     assert trtcache.header("8.6.1") == "TRT-8601-EntropyCalibration2"
     assert trtcache.header("10.3.0") == "TRT-100300-EntropyCalibration2"
@@ -351,8 +365,10 @@ def test_mixed_attention_probabilities_are_never_clipped():
     ranges = {"attn": (0.0, 0.93), "content_t": (0.0, 1.0), "logits": (-3.0, 4.0), "out": (-0.2, 0.9),
               "gated": (0.0, 0.7), "scaled_out": (-2.0, 1.5)}
     assert qdq.probability_tensors(model, list(ranges), ranges) == ["attn", "content_t", "gated"]
-    # a mix whose calibrated values leave [0, 1] is not a probability
-    assert qdq.probability_tensors(model, ["attn"], {"attn": (-0.1, 0.9)}) == []
+    # a mix whose calibrated values leave [0, 1], or are unknown (no statistics, only NaN seen), is not a probability
+    for unknown in ({"attn": (-0.1, 0.9)}, {}, {"attn": (float("inf"), float("-inf"))}):
+        assert qdq.probability_tensors(model, ["attn"], unknown) == [], unknown
+    assert qdq.probability_tensors(model, ["content_t"], {}) == ["content_t"]  # a plain Softmax output needs no range
 
 
 def helper_init(name, values):

@@ -55,17 +55,19 @@ def test_a_run_decodes_each_image_once_and_gets_the_same_samples(folder, decodes
 
 
 def test_a_calibration_set_is_decoded_once_and_serves_later_passes(folder, decodes):
-    with cache.run_scope():
+    with cache.run_scope() as run:
         ds = open_dataset(folder)
-        x = load_samples(ds, PRE, np.arange(7))
+        with load_samples(ds, PRE, np.arange(7)) as x:  # a caller closing its set leaves the run's open
+            first = x[:]
         ds2 = open_dataset(folder)
         y = load_samples(ds2, PRE, np.arange(7))
-        assert y is x and len(x) == 6
+        (kept, _), = run.sets.values()
+        assert y._read == kept._read and len(y) == 6 and np.array_equal(y[:], first)  # the same spill file, read again
         assert ds2.skipped == ds.skipped and len(ds.skipped) == 1
-        held = _all(ds2, x.indices[:3])  # a later pass over some of the same images: the set's rows
-        assert np.array_equal(held, x[:3])
+        held = _all(ds2, y.indices[:3])  # a later pass over some of the same images: the set's rows
+        assert np.array_equal(held, first[:3])
     assert len(decodes) == 7
-    assert x._owner.file.closed  # the run's end deleted its spill file
+    assert kept._owner.file.closed  # the run's end deleted its spill file
 
 
 def test_the_byte_cap_falls_back_to_decoding(folder, decodes, monkeypatch):

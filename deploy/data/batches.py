@@ -127,8 +127,9 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
     """The selected samples decoded once into a ``SampleSet`` (on disk, read back in rows; see
     ``data.sample_set``) for callers that pass over them more than once. Raises when none decode.
 
-    Inside a run scope (``data.cache``) of images, the set is handed as it is to the next caller asking
-    for the same images and preprocessing, and its rows answer later single-sample look-ups."""
+    Inside a run scope (``data.cache``) of images, the run keeps the set (and closes it when it ends):
+    each caller gets a view of it (``head``; closing a view leaves the set open), the next caller asking
+    for the same images and preprocessing too, and its rows answer later single-sample look-ups."""
     run = run_cache.active() if ds.kind != "array" else None
     pre_key = pre.key() if run is not None else ""
     key = run_cache.set_key(ds.files, indices, pre_key, on_error) if run is not None else ""
@@ -138,13 +139,14 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
         ds.skipped.extend(skipped)
         if progress:
             progress(len(indices))
-        return samples
+        return samples.head(len(samples))
     skipped_before = len(ds.skipped)
     samples = SampleSet.decode(ds, pre, indices, on_error, progress, workers)
-    if run is not None:
-        rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in samples.indices]
-        run_cache.put_set(run, key, samples, ds.skipped[skipped_before:], rows)
-    return samples
+    if run is None:
+        return samples
+    rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in samples.indices]
+    run_cache.put_set(run, key, samples, ds.skipped[skipped_before:], rows)
+    return samples.head(len(samples))
 
 
 def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:

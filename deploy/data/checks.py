@@ -53,7 +53,8 @@ def check_shape(ds: Dataset, pre: Preprocessing, model_shape: tuple[int, ...] | 
 
 # Value check of preprocessed arrays (check_array_values). Normalised input is (x - mean) / std
 # with x in [0, 1], so channel c lies in [a, b] = [(0 - mean) / std, (1 - mean) / std], width 1 / std.
-VALUE_SAMPLE = 4096  # values drawn per channel (seeded, across all samples): fast on any array size
+VALUE_SAMPLE = 4096  # values drawn per channel (seeded, across the VALUE_ROWS samples): fast on any array size
+VALUE_ROWS = 64  # samples read for the value check (seeded; a memory-mapped .npy pages in only those)
 VALUE_QUANTILE = 0.005  # robust low/high: the 0.5 % and 99.5 % quantiles of the sample, not min/max
 # mean/std unknown: no [0, 1]-based normalisation with std >= 0.1 leaves [-10, 10] (ImageNet's is
 # [-2.1, 2.6], Inception's [-1, 1], CLIP's [-1.8, 2.1]); 0..255 pixels of any real image set exceed it.
@@ -92,7 +93,7 @@ def check_array_values(ds: Dataset, pre: Preprocessing | None, allow: bool = Fal
     non-negative data; with mean/std known, a channel's 0.5/99.5 % quantiles outside its normalised
     range widened by one range width on each side, its mean outside that range (+- a tenth of its
     width), or all data in [0, 1] for a model whose normalised range reaches below -0.5. Thresholds:
-    see the constants above. Works on ``value_sample`` (4096 values per channel).
+    see the constants above. Works on ``value_sample`` (4096 values per channel) of ``VALUE_ROWS`` seeded samples.
     """
     if allow or ds.kind != "array" or ds.array is None:
         return
@@ -101,7 +102,9 @@ def check_array_values(ds: Dataset, pre: Preprocessing | None, allow: bool = Fal
     if not np.issubdtype(dtype, np.floating):
         raise InputError(f"{name}: a {dtype} array looks like raw pixels; a .npy/.npz must hold float images already "
                          f"preprocessed (resize, /255, normalise with mean/std), {DATA_CHECK_HINT}")
-    x = value_sample(ds.array).astype(np.float64)
+    n = len(ds)  # a few seeded rows, read alone: a memory-mapped .npy is not paged in whole
+    rows = np.sort(np.random.default_rng(0).choice(n, size=min(n, VALUE_ROWS), replace=False))
+    x = value_sample(ds.rows(rows)).astype(np.float64)
     if not np.isfinite(x).all():
         raise InputError(f"{name}: the array holds NaN or inf values; fix the preprocessing, {DATA_CHECK_HINT}")
     lo, hi = np.quantile(x, VALUE_QUANTILE, axis=0), np.quantile(x, 1.0 - VALUE_QUANTILE, axis=0)

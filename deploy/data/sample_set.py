@@ -10,14 +10,15 @@ batch: 5,000 ImageNet samples at 224 px are 3 GB of float32 on disk, not in memo
 array dataset needs no spill: its rows are read from the array (memory-mapped for ``.npy``).
 
 Slicing returns float32 arrays, as h5py's datasets do: ``s[a:b]`` is rows a..b-1 (N, C, H, W);
-``s.head(n)`` is a set of the first n rows (no copy); ``s.batches(size)`` iterates the rows in order.
+``s.head(n)`` is a view of the first n rows (no copy, and closing it leaves the file open);
+``s.batches(size)`` iterates the rows in order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,8 +36,9 @@ def spill_dir() -> Path:
 
 
 class _Spill:
-    """Rows of one shape appended to an unlinked temporary file and read back by offset (``os.pread``:
-    no shared file position, so threads may read at once). Closed with the set that owns it."""
+    """Rows of one shape appended (by one thread) to an unlinked temporary file and read back by offset
+    (``os.pread``: no shared file position, so threads may read at once). Closed with the set that owns
+    it, or when no set reads it any more."""
 
     def __init__(self, row_shape: tuple[int, ...]) -> None:
         try:  # the cache's disk, else the system's temporary folder (a read-only or broken cache folder)
@@ -52,19 +54,23 @@ class _Spill:
         self.folder = folder
         weakref.finalize(self, self.file.close)  # closed (the file deleted) when the last set reading it goes
         self.row_shape, self.row_bytes, self.rows = row_shape, int(np.prod(row_shape)) * 4, 0
-        self.lock = threading.Lock()
 
-    def append(self, x: np.ndarray) -> None:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
         try:
-            with self.lock:
-                self.file.write(np.ascontiguousarray(x, dtype=np.float32).data)
-                self.rows += len(x)
-        except OSError as exc:
+            yield
+        except OSError as exc:  # a full disk (or worse) while spilling: one line, exit 5
             raise cannot_write(f"the decoded samples in {self.folder} (set VITDEPLOY_CACHE to a larger disk, or fewer "
                                "--samples)", exc) from exc
 
+    def append(self, x: np.ndarray) -> None:
+        with self._writing():
+            self.file.write(np.ascontiguousarray(x, dtype=np.float32).data)
+        self.rows += len(x)
+
     def finish(self) -> None:
-        self.file.flush()
+        with self._writing():  # small rows may fail only here, when the buffer is written
+            self.file.flush()
 
     def read(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, *self.row_shape), dtype=np.float32)
@@ -87,20 +93,14 @@ class SampleSet:
     """Preprocessed samples of a dataset, in selection order, read in rows (float32, (N, C, H, W)).
 
     ``indices``: the dataset indices of the samples (undecodable images left out, see ``decode``);
-    ``sample_shape``: (C, H, W). Build one with ``SampleSet.decode`` (images or arrays) or
-    ``SampleSet.from_array`` (samples already in memory)."""
+    ``sample_shape``: (C, H, W). Build one with ``SampleSet.decode``; the set that decoded owns the
+    spill file (``close``), its ``head`` views do not."""
 
     def __init__(self, indices: np.ndarray, sample_shape: tuple[int, ...],
                  read: Callable[[int, int], np.ndarray], owner: _Spill | None = None) -> None:
         self.indices = np.asarray(indices, dtype=np.int64)
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self._read, self._owner = read, owner
-
-    @classmethod
-    def from_array(cls, x: np.ndarray, indices: np.ndarray | None = None) -> SampleSet:
-        """Samples already in memory (tests, small synthetic sets): rows are views of ``x``."""
-        x = np.asarray(x, dtype=np.float32)
-        return cls(np.arange(len(x)) if indices is None else indices, x.shape[1:], lambda a, b: x[a:b])
 
     @classmethod
     def decode(cls, ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error: str = "skip",
@@ -134,10 +134,6 @@ class SampleSet:
 
     def __len__(self) -> int:
         return len(self.indices)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self) * int(np.prod(self.sample_shape)) * 4
 
     def __getitem__(self, key: slice) -> np.ndarray:
         """Rows ``key`` (a slice with step 1) as a float32 array read from the set's storage."""
