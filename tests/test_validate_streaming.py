@@ -241,3 +241,43 @@ def test_memory_does_not_grow_with_samples(models, tmp_path):
     small, large = peak(100), peak(2000)
     print(f"peak RSS: {small} MB at 100 images, {large} MB at 2000")
     assert large <= small + 12, (small, large)
+
+
+def test_a_tensorrt_engine_runs_the_same_streaming_path(tmp_path, monkeypatch):
+    """An engine candidate goes through validate's streaming passes with the TensorRT runner (fake
+    TensorRT and CUDA memory on this CPU: the fake engine computes sum(x) * (1..10)): batches clamped to
+    its profile (1..8), and the figures are compare()'s on all outputs at once."""
+    from test_trt_fakes import FakeCuda, make_fake_trt, tiny_onnx
+
+    from vitdeploy.engine.config import EngineConfig
+    from vitdeploy.pipeline.engine import build as build_engine
+    from vitdeploy.runners import trt_runner
+    from vitdeploy.validate import ValidateConfig, validate
+
+    gpu = {"index": 0, "name": "Orin (fake)", "compute_capability": "8.7"}
+    onnx_path = tiny_onnx(tmp_path)  # batch 1..8, 3x4x4 inputs
+    engine = build_engine(EngineConfig(model=onnx_path), trt=make_fake_trt("10.3.0"), gpu=gpu, jetson=None).engine_path
+    cuda, batches = FakeCuda(), []
+    real_init, real_infer = trt_runner.TensorRTRunner.__init__, trt_runner.TensorRTRunner.infer
+    monkeypatch.setattr(trt_runner.TensorRTRunner, "__init__",
+                        lambda self, path: real_init(self, path, trt=make_fake_trt("10.3.0", cuda=cuda), cuda=cuda))
+    monkeypatch.setattr(trt_runner.TensorRTRunner, "infer",
+                        lambda self, feeds: (batches.append(len(feeds["input"])), real_infer(self, feeds))[1])
+    images = _write_images(tmp_path / "imgs", 30, bad=True)
+    doc = validate(ValidateConfig(str(onnx_path), (str(engine),), images, samples=None, batch_size=16, decode_workers=2,
+                                  cache_dir=tmp_path / "cache"))
+    assert batches == [8, 8, 8, 6] and doc["candidates"][0]["backend"] == "trt"
+
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    ds = open_dataset(images)
+    pre = resolve_preprocess(Preprocessing.from_manifest(json.loads(onnx_path.with_suffix(".json").read_text())), ds)
+    x = load_samples(ds, pre, sample_indices(len(ds), None, 0))[:]
+    with OnnxRuntimeRunner(onnx_path) as r:
+        ref = r.infer_one(x)
+    engine_out = x.reshape(len(x), -1).sum(1, keepdims=True) * np.arange(1, 11, dtype=np.float32)
+    whole = compare(ref, engine_out).to_dict()
+    got = doc["candidates"][0]["comparison"]
+    assert got["samples"] == whole["samples"] == 30
+    for key in ("max_abs", "cosine_min", "top1_agreement", "top5_agreement"):
+        assert got[key] == pytest.approx(whole[key], rel=1e-6), key
