@@ -218,7 +218,8 @@ def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], sampl
                 samples = samples.head(len(samples) - len(samples) % ctx.static_batch)
             batches = samples.batches(size)  # read back one batch at a time: memory does not grow with --samples
         advance = progress("calibrate", len(samples)) if progress else None
-        collected = ctx.collected[path] = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads)
+        collected = ctx.collected[path] = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads,
+                                                        ctx.static_batch)
         try:
             stats.save_stats(path, collected, {"model": ctx.model_digest, "data": data_digest})
         except OSError as exc:  # an unwritable cache costs time, not correctness

@@ -37,20 +37,43 @@ def with_outputs(model, names: list[str]):
     return m
 
 
+# ONNX Runtime holds every requested intermediate tensor of a run at once (a graph output is kept to
+# the end of the run): DeiT-Ti's ~400 float tensors, which the FP16 range pass reads, take ~116 MB a sample.
+MAX_OUTPUT_BYTES = 512 * 2**20
+
+
 def collect(model, tensors: list[str], batches: Iterable[np.ndarray], input_name: str,
-            progress: Callable[[int], None] | None = None, threads: int | None = None) -> dict[str, TensorStats]:
-    """Histogram statistics of ``tensors`` over ``batches`` (each an N,C,H,W float32 array)."""
+            progress: Callable[[int], None] | None = None, threads: int | None = None,
+            static_batch: int | None = None, max_output_bytes: int = MAX_OUTPUT_BYTES) -> dict[str, TensorStats]:
+    """Histogram statistics of ``tensors`` over ``batches`` (each an N,C,H,W float32 array).
+
+    Memory: a batch whose requested tensors would take more than ``max_output_bytes`` (their size for
+    one sample, measured once on a sample run alone and discarded, times the batch) runs in smaller
+    chunks, as few as one sample; a static-batch model (``static_batch``) runs its batches whole.
+    Histograms depend on the chunks (their range starts at the first chunk's), so a batch that fits
+    runs as it is: the statistics of small models are those of whole batches."""
     from vitdeploy.runners.ort import OnnxRuntimeRunner
 
     stats = {t: TensorStats() for t in tensors}
     probe = with_outputs(model, tensors)
+    chunk = None
     with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads, optimization="basic") as runner:
         for batch in batches:
-            outs = runner.infer({input_name: batch})
-            for t in tensors:
-                stats[t].update(outs[t])
-            if progress:
-                progress(batch.shape[0])
+            if chunk is None:
+                if static_batch:
+                    chunk = len(batch)
+                else:
+                    one = runner.infer({input_name: batch[:1]})
+                    per_sample = max(1, sum(np.asarray(one[t]).nbytes for t in tensors))
+                    chunk, one = max(1, max_output_bytes // per_sample), None
+            for start in range(0, len(batch), chunk):
+                part = batch[start:start + chunk]
+                outs = runner.infer({input_name: part})
+                for t in tensors:
+                    stats[t].update(outs[t])
+                outs = None
+                if progress:
+                    progress(part.shape[0])
     return stats
 
 

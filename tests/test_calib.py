@@ -373,3 +373,32 @@ def test_mixed_attention_probabilities_are_never_clipped():
 
 def helper_init(name, values):
     return onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64 if name == "axes" else np.float32), name)
+
+
+def test_statistics_of_a_batch_too_large_for_memory_are_collected_in_chunks(tiny_onnx, monkeypatch):
+    """ONNX Runtime holds every requested tensor of a run: a batch whose tensors exceed the budget runs in
+    chunks (extrema, counts and the share of tiny values unchanged); one that fits runs whole (histograms too)."""
+    from vitdeploy.calib import stats
+    from vitdeploy.calib.graph import float_tensor_names
+    from vitdeploy.runners.ort import OnnxRuntimeRunner
+
+    model = onnx.load(str(tiny_onnx))
+    tensors = float_tensor_names(model)
+    x = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    sizes: list[int] = []
+    real = OnnxRuntimeRunner.infer
+    monkeypatch.setattr(OnnxRuntimeRunner, "infer", lambda self, feeds: (sizes.append(len(feeds["input"])), real(self, feeds))[1])
+    whole = stats.collect(model, tensors, [x[:16]], "input")
+    assert sizes == [1, 16]  # the one-sample probe, then the batch as it is
+    sizes.clear()
+    one = stats.collect(model, tensors, [x[:16]], "input", max_output_bytes=1)
+    assert sizes == [1] + [1] * 16
+    batched = [t for t in tensors if whole[t].count % 16 == 0]  # not the constants, computed once a run
+    assert len(batched) > 50
+    for t in batched:
+        a, b = whole[t], one[t]
+        assert (a.min, a.max, a.count, a.zeros, a.tiny) == (b.min, b.max, b.count, b.zeros, b.tiny), t
+        assert a.folded().sum() == b.folded().sum()
+    sizes.clear()
+    stats.collect(model, tensors, [x[:4], x[4:8]], "input", static_batch=4, max_output_bytes=1)
+    assert sizes == [4, 4]  # a static batch runs whole
