@@ -206,25 +206,47 @@ def _matmul_fp16_model():
     return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 
 
-def test_fp16_emulation_rounds_like_fp16_storage_where_onnx_runtime_does_not():
+@pytest.mark.parametrize("rounding", ["cast", "veltkamp"])
+def test_fp16_emulation_rounds_like_fp16_storage_where_onnx_runtime_does_not(rounding):
     import onnxruntime as ort
 
     from vitdeploy.core.fp16_emulation import emulate_fp16
+    from vitdeploy.runners.ort import keeps_lossy_casts
 
+    if rounding == "cast" and not keeps_lossy_casts():
+        pytest.skip("this ONNX Runtime removes Cast pairs to FP16 and back (< 1.17): the runner uses veltkamp")
     model = _matmul_fp16_model()
     a = np.full((2, 2), 300.1, np.float32)
     plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     assert np.isfinite(plain.run(None, {"a": a, "b": a})[0]).all()  # the CPU provider silently stays FP32
-    emulated = ort.InferenceSession(emulate_fp16(model).SerializeToString(), providers=["CPUExecutionProvider"])
+    emulated = ort.InferenceSession(emulate_fp16(model, rounding).SerializeToString(), providers=["CPUExecutionProvider"])
     c, _ = emulated.run(None, {"a": a, "b": a})
     assert np.isinf(c).all()  # 2 x 300^2 = 180000 > 65504
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((20000, 2)) * 10.0 ** rng.uniform(-4, 5, (20000, 2))).astype(np.float32)
+    x = (rng.standard_normal((20000, 2)) * 10.0 ** rng.uniform(-8, 5, (20000, 2))).astype(np.float32)
     _, rounded = emulated.run(None, {"a": x, "b": np.zeros((2, 2), np.float32)})
     with np.errstate(over="ignore"):
         want = x.astype(np.float16).astype(np.float32)
-    normal = np.abs(x) >= 6.2e-5  # FP16 subnormals are not modelled
+    normal = np.abs(x) >= 6.2e-5
     assert np.array_equal(rounded[normal], want[normal])
+    if rounding == "cast":  # exact for FP16 subnormals too; veltkamp keeps their FP32 precision
+        assert np.array_equal(rounded, want) and (~normal).sum() > 1000
+
+
+def test_the_runner_rounds_by_casts_only_where_the_runtime_keeps_them(monkeypatch):
+    from vitdeploy.core import fp16_emulation
+    from vitdeploy.runners import ort as ort_runner
+
+    used = []
+    real = fp16_emulation.emulate_fp16
+    monkeypatch.setattr(fp16_emulation, "emulate_fp16", lambda m, rounding="veltkamp": (used.append(rounding), real(m, rounding))[1])
+    model = _matmul_fp16_model().SerializeToString()
+    for kept, want in ((True, "cast"), (False, "veltkamp")):
+        monkeypatch.setattr(ort_runner, "keeps_lossy_casts", lambda optimization="all", kept=kept: kept)
+        with ort_runner.OnnxRuntimeRunner(model, fp16_rounding=True) as r:
+            assert r.fp16_emulated
+            c = r.infer({"a": np.full((2, 2), 300.1, np.float32), "b": np.full((2, 2), 300.1, np.float32)})
+        assert used[-1] == want and np.isinf(next(iter(c.values()))).all()
 
 
 def test_validate_measures_fp16_files_through_fp16_rounding(tiny_exports, calib32, tmp_path):

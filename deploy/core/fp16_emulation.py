@@ -4,10 +4,19 @@ ONNX Runtime's CPU provider has almost no FP16 kernels: it wraps them in casts a
 the casts, so an FP16 file runs in FP32 there and never shows FP16 overflow or rounding (a
 MatMul of 300 x 300 x 2 gives 180000 instead of inf). Accuracy measured that way says nothing
 about the device. ``emulate_fp16`` computes in FP32 and, after every tensor the file types FP16,
-rounds to FP16's 11 significant bits (Veltkamp split: t = 8193 x, x16 = t - (t - x); bit-exact
-against numpy's float16 for normal values) and maps |x16| > 65504 to inf. Not modelled: FP16
-subnormals (|x| < 6.1e-5 keep FP32 precision) and FP16 accumulation inside kernels (TensorRT
-accumulates matmuls in FP32). For accuracy only: the copy is slower than the file.
+rounds it as FP16 stores it, in one of two ways (``rounding``):
+
+- ``"cast"``: a Cast to FP16 and back: exact (subnormals and overflow to inf included) and cheap
+  (DeiT-Ti INT8+FP16, batch 8, one thread: 347 ms against 222 ms unrounded). ONNX Runtime before
+  1.17 removed such lossy Cast pairs even with optimizations off (microsoft/onnxruntime#8787, fixed
+  by #17953): use it only where the runtime is seen to keep them (``runners.ort.keeps_lossy_casts``).
+- ``"veltkamp"``: arithmetic no runtime removes: t = 8193 x, x16 = t - (t - x) keeps FP16's 11
+  significant bits (bit-exact against numpy's float16 for normal values), |x16| > 65504 becomes
+  inf. FP16 subnormals (|x| < 6.1e-5) keep FP32 precision. Six elementwise ops a tensor: 1246 ms
+  for the same DeiT-Ti run.
+
+Neither models FP16 accumulation inside kernels (TensorRT accumulates matmuls in FP32). For
+accuracy only: the copy is slower than the file.
 """
 
 from __future__ import annotations
@@ -27,8 +36,14 @@ def has_fp16(model) -> bool:
         for n in onnx_utils.all_nodes(model.graph))
 
 
-def emulate_fp16(model):
-    """The FP32 copy of ``model`` with FP16 rounding after every FP16-typed tensor (see module doc)."""
+ROUNDINGS = ("cast", "veltkamp")
+
+
+def emulate_fp16(model, rounding: str = "veltkamp"):
+    """The FP32 copy of ``model`` with FP16 rounding (``"cast"`` or ``"veltkamp"``, see the module doc)
+    after every FP16-typed tensor."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
     onnx = onnx_utils.onnx_module()
     numpy_helper, helper = onnx.numpy_helper, onnx.helper
     m = onnx.ModelProto()
@@ -38,11 +53,12 @@ def emulate_fp16(model):
     for t in graph.initializer:
         if t.data_type == _FLOAT16:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
-    graph.initializer.extend([
-        numpy_helper.from_array(np.asarray(8193.0, np.float32), "fp16_emulation/split"),
-        numpy_helper.from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
-        numpy_helper.from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
-    ])
+    if rounding == "veltkamp":
+        graph.initializer.extend([
+            numpy_helper.from_array(np.asarray(8193.0, np.float32), "fp16_emulation/split"),
+            numpy_helper.from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
+            numpy_helper.from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
+        ])
     nodes = []
     for node in graph.node:
         if node.op_type == "Cast":
@@ -55,6 +71,10 @@ def emulate_fp16(model):
                 continue
             raw, p = f"{out}__fp32", f"fp16_emulation/{out}"
             node.output[k] = raw
+            if rounding == "cast":
+                nodes += [helper.make_node("Cast", [raw], [f"{p}/half"], name=f"{p}/ToHalf", to=_FLOAT16),
+                          helper.make_node("Cast", [f"{p}/half"], [out], name=f"{p}/ToFloat", to=_FLOAT)]
+                continue
             nodes += [
                 helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
                 helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
