@@ -97,8 +97,8 @@ def test_streaming_document_equals_in_memory_path(models, tmp_path, batch):
             assert got.pop(key) == pytest.approx(exp.pop(key), rel=1e-12, abs=1e-15)
         got.pop("worst")
         assert got == exp  # samples, maxima, minimum, agreements: bit for bit
-    cache = tmp_path / "cache"  # the run's folder is removed once done; its lock file stays
-    assert not cache.exists() or all(f.suffix == ".lock" for f in cache.iterdir())
+    cache = tmp_path / "cache"  # the run's folder and its lock file are removed once done
+    assert not cache.exists() or not list(cache.iterdir())
 
 
 def test_chunked_reduction_equals_one_shot():
@@ -187,7 +187,7 @@ def test_interrupted_run_resumes_finished_artifacts(models, tmp_path, monkeypatc
     assert not fresh["reference"]["resumed"]
     for a, b in zip(doc["candidates"], fresh["candidates"]):
         assert a["comparison"] == b["comparison"] and a["worst_samples"] == b["worst_samples"]
-    assert [f.suffix for f in (tmp_path / "cache").iterdir()] == [".lock"]  # the run's folder is gone
+    assert list((tmp_path / "cache").iterdir()) == []  # the run's folder and lock file are gone
 
 
 def test_two_validates_of_the_same_run_at_once_do_not_collide(models, tmp_path):
@@ -212,6 +212,7 @@ def test_two_validates_of_the_same_run_at_once_do_not_collide(models, tmp_path):
         t.join(120)
     assert not errors and len(docs) == 2, errors
     assert docs[0]["candidates"][0]["comparison"] == docs[1]["candidates"][0]["comparison"]
+    assert list((tmp_path / "cache").iterdir()) == []  # no lock file left behind either
 
 
 RSS_SCRIPT = """

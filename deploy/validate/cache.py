@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,18 +56,29 @@ class ReferenceStore:
     def locked(self) -> Iterator[None]:
         """Hold the run's lock: two processes validating the same run (same key) on one machine would
         otherwise write and delete each other's files. The second waits for the first, which removes
-        the folder when it ends, and then computes its own."""
+        the folder when it ends, and then computes its own. The lock file goes too (no file per run
+        left in the cache): its holder deletes it before letting go, and a process that then gets the
+        lock of a deleted file opens the path again."""
         lock = self.dir.parent / f"{self.dir.name}.lock"
-        try:
-            self.dir.parent.mkdir(parents=True, exist_ok=True)
-            f = open(lock, "a")  # noqa: SIM115 - closed below, after the lock is released
-        except OSError as exc:
-            raise cannot_write(lock, exc) from exc
-        with f:
+        while True:
+            try:
+                self.dir.parent.mkdir(parents=True, exist_ok=True)
+                f = open(lock, "a")  # noqa: SIM115 - closed below, after the lock is released
+            except OSError as exc:
+                raise cannot_write(lock, exc) from exc
             fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            f.close()  # the previous holder deleted it while this process waited
+        with f:
             try:
                 yield
             finally:
+                lock.unlink(missing_ok=True)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
