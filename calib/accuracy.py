@@ -82,12 +82,15 @@ def judge_accuracy(accuracy: dict, config: QuantizeConfig, parent: dict | None, 
            warnings: list[str], few: str | None = None) -> None:
     """Set ``accuracy["gate"]``; raise ValueMismatchError (exit 6, nothing written) when the result
     fails it and ``config.gate``. Labels on which the FP32 model scores at chance are moved to
-    ``accuracy["unusable_labels"]``; top-1 counts only with trained weights on real held-out images."""
+    ``accuracy["unusable_labels"]``, and so are those of a model with random weights; top-1 counts only with
+    trained weights on real held-out images."""
     random_weights = has_random_weights(parent)
     chance = ("top1_fp32" in accuracy and num_classes is not None
               and chance_level(accuracy["top1_fp32"], accuracy["samples"], num_classes))
-    if chance:  # labels that are not the model's classes: kept for diagnosis, not shown as accuracy
-        if not random_weights:
+    # labels that are not the model's classes, or a model with random weights (as validate treats them):
+    # kept for diagnosis, not shown as accuracy
+    if "top1_fp32" in accuracy and (chance or random_weights):
+        if chance and not random_weights:
             warnings.append(chance_warning(accuracy["top1_fp32"], accuracy["samples"], num_classes))
         accuracy["unusable_labels"] = {k: accuracy.pop(k) for k in ("top1_fp32", "top1", "top1_drop_points")}
     gate = accuracy["gate"] = gate_verdict(accuracy, config.precision,

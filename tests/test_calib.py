@@ -402,3 +402,22 @@ def test_statistics_of_a_batch_too_large_for_memory_are_collected_in_chunks(tiny
     sizes.clear()
     stats.collect(model, tensors, [x[:4], x[4:8]], "input", static_batch=4, max_output_bytes=1)
     assert sizes == [4, 4]  # a static batch runs whole
+
+
+def test_random_weights_show_no_top1_as_validate(tiny_onnx, tmp_path):
+    """A model exported without --checkpoint: its held-out labels give no top-1 figure even when it scores
+    above chance (kept for diagnosis), as validate treats them; the cosine still gates."""
+    import json
+
+    from vitdeploy.calib.accuracy import judge_accuracy
+    from vitdeploy.calib.quantize import QuantizeConfig
+
+    parent = json.loads(tiny_onnx.with_suffix(".json").read_text())
+    comparison = {"samples": 200, "max_abs": 0.01, "max_rel": 0.01, "mean_abs": 0.001, "cosine_min": 0.999,
+                  "cosine_mean": 0.9995, "top1_agreement": 0.99, "top5_agreement": 1.0, "worst": []}
+    config = QuantizeConfig(model=tiny_onnx, precision="int8", calib=tmp_path)
+    for weights, shown in (("random", False), ("trained", True)):
+        acc = {"samples": 200, "vs_fp32": dict(comparison), "top1_fp32": 0.5, "top1": 0.5, "top1_drop_points": 0.0}
+        manifest = parent if weights == "random" else {**parent, "checkpoint": {"path": "w.pth", "sha256": "0" * 64}}
+        judge_accuracy(acc, config, manifest, 10, real_data=True, warnings=[])
+        assert ("top1" in acc) == shown and ("unusable_labels" in acc) != shown, weights
