@@ -282,3 +282,25 @@ def test_a_tensorrt_engine_runs_the_same_streaming_path(tmp_path, monkeypatch):
     assert got["samples"] == whole["samples"] == 30
     for key in ("max_abs", "cosine_min", "top1_agreement", "top5_agreement"):
         assert got[key] == pytest.approx(whole[key], rel=1e-6), key
+
+
+def test_the_cli_logs_each_artifact_and_says_when_it_resumed(models, cli, monkeypatch, tmp_path):
+    """Where no bar is drawn (a log), a line per finished artifact; a run started again after an interrupt
+    says what it reused; --samples beyond the data is a warning."""
+    import vitdeploy.validate as V
+
+    monkeypatch.setenv("VITDEPLOY_CACHE", str(tmp_path / "cache"))
+    args = ("validate", models["fp32"], models["fp16"], "--data", models["images"], "--samples", "500")
+    real = V.candidate_pass
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(V, "candidate_pass", interrupted)
+    code, _, err = cli(*args)
+    assert code == 130 and f"reference {models['fp32'].name}: 91 in" in err  # 90 images and a broken file
+    monkeypatch.setattr(V, "candidate_pass", real)
+    code, out, err = cli(*args)
+    assert code == 0 and "resumed an interrupted run: reused the reference's outputs" in err
+    assert f"{models['fp16'].name}: 90 in" in err and f"reference {models['fp32'].name}" not in err
+    assert "--samples 500 but" in err and "holds 91: validated on all of them" in " ".join(err.split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, TypeVar
 
 import click
@@ -28,6 +29,14 @@ def prose(text: str) -> str:
                        for p in paragraphs)
 
 
+def given(name: str) -> bool:
+    """Whether the running command's parameter ``name`` was given (command line or environment), not defaulted."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
 def renamed(new: str, value: T, old: str, old_value: T | None) -> T:
     """The value of an option renamed from ``old`` to ``new``, the old spelling kept as a hidden alias
     (``hidden=True``, default None): the old one's value when given, after one deprecation line on
@@ -36,10 +45,8 @@ def renamed(new: str, value: T, old: str, old_value: T | None) -> T:
         return value
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-        from click.core import ParameterSource
-
         names = [p.name for p in ctx.command.params if new in getattr(p, "opts", ())]
-        if any(ctx.get_parameter_source(n) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) for n in names):
+        if any(given(n) for n in names):
             raise click.UsageError(f"{old} is the deprecated spelling of {new}: give only {new}", ctx=ctx)
     err_console.print(f"[yellow]warning:[/] {old} is deprecated; use {new}", highlight=False, soft_wrap=True)
     return old_value
@@ -81,11 +88,24 @@ def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.core.steps.StepRec
     err_console.print(f"  {mark} {escape(record.name)} [dim]{record.seconds:.2f}s[/]{detail}")
 
 
-def tracker(bar: Progress):
-    """A ``progress(kind, total) -> advance(n)`` callback drawing tasks on ``bar``."""
+def tracker(bar: Progress, log_finished: bool = False):
+    """A ``progress(kind, total) -> advance(n)`` callback drawing tasks on ``bar``. ``log_finished``: also
+    one line per finished task (count, seconds, rate), for logs, where no bar is drawn (not a terminal)."""
 
     def track(kind: str, total):  # noqa: ANN001
         task = bar.add_task(kind, total=total)
-        return lambda n: bar.advance(task, n)
+        if not log_finished:
+            return lambda n: bar.advance(task, n)
+        done, start = [0], time.perf_counter()
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            done[0] += n
+            if total and done[0] >= total and done[0] - n < total:
+                seconds = time.perf_counter() - start
+                err_console.print(f"  [green]✓[/] {escape(kind)}: {done[0]} in {seconds:.1f}s "
+                                  f"({done[0] / max(seconds, 1e-9):.1f}/s)", highlight=False)
+
+        return advance
 
     return track

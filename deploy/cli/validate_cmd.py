@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import prose, console, err_console, print_json, progress, tracker
+from vitdeploy.cli.console import console, err_console, given, print_json, progress, prose, tracker
 from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Remote, RemotePython, SamplesOrAll, ThresholdSpec, Threads
 from vitdeploy.core.errors import ParityError
 
@@ -63,8 +63,16 @@ def validate(
 
         doc = validate_remote(remote, remote_python)
     else:
-        with progress(transient=True) as bar:
-            doc = run_validate(config, tracker(bar))
+        with progress(transient=True) as bar:  # not a terminal (a log): a line per finished artifact instead
+            doc = run_validate(config, tracker(bar, log_finished=not err_console.is_terminal))
+        held = doc["data"]["samples"] + doc["data"]["skipped"]
+        if samples is not None and samples > held and given("samples"):  # not for the default
+            doc["warnings"].append(f"--samples {samples} but {doc['data']['source']} holds {held}: validated on all of them")
+        reused = [c["artifact"] for c in doc["candidates"] if c.get("resumed")]
+        if doc["reference"].get("resumed") or reused:
+            err_console.print("[dim]resumed an interrupted run: reused the reference's outputs"
+                              + (f" and the figures of {', '.join(map(escape, reused))}" if reused else "") + "[/]",
+                              highlight=False)
     if report is not None:
         write_json_atomic(report / "validate.json", doc)
         write_bytes_atomic(report / "validate.md", markdown(doc).encode())
