@@ -304,31 +304,22 @@ def test_family_hints_flow_from_export_manifest(tmp_path):
     assert blended and with_hints["quantized_nodes"] == without["quantized_nodes"] - len(blended)
 
 
-def test_quantize_static_batch_model(tmp_path):
+@pytest.mark.parametrize("batch, available, samples, calibrated", [
+    (4, 30, 18, 16),  # whole batches of 4
+    (48, 110, 100, 96),  # 96 calibrate, but the FP16 range statistics read the first 64: one whole batch
+])
+def test_quantize_static_batch_model(tmp_path, batch, available, samples, calibrated):
     from vitdeploy.calib.quantize import QuantizeConfig, quantize
     from vitdeploy.export import BatchRange, ExportConfig, export
 
-    onnx_path = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", batch=BatchRange(4, 4, 4),
+    onnx_path = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", batch=BatchRange(batch, batch, batch),
                                     targets=("ort",))).onnx_path
-    np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((30, 3, 32, 32)).astype(np.float32))
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((available, 3, 32, 32)).astype(np.float32))
     for precision in ("int8", "fp16"):
-        m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=18,
+        m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=samples,
                                     holdout=7, output=tmp_path / f"{precision}.onnx")).manifest
         assert m["accuracy"]["samples"] == 7 and m["accuracy"]["vs_fp32"]["cosine_min"] > 0.9
-
-
-def test_a_static_batch_that_does_not_divide_the_fp16_subset(tmp_path):
-    """Batch 48: 96 calibration samples, but the FP16 range statistics read the first 64 (one whole batch)."""
-    from vitdeploy.calib.quantize import QuantizeConfig, quantize
-    from vitdeploy.export import BatchRange, ExportConfig, export
-
-    onnx_path = export(ExportConfig("vit_tiny_test", output=tmp_path / "s.onnx", batch=BatchRange(48, 48, 48),
-                                    targets=("ort",))).onnx_path
-    np.save(tmp_path / "d.npy", np.random.default_rng(0).standard_normal((110, 3, 32, 32)).astype(np.float32))
-    for precision in ("int8", "fp16"):
-        m = quantize(QuantizeConfig(model=onnx_path, precision=precision, calib=tmp_path / "d.npy", samples=100,
-                                    holdout=8, output=tmp_path / f"{precision}.onnx")).manifest
-        assert m["calibration_data"]["calibration_samples"] == 96 and m["accuracy"]["samples"] == 8
+        assert m["calibration_data"]["calibration_samples"] == calibrated
 
 
 def test_trt_calibration_cache_header_per_version():
