@@ -14,12 +14,18 @@ from vitdeploy.core.deps import require
 from vitdeploy.core.io import cache_root
 
 
+# ONNX Runtime holds every requested intermediate tensor of a run at once (a graph output is kept to
+# the end of the run): DeiT-Ti's ~400 float tensors, which the FP16 range pass reads, take ~116 MB a sample.
+MAX_OUTPUT_BYTES = 512 * 2**20
+
+
 def cache_dir() -> Path:
     return cache_root() / "calib-stats"
 
 
 def stats_key(model_digest: str, data_digest: str, tensors: Iterable[str]) -> str:
-    h = hashlib.sha256(f"{model_digest}:{data_digest}:".encode())
+    # the chunk budget is part of the key: a histogram's bins start at its first chunk's range
+    h = hashlib.sha256(f"{model_digest}:{data_digest}:chunks<={MAX_OUTPUT_BYTES}:".encode())
     for t in sorted(tensors):
         h.update(t.encode() + b"\0")
     return h.hexdigest()[:32]
@@ -35,11 +41,6 @@ def with_outputs(model, names: list[str]):
         if n not in existing:
             m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
     return m
-
-
-# ONNX Runtime holds every requested intermediate tensor of a run at once (a graph output is kept to
-# the end of the run): DeiT-Ti's ~400 float tensors, which the FP16 range pass reads, take ~116 MB a sample.
-MAX_OUTPUT_BYTES = 512 * 2**20
 
 
 def collect(model, tensors: list[str], batches: Iterable[np.ndarray], input_name: str,
@@ -59,6 +60,8 @@ def collect(model, tensors: list[str], batches: Iterable[np.ndarray], input_name
     chunk = None
     with OnnxRuntimeRunner(probe.SerializeToString(), threads=threads, optimization="basic") as runner:
         for batch in batches:
+            if len(batch) == 0:
+                continue
             if chunk is None:
                 if static_batch:
                     chunk = len(batch)

@@ -88,24 +88,35 @@ def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.core.steps.StepRec
     err_console.print(f"  {mark} {escape(record.name)} [dim]{record.seconds:.2f}s[/]{detail}")
 
 
-def tracker(bar: Progress, log_finished: bool = False):
+class Tracker:
     """A ``progress(kind, total) -> advance(n)`` callback drawing tasks on ``bar``. ``log_finished``: also
-    one line per finished task (count, seconds, rate), for logs, where no bar is drawn (not a terminal)."""
+    one line per finished task (count, seconds, rate), for logs, where no bar is drawn (not a terminal).
+    A task counts as finished when the next one starts or ``close()`` is called (its work is done then:
+    a pass advances as its samples are decoded, before the last batch has run)."""
 
-    def track(kind: str, total):  # noqa: ANN001
-        task = bar.add_task(kind, total=total)
-        if not log_finished:
-            return lambda n: bar.advance(task, n)
-        done, start = [0], time.perf_counter()
+    def __init__(self, bar: Progress, log_finished: bool = False) -> None:
+        self.bar, self.log_finished = bar, log_finished
+        self.open: tuple[str, list[int], float] | None = None
+
+    def __call__(self, kind: str, total):  # noqa: ANN001
+        self.close()
+        task = self.bar.add_task(kind, total=total)
+        if not self.log_finished:
+            return lambda n: self.bar.advance(task, n)
+        done = [0]
+        self.open = (kind, done, time.perf_counter())
 
         def advance(n: int) -> None:
-            bar.advance(task, n)
+            self.bar.advance(task, n)
             done[0] += n
-            if total and done[0] >= total and done[0] - n < total:
-                seconds = time.perf_counter() - start
-                err_console.print(f"  [green]✓[/] {escape(kind)}: {done[0]} in {seconds:.1f}s "
-                                  f"({done[0] / max(seconds, 1e-9):.1f}/s)", highlight=False)
 
         return advance
 
-    return track
+    def close(self) -> None:
+        """Log the open task (``log_finished``)."""
+        if self.open is not None:
+            kind, done, start = self.open
+            self.open = None
+            seconds = time.perf_counter() - start
+            err_console.print(f"  [green]✓[/] {escape(kind)}: {done[0]} in {seconds:.1f}s "
+                              f"({done[0] / max(seconds, 1e-9):.1f}/s)", highlight=False)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import prose, console, print_json, print_step, progress, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, Tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, Devices, DynamicBatch, Holdout, InputSize, Iterations, Json, Mean, Method,
                                    NonStrict, NumClasses, OnError, Samples, Std, ThresholdSpec, Threads, check_holdout,
                                    preprocessing_options)
@@ -109,7 +109,7 @@ def deploy(
     with run_scope():  # the holdout check's listing of the folder is the run's one walk
         check_holdout(holdout, calib)
         with progress(transient=True) as bar:
-            report = run_deploy(config, steps, tracker(bar))
+            report = run_deploy(config, steps, Tracker(bar))
     if as_json:
         print_json(report)
     elif devices:

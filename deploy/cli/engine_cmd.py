@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import prose, console, print_json, print_step, progress, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, Tracker
 from vitdeploy.cli.options import Force, HighPrecision, Json, Remote, RemotePython, Samples
 
 HELP = """Build a TensorRT engine from an ONNX file (FP32, FP16 or INT8) and write OUT.json beside it.
@@ -101,7 +101,7 @@ def build_engine(
         result = build_remote(remote, remote_python, config)
     else:
         with progress(transient=True) as bar:
-            result = run_build(config, Steps(on_end=print_step), callbacks=_RichMonitor(bar), progress=tracker(bar))
+            result = run_build(config, Steps(on_end=print_step), callbacks=_RichMonitor(bar), progress=Tracker(bar))
     m = result.manifest
     if as_json:
         print_json(m)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import prose, console, print_json, print_step, progress, renamed, tracker
+from vitdeploy.cli.console import prose, console, print_json, print_step, progress, renamed, Tracker
 from vitdeploy.cli.options import (CALIB_SAMPLES, DataCheck, Force, HighPrecision, Holdout, Json, Mean, Method, OnError,
                                    Samples, Std, Threads, check_holdout, preprocessing_options)
 from vitdeploy.core.errors import UsageError
@@ -112,7 +112,7 @@ def quantize(
     check_holdout(holdout, calib)
     steps = Steps(on_end=print_step)
     with progress(transient=True) as bar:
-        result = run_quantize(config, steps, tracker(bar))
+        result = run_quantize(config, steps, Tracker(bar))
     m = result.manifest
     if as_json:
         print_json(m)

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 from rich.markup import escape
-from vitdeploy.cli.console import err_console
+from vitdeploy.cli.console import err_console, given
 from vitdeploy.pipeline.remote import (
     RemoteConfig,
     RemoteRun,
@@ -49,7 +48,7 @@ def command_argv(convert: dict[str, Callable[[Any], Any]]) -> list[str | Upload]
         if isinstance(param, click.Argument):
             argv += values
             continue
-        if ctx.get_parameter_source(name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        if not given(name):
             continue
         assert isinstance(param, click.Option)
         if param.is_flag and not param.count:

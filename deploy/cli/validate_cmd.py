@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from vitdeploy.cli import tables
-from vitdeploy.cli.console import console, err_console, given, print_json, progress, prose, tracker
+from vitdeploy.cli.console import console, err_console, given, print_json, progress, prose, Tracker
 from vitdeploy.cli.options import DataCheck, Force, Json, OnError, Remote, RemotePython, SamplesOrAll, ThresholdSpec, Threads
 from vitdeploy.core.errors import ParityError
 
@@ -64,7 +64,9 @@ def validate(
         doc = validate_remote(remote, remote_python)
     else:
         with progress(transient=True) as bar:  # not a terminal (a log): a line per finished artifact instead
-            doc = run_validate(config, tracker(bar, log_finished=not err_console.is_terminal))
+            track = Tracker(bar, log_finished=not err_console.is_terminal)
+            doc = run_validate(config, track)
+            track.close()
         held = doc["data"]["samples"] + doc["data"]["skipped"]
         if samples is not None and samples > held and given("samples"):  # not for the default
             doc["warnings"].append(f"--samples {samples} but {doc['data']['source']} holds {held}: validated on all of them")

@@ -66,11 +66,15 @@ class ReferenceStore:
                 f = open(lock, "a")  # noqa: SIM115 - closed below, after the lock is released
             except OSError as exc:
                 raise cannot_write(lock, exc) from exc
-            fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                current = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                current = False
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
+                except FileNotFoundError:
+                    current = False
+            except BaseException:  # Ctrl-C while waiting
+                f.close()
+                raise
             if current:
                 break
             f.close()  # the previous holder deleted it while this process waited
@@ -78,7 +82,8 @@ class ReferenceStore:
             try:
                 yield
             finally:
-                lock.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # never hides the run's own error (or Ctrl-C)
+                    lock.unlink(missing_ok=True)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
