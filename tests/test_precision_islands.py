@@ -305,3 +305,26 @@ def test_validate_random_weights_gate_on_closeness_only(tiny_exports, calib32, t
     assert "top1" not in doc["reference"] and "top1_drop_points" not in cand
     rc, _, err = cli("validate", fp32, q.onnx_path, "--data", calib32, "--samples", "48")
     assert rc == (0 if cand["passed"] else 6) and "random weights" in err
+
+
+@pytest.mark.parametrize("rounding", ["cast", "veltkamp"])
+def test_fp16_inputs_and_outputs_are_emulated_in_fp32(rounding):
+    """A file typed FP16 end to end: the emulated copy takes and gives FP32, rounding its input first."""
+    import onnxruntime as ort
+    from onnx import TensorProto as T, helper as h
+
+    from vitdeploy.core.fp16_emulation import emulate_fp16, has_fp16
+
+    g = h.make_graph([h.make_node("MatMul", ["a", "b"], ["c"]), h.make_node("Add", ["c", "a"], ["y"])], "io16",
+                     [h.make_tensor_value_info(n, T.FLOAT16, [2, 2]) for n in "ab"], [h.make_tensor_value_info("y", T.FLOAT16, [2, 2])])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    assert has_fp16(model)
+    sess = ort.InferenceSession(emulate_fp16(model, rounding).SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [i.type for i in sess.get_inputs()] == ["tensor(float)"] * 2 and sess.get_outputs()[0].type == "tensor(float)"
+    a = np.array([[300.1, 0.1], [1.0, 2.0]], np.float32)
+    b = np.array([[300.1, 0.0], [0.0, 1.0]], np.float32)
+    (y,) = sess.run(None, {"a": a, "b": b})
+    a16, b16 = a.astype(np.float16).astype(np.float32), b.astype(np.float16).astype(np.float32)
+    with np.errstate(over="ignore"):
+        want = ((a16 @ b16).astype(np.float16).astype(np.float32) + a16).astype(np.float16).astype(np.float32)
+    assert np.isinf(y[0, 0]) and np.array_equal(y, want)

@@ -30,10 +30,12 @@ _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
 
 def has_fp16(model) -> bool:
-    """True when the model types any initializer or Cast output FP16 (subgraphs included)."""
-    return any(t.data_type == _FLOAT16 for t in model.graph.initializer) or any(
-        n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute)
-        for n in onnx_utils.all_nodes(model.graph))
+    """True when the main graph types any input, initializer or Cast output FP16 (what ``emulate_fp16``
+    rounds; If/Loop bodies are not rewritten, so FP16 only inside them does not count)."""
+    graph = model.graph
+    return (any(v.type.tensor_type.elem_type == _FLOAT16 for v in graph.input)
+            or any(t.data_type == _FLOAT16 for t in graph.initializer)
+            or any(n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute) for n in graph.node))
 
 
 ROUNDINGS = ("cast", "veltkamp")
@@ -41,7 +43,8 @@ ROUNDINGS = ("cast", "veltkamp")
 
 def emulate_fp16(model, rounding: str = "veltkamp"):
     """The FP32 copy of ``model`` with FP16 rounding (``"cast"`` or ``"veltkamp"``, see the module doc)
-    after every FP16-typed tensor."""
+    after every FP16-typed tensor of the main graph; FP16 graph inputs and outputs become FP32 (inputs
+    rounded first, as the file would store them)."""
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
     onnx = onnx_utils.onnx_module()
@@ -59,31 +62,47 @@ def emulate_fp16(model, rounding: str = "veltkamp"):
             numpy_helper.from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
             numpy_helper.from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
         ])
-    nodes = []
+    def rounded(raw: str, out: str) -> list:
+        """Nodes that write ``raw`` rounded as FP16 stores it to ``out``."""
+        p = f"fp16_emulation/{out}"
+        if rounding == "cast":
+            return [helper.make_node("Cast", [raw], [f"{p}/half"], name=f"{p}/ToHalf", to=_FLOAT16),
+                    helper.make_node("Cast", [f"{p}/half"], [out], name=f"{p}/ToFloat", to=_FLOAT)]
+        return [
+            helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
+            helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
+            helper.make_node("Sub", [f"{p}/t", f"{p}/d"], [f"{p}/r"], name=f"{p}/Round"),
+            helper.make_node("Abs", [f"{p}/r"], [f"{p}/a"], name=f"{p}/Abs"),
+            # not |r| <= max: true for NaN too (an inf input makes r NaN), whose raw * inf is its own inf or NaN
+            helper.make_node("LessOrEqual", [f"{p}/a", "fp16_emulation/max"], [f"{p}/fits"], name=f"{p}/Fits"),
+            helper.make_node("Not", [f"{p}/fits"], [f"{p}/big"], name=f"{p}/Big"),
+            helper.make_node("Mul", [raw, "fp16_emulation/inf"], [f"{p}/inf"], name=f"{p}/Inf"),
+            helper.make_node("Where", [f"{p}/big", f"{p}/inf", f"{p}/r"], [out], name=f"{p}/Where"),
+        ]
+
+    nodes, renamed = [], {}
+    for value in graph.input:  # an FP16 input: fed FP32 and rounded first, as the file would store it
+        if value.type.tensor_type.elem_type == _FLOAT16:
+            value.type.tensor_type.elem_type = _FLOAT
+            renamed[value.name] = f"fp16_emulation/{value.name}/input"
+            nodes += rounded(value.name, renamed[value.name])
+    for value in graph.output:  # an FP16 output: written rounded, in FP32
+        if value.type.tensor_type.elem_type == _FLOAT16:
+            value.type.tensor_type.elem_type = _FLOAT
     for node in graph.node:
         if node.op_type == "Cast":
             to = next(a for a in node.attribute if a.name == "to")
             if to.i == _FLOAT16:
                 to.i = _FLOAT
+        for k, name in enumerate(node.input):
+            if name in renamed:
+                node.input[k] = renamed[name]
         nodes.append(node)
         for k, out in enumerate(node.output):
             if types.get(out) != _FLOAT16:
                 continue
-            raw, p = f"{out}__fp32", f"fp16_emulation/{out}"
-            node.output[k] = raw
-            if rounding == "cast":
-                nodes += [helper.make_node("Cast", [raw], [f"{p}/half"], name=f"{p}/ToHalf", to=_FLOAT16),
-                          helper.make_node("Cast", [f"{p}/half"], [out], name=f"{p}/ToFloat", to=_FLOAT)]
-                continue
-            nodes += [
-                helper.make_node("Mul", [raw, "fp16_emulation/split"], [f"{p}/t"], name=f"{p}/Mul"),
-                helper.make_node("Sub", [f"{p}/t", raw], [f"{p}/d"], name=f"{p}/Sub"),
-                helper.make_node("Sub", [f"{p}/t", f"{p}/d"], [f"{p}/r"], name=f"{p}/Round"),
-                helper.make_node("Abs", [f"{p}/r"], [f"{p}/a"], name=f"{p}/Abs"),
-                helper.make_node("Greater", [f"{p}/a", "fp16_emulation/max"], [f"{p}/big"], name=f"{p}/Greater"),
-                helper.make_node("Mul", [f"{p}/r", "fp16_emulation/inf"], [f"{p}/inf"], name=f"{p}/Inf"),
-                helper.make_node("Where", [f"{p}/big", f"{p}/inf", f"{p}/r"], [out], name=f"{p}/Where"),
-            ]
+            node.output[k] = f"{out}__fp32"
+            nodes += rounded(f"{out}__fp32", out)
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
