@@ -12,8 +12,8 @@ image decoded once per preprocessing (``iter_batches``, ``load_samples`` in ``ba
   (``VITDEPLOY_DECODE_CACHE_MB``, default 1024 MB: about 1,700 images at 224 px): beyond that a
   sample is decoded again when asked for, as outside a run;
 - whole calibration sets (``load_samples``), keyed by (files, preprocessing, on_error): the
-  ``SampleSet`` the first caller got (its rows on disk, not in memory), handed to the next caller
-  as it is; its rows also answer single-sample look-ups.
+  ``SampleSet`` decoded for the first caller (its rows on disk, not in memory), of which every
+  caller gets a view; its rows also answer single-sample look-ups.
 
 Outside a run scope nothing is kept: every command on its own reads its data as before.
 """
