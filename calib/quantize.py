@@ -234,7 +234,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
                 metric, sel_idx, hold_idx = _search_split(config, hold_idx, hold_labels, parent, out_dims)
             ctx.samples, ctx.data_hash = samples, data_hash(ds, calib_idx, pre)
             if config.precision == "int8" and len(samples) < MIN_INT8_SAMPLES and not synthetic:
-                few = f"only {len(samples)} calibration images (the data row says where the rest went): below {MIN_INT8_SAMPLES}"
+                where = " (the data row says where the rest went)" if len(samples) < config.samples else ""
+                few = f"only {len(samples)} calibration images{where}: below {MIN_INT8_SAMPLES}"
                 warnings.append(f"{few}, INT8 ranges fit those few images rather than your data; give a few hundred")
             elif len(samples) < config.samples and not synthetic:
                 warnings.append(f"{len(samples)} calibration samples, fewer than --samples {config.samples} "

@@ -412,3 +412,12 @@ def test_random_weights_show_no_top1_as_validate(tiny_onnx, tmp_path):
         manifest = parent if weights == "random" else {**parent, "checkpoint": {"path": "w.pth", "sha256": "0" * 64}}
         judge_accuracy(acc, config, manifest, 10, real_data=True, warnings=[])
         assert ("top1" in acc) == shown and ("unusable_labels" in acc) != shown, weights
+
+
+def test_few_calibration_images_asked_for_say_nothing_went_missing(tiny_onnx, tmp_path):
+    from vitdeploy.calib.quantize import QuantizeConfig, quantize
+
+    res = quantize(QuantizeConfig(model=tiny_onnx, precision="int8", calib=_digit_folder(tmp_path / "imgs", n=40),
+                                  samples=8, holdout=8, output=tmp_path / "q.onnx", gate=False))
+    (few,) = [w for w in res.manifest["warnings"] if w.startswith("only 8 calibration images")]
+    assert "where the rest went" not in few
