@@ -210,13 +210,12 @@ def statistics(ctx: QuantizeContext, data_digest: str, tensors: list[str], sampl
             rec.detail = "from cache"
             ctx.collected[path] = collected
             return collected, path, True
-        size = ctx.static_batch or config.batch_size
-        if ctx.static_batch and len(samples) < ctx.static_batch:  # fewer samples than one batch: repeat them
+        if ctx.static_batch:  # whole batches (the FP16 subset of 64 may not divide); fewer than one: repeated
+            samples = samples.whole_batches(ctx.static_batch)
+        if ctx.static_batch and len(samples) < ctx.static_batch:
             batches = iter([np.resize(samples[:], (ctx.static_batch, *samples.sample_shape))])
-        else:
-            if ctx.static_batch:  # a static-batch model takes whole batches (the FP16 subset of 64 may not divide)
-                samples = samples.head(len(samples) - len(samples) % ctx.static_batch)
-            batches = samples.batches(size)  # read back one batch at a time: memory does not grow with --samples
+        else:  # read back one batch at a time: memory does not grow with --samples
+            batches = samples.batches(ctx.static_batch or config.batch_size)
         advance = progress("calibrate", len(samples)) if progress else None
         collected = ctx.collected[path] = stats.collect(ctx.model, tensors, batches, ctx.input_name, advance, config.threads,
                                                         ctx.static_batch)

@@ -223,8 +223,8 @@ def quantize(config: QuantizeConfig, steps: Steps | None = None, progress=None) 
             workers = decode_workers(config.threads)
             # decoded once into a spill file and read back a batch per pass: memory does not grow with --samples
             samples = load_samples(ds, pre, calib_idx, config.on_error, advance, workers)
-            if static_batch and len(samples) >= static_batch and len(samples) % static_batch:
-                samples = samples.head(len(samples) - len(samples) % static_batch)  # a static batch takes whole batches
+            if static_batch:  # a static-batch model takes whole batches
+                samples = samples.whole_batches(static_batch)
             calib_idx = samples.indices
             if len(hold_idx):  # held-out images: decoded, run and reduced batch by batch in the accuracy step
                 lmap = labels_for(ds, num_classes)  # wnid folders, out-of-range labels: see vitdeploy.data.labels

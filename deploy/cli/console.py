@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, TypeVar
 
 import click
@@ -90,33 +89,26 @@ def print_step(record) -> None:  # noqa: ANN001 - a vitdeploy.core.steps.StepRec
 
 class Tracker:
     """A ``progress(kind, total) -> advance(n)`` callback drawing tasks on ``bar``. ``log_finished``: also
-    one line per finished task (count, seconds, rate), for logs, where no bar is drawn (not a terminal).
-    A task counts as finished when the next one starts or ``close()`` is called (its work is done then:
-    a pass advances as its samples are decoded, before the last batch has run)."""
+    one line per finished task (count, seconds, rate, as the bar counted them), for logs, where no bar is
+    drawn (not a terminal). A task counts as finished when the next one starts or ``close()`` is called
+    (its work is done then: a pass advances as its samples are decoded, before the last batch has run)."""
 
     def __init__(self, bar: Progress, log_finished: bool = False) -> None:
         self.bar, self.log_finished = bar, log_finished
-        self.open: tuple[str, list[int], float] | None = None
+        self.open = None  # the task to log when it ends
 
     def __call__(self, kind: str, total):  # noqa: ANN001
         self.close()
         task = self.bar.add_task(kind, total=total)
-        if not self.log_finished:
-            return lambda n: self.bar.advance(task, n)
-        done = [0]
-        self.open = (kind, done, time.perf_counter())
-
-        def advance(n: int) -> None:
-            self.bar.advance(task, n)
-            done[0] += n
-
-        return advance
+        if self.log_finished:
+            self.open = task
+        return lambda n: self.bar.advance(task, n)
 
     def close(self) -> None:
         """Log the open task (``log_finished``)."""
         if self.open is not None:
-            kind, done, start = self.open
+            task = next(t for t in self.bar.tasks if t.id == self.open)
             self.open = None
-            seconds = time.perf_counter() - start
-            err_console.print(f"  [green]✓[/] {escape(kind)}: {done[0]} in {seconds:.1f}s "
-                              f"({done[0] / max(seconds, 1e-9):.1f}/s)", highlight=False)
+            seconds = task.elapsed or 0.0
+            err_console.print(f"  [green]✓[/] {escape(task.description)}: {task.completed:g} in {seconds:.1f}s "
+                              f"({task.completed / max(seconds, 1e-9):.1f}/s)", highlight=False)

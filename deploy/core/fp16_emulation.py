@@ -62,6 +62,7 @@ def emulate_fp16(model, rounding: str = "veltkamp"):
             numpy_helper.from_array(np.asarray(FP16_MAX, np.float32), "fp16_emulation/max"),
             numpy_helper.from_array(np.asarray(np.inf, np.float32), "fp16_emulation/inf"),
         ])
+
     def rounded(raw: str, out: str) -> list:
         """Nodes that write ``raw`` rounded as FP16 stores it to ``out``."""
         p = f"fp16_emulation/{out}"

@@ -25,11 +25,8 @@ from vitdeploy.data.sources import Dataset
 
 
 def _load_one(ds: Dataset, pre: Preprocessing, i: int, store: bool = True) -> np.ndarray:
-    """Sample ``i`` preprocessed: a row of the array, or the image decoded (``decode_image``) and
-    preprocessed; inside a run scope, what an earlier pass of the run decoded (and, with ``store``,
-    kept for the later ones: ``data.cache``)."""
-    if ds.kind == "array":
-        return ds.rows([i])[0]
+    """Image ``i`` decoded (``decode_image``) and preprocessed; inside a run scope, what an earlier pass
+    of the run decoded (and, with ``store``, kept for the later ones: ``data.cache``)."""
     run = run_cache.active()
     if run is None:
         return preprocess_image(decode.decode_image(ds.files[i]), pre)
@@ -62,7 +59,7 @@ def _loaded(ds: Dataset, pre: Preprocessing, indices: np.ndarray, workers: int,
     ImageDecodeError. Images are decoded by ``workers`` threads (0: in the caller's thread; Pillow
     releases the GIL) at most ``ahead`` samples ahead of the consumer; closing the iterator (an error,
     Ctrl-C) cancels what is queued and leaves the threads to finish one image each."""
-    if ds.kind == "array" or workers < 1:
+    if workers < 1:
         for i in indices:
             yield int(i), lambda i=int(i): _load_one(ds, pre, i, store)
         return
@@ -90,10 +87,18 @@ def iter_batches(ds: Dataset, pre: Preprocessing, indices: np.ndarray, batch_siz
     """Yield (batch, dataset indices) of preprocessed samples, in the order of ``indices``, decoded by
     ``workers`` threads (0: in the caller's thread) up to a batch and a few samples ahead of the consumer
     (``_loaded``): while the consumer runs one batch, the next one is decoded. A file that does not decode
-    (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail"."""
+    (``decode_image``) goes to ds.skipped as (file, reason), or raises InputError under on_error "fail".
+    A preprocessed array is read a batch of rows at a time (``Dataset.rows``): nothing to decode or skip."""
     check_shape(ds, pre)
     if on_error not in ("skip", "fail"):
         raise UsageError(f"on_error must be skip or fail, not {on_error!r}")
+    if ds.kind == "array":
+        for start in range(0, len(indices), batch_size):
+            rows = np.asarray(indices[start:start + batch_size], dtype=np.int64)
+            if progress:
+                progress(len(rows))
+            yield ds.rows(rows), rows
+        return
     buf, idx = [], []
     loaded = _loaded(ds, pre, indices, workers, batch_size + 4 * workers, _store)
     try:
@@ -128,7 +133,7 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
     ``data.sample_set``) for callers that pass over them more than once. Raises when none decode.
 
     Inside a run scope (``data.cache``) of images, the run keeps the set (and closes it when it ends):
-    each caller gets a view of it (``head``; closing a view leaves the set open), the next caller asking
+    each caller gets a view of it (``view``; closing a view leaves the set open), the next caller asking
     for the same images and preprocessing too, and its rows answer later single-sample look-ups."""
     run = run_cache.active() if ds.kind != "array" else None
     pre_key = pre.key() if run is not None else ""
@@ -139,14 +144,14 @@ def load_samples(ds: Dataset, pre: Preprocessing, indices: np.ndarray, on_error:
         ds.skipped.extend(skipped)
         if progress:
             progress(len(indices))
-        return samples.head(len(samples))
+        return samples.view()
     skipped_before = len(ds.skipped)
     samples = SampleSet.decode(ds, pre, indices, on_error, progress, workers)
     if run is None:
         return samples
     rows = [run_cache.sample_key(ds.files[int(i)], pre_key) for i in samples.indices]
     run_cache.put_set(run, key, samples, ds.skipped[skipped_before:], rows)
-    return samples.head(len(samples))
+    return samples.view()
 
 
 def skipped_warning(ds: Dataset, shown: int = 3) -> str | None:

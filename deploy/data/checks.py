@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vitdeploy.core.errors import InputError
+from vitdeploy.data.sampling import sample_indices
 
 if TYPE_CHECKING:
     from vitdeploy.core.preprocessing import Preprocessing
@@ -102,9 +103,8 @@ def check_array_values(ds: Dataset, pre: Preprocessing | None, allow: bool = Fal
     if not np.issubdtype(dtype, np.floating):
         raise InputError(f"{name}: a {dtype} array looks like raw pixels; a .npy/.npz must hold float images already "
                          f"preprocessed (resize, /255, normalise with mean/std), {DATA_CHECK_HINT}")
-    n = len(ds)  # a few seeded rows, read alone: a memory-mapped .npy is not paged in whole
-    rows = np.sort(np.random.default_rng(0).choice(n, size=min(n, VALUE_ROWS), replace=False))
-    x = value_sample(ds.rows(rows)).astype(np.float64)
+    # a few seeded rows, read alone: a memory-mapped .npy is not paged in whole
+    x = value_sample(ds.rows(sample_indices(len(ds), VALUE_ROWS, 0))).astype(np.float64)
     if not np.isfinite(x).all():
         raise InputError(f"{name}: the array holds NaN or inf values; fix the preprocessing, {DATA_CHECK_HINT}")
     lo, hi = np.quantile(x, VALUE_QUANTILE, axis=0), np.quantile(x, 1.0 - VALUE_QUANTILE, axis=0)

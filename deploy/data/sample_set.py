@@ -147,6 +147,15 @@ class SampleSet:
         n = min(n, len(self))
         return SampleSet(self.indices[:n], self.sample_shape, self._read, None)
 
+    def view(self) -> SampleSet:
+        """All the samples, sharing this set's storage; closing the view leaves the file open."""
+        return self.head(len(self))
+
+    def whole_batches(self, batch: int) -> SampleSet:
+        """The first samples that fill whole batches of ``batch`` (a static-batch model's); the set itself
+        when it holds fewer than one batch (its caller repeats them) or divides evenly."""
+        return self.head(len(self) - len(self) % batch) if len(self) >= batch else self
+
     def batches(self, size: int) -> Iterator[np.ndarray]:
         """The rows in order, ``size`` at a time (the last batch may be smaller)."""
         for start in range(0, len(self), size):

@@ -31,20 +31,14 @@ PROVIDER_ALIASES = {
 }
 
 
-def _level(ort, optimization: str):
-    """ONNX Runtime's graph optimization level for "all", "basic" or "none"."""
-    return {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[optimization]
-
-
 @functools.cache
 def keeps_lossy_casts(optimization: str = "all") -> bool:
     """Whether this ONNX Runtime, on the CPU at ``optimization``, keeps a Cast to FP16 and back (what
     ``fp16_emulation``'s "cast" rounding needs): before 1.17 it removed such pairs even with
     optimizations off (microsoft/onnxruntime#8787). Seen, not assumed from the version: a probe model
     rounds an overflowing, a subnormal and an inexact value, which must come back as numpy's float16."""
-    ort = require("onnxruntime", "ONNX Runtime")
     from vitdeploy.core import onnx_utils
+    from vitdeploy.core.errors import VitdeployError
 
     onnx = onnx_utils.onnx_module()
     h, T = onnx.helper, onnx.TensorProto
@@ -52,12 +46,11 @@ def keeps_lossy_casts(optimization: str = "all") -> bool:
                          "lossy_casts", [h.make_tensor_value_info("x", T.FLOAT, [3])], [h.make_tensor_value_info("y", T.FLOAT, [3])])
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
     model.ir_version = 7  # what every runtime that runs opset 13 loads (onnx's default IR can be newer than it reads)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = _level(ort, optimization)
     x = np.array([1.0e5, 1.0e-6, 0.50004], np.float32)
     try:
-        y = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    except Exception:  # a runtime that cannot run the probe cannot be trusted with the pairs either
+        with OnnxRuntimeRunner(model.SerializeToString(), optimization=optimization) as runner:
+            y = runner.infer({"x": x})["y"]
+    except VitdeployError:  # a runtime that cannot run the probe cannot be trusted with the pairs either
         return False
     with np.errstate(over="ignore"):
         return bool(np.array_equal(y, x.astype(np.float16).astype(np.float32)))
@@ -92,7 +85,11 @@ class OnnxRuntimeRunner(BaseRunner):
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = _level(ort, self.optimization)
+        opts.graph_optimization_level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[self.optimization]
         if isinstance(self.model, (str, os.PathLike)) and not Path(self.model).exists():
             raise InputError(f"ONNX model {self.model} not found")
         try:
